@@ -1,0 +1,59 @@
+# inferloop: every target installs what it needs, idempotently, and reuses what is already there.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: help setup system-deps runtimes test lint unit integration demo up status down clean
+
+help:
+	@echo "make demo   - run the local demo (starts the stack, shows its status, stops it)"
+	@echo "make test   - lint, type-check and run every test against the real Kafka and Triton"
+	@echo "make setup  - install system packages, the virtualenv, Kafka jars and Triton's backend folder"
+	@echo "make up / status / down - keep the local stack running in the background"
+
+setup: system-deps $(STAMP) runtimes
+
+system-deps:
+	@bash infra/local/system-deps.sh
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	@touch $(STAMP)
+
+runtimes: $(STAMP)
+	$(BIN)/inferloop setup
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: setup lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+integration: setup
+	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+
+demo: setup
+	$(BIN)/inferloop up
+	$(BIN)/inferloop status --json
+	$(BIN)/inferloop down
+
+up: setup
+	$(BIN)/inferloop up
+
+status: $(STAMP)
+	$(BIN)/inferloop status
+
+down: $(STAMP)
+	$(BIN)/inferloop down
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -1,0 +1,1 @@
+"""Infrastructure of inferloop: local launchers for Kafka and Triton, Prometheus and Grafana config."""

@@ -1,0 +1,224 @@
+"""The local stack behind ``inferloop up``, ``status`` and ``down``.
+
+The servers run in the background, in their own process groups, and outlive the command that started them.
+What was started is recorded in ``<home>/stack.json`` (pid, addresses, folders, log), so that a later command
+can report on it and stop it. A pid is only ever signalled if its command line still carries the marker that
+was recorded with it: a recycled pid is never killed by mistake.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from infra.local.kafka_broker import KafkaBroker, ensure_kafka_jars, fetch_metadata
+from infra.local.process import LocalService, pid_alive, pid_cmdline, port_accepts, start, stop_pid
+from infra.local.triton_server import TritonServer, ensure_backend_dir, http_ok
+from streams.settings import Settings, env_var
+
+STATE_FILE = "stack.json"
+
+
+@dataclass(frozen=True)
+class ComponentRecord:
+    """What ``up`` recorded about one server it started."""
+
+    name: str
+    pid: int
+    marker: str
+    address: str
+    log: str
+    data: str
+    started_at: float
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    """What ``status`` reports for one server."""
+
+    name: str
+    running: bool
+    ready: bool
+    address: str
+    pid: int | None
+    log: str | None
+
+
+def kafka_service(settings: Settings) -> KafkaBroker:
+    k = settings.kafka
+    return KafkaBroker(
+        libs_dir=ensure_kafka_jars(settings.cache_dir, k.version),
+        data_dir=settings.home / "kafka",
+        log_path=settings.home / "logs" / "kafka.log",
+        host=k.host,
+        port=k.port,
+        controller_port=k.controller_port,
+        heap_mb=k.heap_mb,
+        start_timeout_s=k.start_timeout_s,
+        port_env_vars={"port": env_var("kafka.port"), "controller_port": env_var("kafka.controller_port")},
+    )
+
+
+def triton_service(settings: Settings) -> TritonServer:
+    t = settings.triton
+    return TritonServer(
+        model_repository=settings.model_repository,
+        backend_dir=ensure_backend_dir(settings.cache_dir),
+        log_path=settings.home / "logs" / "triton.log",
+        host=t.host,
+        http_port=t.http_port,
+        grpc_port=t.grpc_port,
+        metrics_port=t.metrics_port,
+        start_timeout_s=t.start_timeout_s,
+        port_env_vars={
+            "http_port": env_var("triton.http_port"),
+            "grpc_port": env_var("triton.grpc_port"),
+            "metrics_port": env_var("triton.metrics_port"),
+        },
+    )
+
+
+class LocalStack:
+    """The servers of one state folder: start them, report on them, stop them."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.home = settings.home
+        self.state_path = self.home / STATE_FILE
+
+    # -- the record -------------------------------------------------------------------------------------------
+
+    def records(self) -> dict[str, ComponentRecord]:
+        try:
+            raw = json.loads(self.state_path.read_text())
+        except FileNotFoundError:
+            return {}
+        return {name: ComponentRecord(**rec) for name, rec in raw.get("components", {}).items()}
+
+    def _write_records(self, records: dict[str, ComponentRecord]) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"components": {n: asdict(r) for n, r in records.items()}}, indent=2))
+        tmp.replace(self.state_path)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Serialise ``up`` and ``down`` of one state folder."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        with (self.home / "stack.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    @staticmethod
+    def is_alive(record: ComponentRecord) -> bool:
+        """The recorded process still runs, and is still the server we started."""
+        return pid_alive(record.pid) and record.marker in pid_cmdline(record.pid)
+
+    # -- the verbs --------------------------------------------------------------------------------------------
+
+    def services(self) -> list[tuple[str, Callable[[], LocalService], str]]:
+        s = self.settings
+        return [
+            ("kafka", lambda: kafka_service(s), s.kafka.bootstrap),
+            ("triton", lambda: triton_service(s), s.triton.grpc_url),
+        ]
+
+    def up(self, on_event: Callable[[str], None] = lambda _msg: None) -> list[ComponentStatus]:
+        """Start what is not running yet and wait until everything is ready; on failure, stop what was started."""
+        with self._locked():
+            records = self.records()
+            started: list[ComponentRecord] = []
+            try:
+                for name, build, address in self.services():
+                    existing = records.get(name)
+                    if existing is not None and self.is_alive(existing):
+                        on_event(f"{name} already running (pid {existing.pid})")
+                        continue
+                    service = build()
+                    on_event(f"starting {name} on {address}")
+                    began = time.monotonic()
+                    proc = start(service)
+                    record = ComponentRecord(
+                        name=name,
+                        pid=proc.pid,
+                        marker=service.marker,
+                        address=address,
+                        log=str(service.log_path),
+                        data=str(_data_folder(service)),
+                        started_at=time.time(),
+                    )
+                    records[name] = record
+                    started.append(record)
+                    self._write_records(records)
+                    on_event(f"{name} ready in {time.monotonic() - began:.1f} s (pid {proc.pid})")
+            except BaseException:
+                for record in reversed(started):
+                    stop_pid(record.pid)
+                    records.pop(record.name, None)
+                self._write_records(records)
+                raise
+        return self.status()
+
+    def status(self) -> list[ComponentStatus]:
+        """Each server: whether the recorded process runs, whether it answers, where."""
+        records = self.records()
+        out = []
+        for name, _build, address in self.services():
+            rec = records.get(name)
+            running = rec is not None and self.is_alive(rec)
+            out.append(
+                ComponentStatus(
+                    name=name,
+                    running=running,
+                    ready=self._probe(name),
+                    address=address,
+                    pid=rec.pid if rec is not None and running else None,
+                    log=rec.log if rec is not None else None,
+                )
+            )
+        return out
+
+    def _probe(self, name: str) -> bool:
+        if name == "kafka":
+            bootstrap = self.settings.kafka.bootstrap
+            host, _, port = bootstrap.split(",")[0].rpartition(":")
+            return port_accepts(host, int(port)) and fetch_metadata(bootstrap, timeout_s=3.0)
+        return http_ok(f"{self.settings.triton.http_url}/v2/health/ready")
+
+    def down(self, on_event: Callable[[str], None] = lambda _msg: None) -> list[str]:
+        """Stop every recorded server (Triton first, the broker last); returns the names stopped."""
+        stopped = []
+        with self._locked():
+            records = self.records()
+            for name in ("triton", "kafka"):
+                rec = records.pop(name, None)
+                if rec is None:
+                    continue
+                if self.is_alive(rec):
+                    on_event(f"stopping {name} (pid {rec.pid})")
+                    clean = stop_pid(rec.pid, timeout_s=30.0)
+                    on_event(f"{name} stopped" + ("" if clean else " (killed after 30 s)"))
+                    stopped.append(name)
+                self._write_records(records)
+        return stopped
+
+
+def _data_folder(service: LocalService) -> Path:
+    if isinstance(service, KafkaBroker):
+        return service.data_dir
+    if isinstance(service, TritonServer):
+        return service.model_repository
+    return service.log_path.parent
+
+
+def status_as_json(statuses: list[ComponentStatus]) -> dict[str, Any]:
+    return {s.name: asdict(s) for s in statuses}

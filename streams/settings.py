@@ -1,0 +1,104 @@
+"""The one settings tree of inferloop.
+
+Every value can be set from the environment with the ``INFERLOOP_`` prefix; nested groups use a double
+underscore, so ``settings.kafka.port`` is ``INFERLOOP_KAFKA__PORT``. The defaults run the whole stack on
+one machine. Build the tree once at the entry point (:func:`load_settings`) and pass it down.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "INFERLOOP_"
+ENV_NESTED_DELIMITER = "__"
+
+
+def _default_home() -> Path:
+    return Path.home() / ".inferloop"
+
+
+def _default_cache() -> Path:
+    return Path.home() / ".cache" / "inferloop"
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Group):
+    """The Kafka broker: the one ``inferloop up`` starts, or an existing cluster."""
+
+    host: str = Field("127.0.0.1", description="Address the local broker binds to and advertises.")
+    port: int = Field(9092, ge=1, le=65535, description="Client (PLAINTEXT) port of the local broker.")
+    controller_port: int = Field(9093, ge=1, le=65535, description="KRaft controller port of the local broker.")
+    bootstrap_servers: str | None = Field(
+        None, description="Clients connect here; defaults to host:port of the local broker."
+    )
+    version: str = Field("4.1.1", description="Apache Kafka version resolved from Maven Central.")
+    heap_mb: int = Field(512, ge=128, description="Java heap of the local broker, in MiB.")
+    start_timeout_s: float = Field(90.0, gt=0, description="How long to wait for the broker to be ready.")
+
+    @property
+    def bootstrap(self) -> str:
+        return self.bootstrap_servers or f"{self.host}:{self.port}"
+
+
+class TritonSettings(_Group):
+    """The Triton Inference Server: the one ``inferloop up`` starts, or an existing deployment."""
+
+    host: str = Field("127.0.0.1", description="Address the local server binds to and clients reach.")
+    http_port: int = Field(8000, ge=1, le=65535, description="HTTP/REST port.")
+    grpc_port: int = Field(8001, ge=1, le=65535, description="gRPC port (what the workers use).")
+    metrics_port: int = Field(8002, ge=1, le=65535, description="Prometheus metrics port.")
+    model_repository: Path | None = Field(
+        None, description="Triton model repository; defaults to <home>/model_repository."
+    )
+    start_timeout_s: float = Field(120.0, gt=0, description="How long to wait for the server to be ready.")
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{self.host}:{self.grpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.host}:{self.http_port}"
+
+
+class Settings(BaseSettings):
+    """Root of the settings tree (environment prefix ``INFERLOOP_``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTED_DELIMITER,
+        frozen=True,
+        extra="forbid",
+    )
+
+    home: Path = Field(
+        default_factory=_default_home,
+        description="State folder: process records, logs and the persistent data of `inferloop up`.",
+    )
+    cache_dir: Path = Field(
+        default_factory=_default_cache,
+        description="Downloaded and prepared runtimes: Kafka jars, the Triton backend folder.",
+    )
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)  # type: ignore[arg-type]
+    triton: TritonSettings = Field(default_factory=TritonSettings)  # type: ignore[arg-type]
+
+    @property
+    def model_repository(self) -> Path:
+        return self.triton.model_repository or self.home / "model_repository"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings from the environment; keyword overrides win (used by tests and the CLI)."""
+    return Settings(**overrides)
+
+
+def env_var(path: str) -> str:
+    """The environment variable that sets a field, from its dotted path: ``kafka.port`` → ``INFERLOOP_KAFKA__PORT``."""
+    return ENV_PREFIX + path.replace(".", ENV_NESTED_DELIMITER).upper()

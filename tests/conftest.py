@@ -1,0 +1,128 @@
+"""Shared fixtures: the real Kafka broker and the real Triton server, on free ports in temporary folders.
+
+The servers are started by :mod:`infra.local` (the same launchers ``inferloop up`` uses). A server that cannot
+start makes the tests that need it fail with its log; nothing is skipped. When a test fails, the tail of every
+server log the session started is attached to its report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from infra.local.kafka_broker import KafkaBroker, ensure_kafka_jars
+from infra.local.process import LocalService, free_ports, start, stop_pid, tail
+from infra.local.triton_server import TritonServer, ensure_backend_dir
+from streams.settings import Settings, load_settings
+
+# Logs of every server started in this session, newest last: attached to the report of a failing test.
+SERVER_LOGS: dict[str, Path] = {}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    report = yield
+    if report.failed and SERVER_LOGS:  # type: ignore[attr-defined]
+        for label, path in SERVER_LOGS.items():
+            report.sections.append((f"server log: {label} ({path})", tail(path, 60)))  # type: ignore[attr-defined]
+    return report
+
+
+@dataclass
+class Running:
+    """A started server and how to stop it."""
+
+    service: LocalService
+    pid: int
+
+    def stop(self) -> bool:
+        return stop_pid(self.pid)
+
+
+@pytest.fixture(scope="session")
+def base_settings() -> Settings:
+    """The environment's settings: where the cached runtimes (Kafka jars, Triton backends) live."""
+    return load_settings()
+
+
+@pytest.fixture(scope="session")
+def kafka_libs(base_settings: Settings) -> Path:
+    return ensure_kafka_jars(base_settings.cache_dir, base_settings.kafka.version)
+
+
+@pytest.fixture(scope="session")
+def triton_backends(base_settings: Settings) -> Path:
+    return ensure_backend_dir(base_settings.cache_dir)
+
+
+def _start_kafka(libs: Path, data_dir: Path, label: str, ports: tuple[int, int] | None = None) -> Running:
+    port, controller_port = ports or tuple(free_ports(2))
+    broker = KafkaBroker(
+        libs_dir=libs,
+        data_dir=data_dir,
+        log_path=data_dir / "kafka.log",
+        port=port,
+        controller_port=controller_port,
+        heap_mb=384,
+    )
+    SERVER_LOGS[label] = broker.log_path
+    proc = start(broker)
+    return Running(broker, proc.pid)
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(kafka_libs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    """One real broker for the whole session; tests use their own topic names."""
+    running = _start_kafka(kafka_libs, tmp_path_factory.mktemp("kafka"), "kafka (session)")
+    assert isinstance(running.service, KafkaBroker)
+    yield running.service
+    running.stop()
+
+
+@pytest.fixture
+def kafka_factory(
+    kafka_libs: Path, tmp_path: Path
+) -> Iterator[Callable[[Path | None, tuple[int, int] | None], Running]]:
+    """Start extra brokers (restarts, faults); everything started is stopped after the test."""
+    started: list[Running] = []
+
+    def factory(data_dir: Path | None = None, ports: tuple[int, int] | None = None) -> Running:
+        folder = data_dir or tmp_path / f"kafka-{len(started)}"
+        running = _start_kafka(kafka_libs, folder, f"kafka ({folder.name})", ports)
+        started.append(running)
+        return running
+
+    yield factory
+    for running in started:
+        with contextlib.suppress(Exception):
+            running.stop()
+
+
+@pytest.fixture(scope="session")
+def triton_server(triton_backends: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
+    """One real Triton for the session, explicit model control, on an empty temporary repository."""
+    folder = tmp_path_factory.mktemp("triton")
+    http_port, grpc_port, metrics_port = free_ports(3)
+    server = TritonServer(
+        model_repository=folder / "models",
+        backend_dir=triton_backends,
+        log_path=folder / "triton.log",
+        http_port=http_port,
+        grpc_port=grpc_port,
+        metrics_port=metrics_port,
+        load_models=(),
+    )
+    SERVER_LOGS["triton (session)"] = server.log_path
+    proc = start(server)
+    yield server
+    stop_pid(proc.pid)
+
+
+@pytest.fixture
+def topic_name(request: pytest.FixtureRequest) -> str:
+    """A topic name of this test's own."""
+    return "t-" + "".join(c if c.isalnum() else "-" for c in request.node.name)[:80]

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from streams.settings import Settings, env_var, load_settings
+
+
+def test_defaults_run_locally(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in list(__import__("os").environ):
+        if key.startswith("INFERLOOP_"):
+            monkeypatch.delenv(key)
+    s = load_settings()
+    assert s.kafka.bootstrap == "127.0.0.1:9092"
+    assert s.triton.grpc_url == "127.0.0.1:8001"
+    assert s.model_repository == s.home / "model_repository"
+
+
+def test_environment_overrides_nested_fields(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("INFERLOOP_HOME", str(tmp_path))
+    monkeypatch.setenv("INFERLOOP_KAFKA__PORT", "19092")
+    monkeypatch.setenv("INFERLOOP_KAFKA__BOOTSTRAP_SERVERS", "broker-a:9092,broker-b:9092")
+    monkeypatch.setenv("INFERLOOP_TRITON__GRPC_PORT", "18001")
+    s = Settings()
+    assert s.home == tmp_path
+    assert s.kafka.port == 19092
+    assert s.kafka.bootstrap == "broker-a:9092,broker-b:9092"
+    assert s.triton.grpc_url == "127.0.0.1:18001"
+
+
+def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INFERLOOP_KAFKA__PORT", "70000")
+    with pytest.raises(ValidationError, match="port"):
+        Settings()
+
+
+def test_unknown_fields_are_refused() -> None:
+    with pytest.raises(ValidationError):
+        Settings(kafka={"prot": 1})
+
+
+def test_env_var_names_match_what_settings_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    for path, value in [("kafka.controller_port", "1234"), ("triton.metrics_port", "4321")]:
+        monkeypatch.setenv(env_var(path), value)
+    s = Settings()
+    assert s.kafka.controller_port == 1234
+    assert s.triton.metrics_port == 4321
+    assert env_var("triton.grpc_port") == "INFERLOOP_TRITON__GRPC_PORT"

@@ -1,0 +1,1 @@
+"""inferloop's offline trainer: retraining on logged feedback, evaluation, publishing to the model repository."""
