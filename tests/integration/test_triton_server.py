@@ -18,7 +18,7 @@ from trainer.model_config import DataType, ModelConfig, TensorSpec
 pytestmark = pytest.mark.integration
 
 AFFINE_MODEL = textwrap.dedent(
-    '''
+    """
     import json
 
     import numpy as np
@@ -38,7 +38,7 @@ AFFINE_MODEL = textwrap.dedent(
                 y = (x * self.scale + self.version).astype(np.float32)
                 responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUTPUT", y)]))
             return responses
-    '''
+    """
 )
 
 
@@ -118,5 +118,5 @@ def test_explicit_mode_loads_a_new_version_only_when_asked(triton_server: Triton
 
 def test_unknown_model_is_a_clear_error(triton_server: TritonServer) -> None:
     client = grpcclient.InferenceServerClient(triton_server.grpc_url)
-    with pytest.raises(InferenceServerException, match="unknown model|not found"):
+    with pytest.raises(InferenceServerException, match=r"unknown model|not found"):
         client.get_model_metadata("no-such-model")
