@@ -21,6 +21,7 @@ from streams.settings import Settings, load_settings
 
 EXIT_FAILURE = 1
 EXIT_NOT_READY = 3
+EXIT_REJECTED = 4
 
 app = typer.Typer(
     name="inferloop",
@@ -118,6 +119,164 @@ def down() -> None:
 
     stopped = LocalStack(_settings()).down(on_event=err.log)
     err.print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"), highlight=False)
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``90``, ``90s``, ``15m``, ``2h`` or ``1d``."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    raw = text.strip().lower()
+    factor = units.get(raw[-1:])
+    number = raw[:-1] if factor else raw
+    try:
+        seconds = float(number) * (factor or 1)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a duration (examples: 90s, 15m, 2h)") from None
+    if seconds <= 0:
+        raise typer.BadParameter("the duration must be positive")
+    return seconds
+
+
+class _EpochBar:
+    """A rich progress bar for training epochs, on stderr."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(
+            TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
+            TimeElapsedColumn(), console=err, transient=True,
+        )  # fmt: skip
+        self.task: Any = None
+
+    def __call__(self, epoch: int, epochs: int, loss: float) -> None:
+        if self.task is None:
+            self.task = self.progress.add_task("train", total=epochs, loss="-")
+        self.progress.update(self.task, completed=epoch, loss=f"{loss:.4f}")
+
+    def __enter__(self) -> _EpochBar:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+
+def _jobs(settings: Settings, bar: _EpochBar | None = None) -> Any:
+    from streams.inference import TritonControl
+    from trainer.jobs import TrainerJobs
+
+    return TrainerJobs(settings, TritonControl(settings.triton.grpc_url), on_event=err.log, on_epoch=bar)
+
+
+@app.command()
+def train(
+    bootstrap: Annotated[bool, typer.Option("--bootstrap", help="Create version 1 from the dataset.")] = False,
+    min_new_labels: Annotated[
+        int | None, typer.Option(help="Fewest new labelled examples to retrain on (default: the setting).")
+    ] = None,
+) -> None:
+    """Train once: version 1 with --bootstrap, else fine-tune the serving version on new labels (exit 4: rejected)."""
+    from trainer.errors import CandidateRejected, NotEnoughData
+
+    settings = _settings()
+    try:
+        with _EpochBar() as bar:
+            jobs = _jobs(settings, bar)
+            outcome = jobs.bootstrap() if bootstrap else jobs.retrain(min_new_labels)
+    except NotEnoughData as exc:
+        err.print(f"nothing to train: {exc}", highlight=False)
+        return
+    except CandidateRejected as exc:
+        message = f"{exc}\nThe candidate is recorded as rejected (see `inferloop models`); nothing else changed."
+        _fail(message, EXIT_REJECTED)
+    except InferloopError as exc:
+        _fail(str(exc))
+    m = outcome.card.metrics
+    err.print(
+        f"published version {outcome.version} of {settings.model.name}: holdout accuracy {m.holdout_accuracy:.4f}"
+        + (f", feedback accuracy {m.feedback_accuracy:.4f}" if m.feedback_accuracy is not None else ""),
+        highlight=False,
+    )
+
+
+@app.command()
+def trainer(
+    every: Annotated[str | None, typer.Option(help="Time between checks, e.g. 10m (default: the setting).")] = None,
+    min_new_labels: Annotated[int | None, typer.Option(help="Retrain once this many new labels arrived.")] = None,
+    max_runs: Annotated[
+        int | None, typer.Option(help="Stop after this many checks (default: run until killed).")
+    ] = None,
+) -> None:
+    """Keep retraining: every interval, fine-tune and publish if enough new labels arrived."""
+    import signal
+    import threading
+
+    from trainer.jobs import run_trainer_loop
+
+    settings = _settings()
+    interval_s = parse_duration(every) if every else settings.trainer.interval_s
+    need = min_new_labels if min_new_labels is not None else settings.trainer.min_new_labels
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    err.log(f"trainer: checking every {interval_s:g} s for at least {need} new labels")
+    run_trainer_loop(_jobs(settings), interval_s, need, stop, max_runs=max_runs)
+
+
+@app.command()
+def models(as_json: JsonFlag = False) -> None:
+    """List the model's versions (serving / retired) and rejected candidates with their holdout accuracy."""
+    from trainer.repository import ModelRepository
+
+    settings = _settings()
+    try:
+        rows = ModelRepository(settings.model_repository, settings.model.name).catalog()
+    except InferloopError as exc:
+        _fail(str(exc))
+    if as_json:
+        _emit_json(rows)
+        return
+    table = Table(title=f"model {settings.model.name} in {settings.model_repository}")
+    for column in ("version", "status", "holdout acc.", "feedback acc.", "parent", "created", "note"):
+        table.add_column(column)
+    colours = {"serving": "green", "retired": "dim", "rejected": "red"}
+    for r in rows:
+        metrics = r.get("metrics") or {}
+        acc = metrics.get("holdout_accuracy")
+        fb = metrics.get("feedback_accuracy")
+        table.add_row(
+            str(r["version"] or "-"),
+            f"[{colours[r['status']]}]{r['status']}[/]",
+            f"{acc:.4f}" if acc is not None else "-",
+            f"{fb:.4f}" if fb is not None else "-",
+            str(r.get("parent") or "-"),
+            str(r["created_at"]),
+            "; ".join(r.get("reasons", [])),
+        )
+    err.print(table)
+
+
+@app.command()
+def rollback(
+    to: Annotated[int | None, typer.Option(help="The version to serve (default: the previous one).")] = None,
+) -> None:
+    """Serve an earlier version again."""
+    from streams.inference import TritonControl
+    from trainer.jobs import serving_options
+    from trainer.publish import Publisher
+    from trainer.repository import ModelRepository
+
+    settings = _settings()
+    try:
+        publisher = Publisher(
+            ModelRepository(settings.model_repository, settings.model.name),
+            TritonControl(settings.triton.grpc_url),
+            serving_options(settings),
+        )
+        version = publisher.rollback(to, on_event=err.log)
+    except InferloopError as exc:
+        _fail(str(exc))
+    err.print(f"version {version} of {settings.model.name} is serving", highlight=False)
 
 
 def _print_status_table(statuses: list[Any]) -> None:

@@ -68,6 +68,46 @@ class TritonSettings(_Group):
         return f"http://{self.host}:{self.http_port}"
 
 
+class ModelSettings(_Group):
+    """The served model: its name in Triton and how Triton batches and runs it."""
+
+    name: str = Field("digits", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="Model name in Triton.")
+    max_batch_size: int = Field(64, ge=1, description="Largest batch Triton accepts and forms.")
+    instance_count: int = Field(1, ge=1, description="Model instances (processes) per Triton server.")
+    max_queue_delay_us: int = Field(2000, ge=0, description="Dynamic batching: longest wait to fill a batch.")
+
+
+class TrainerSettings(_Group):
+    """Retraining, the evaluation gate and publishing."""
+
+    dataset: str = Field("digits", description="Bootstrap data: 'digits' (embedded) or an ImageFolder path.")
+    image_channels: int = Field(1, description="Model input channels (1 grey, 3 RGB).")
+    image_height: int = Field(28, description="Model input height in pixels.")
+    image_width: int = Field(28, description="Model input width in pixels.")
+    holdout_fraction: float = Field(0.2, gt=0, lt=1, description="Share of the dataset kept out as fixed holdout.")
+    feedback_dir: Path | None = Field(
+        None, description="ImageFolder of newly labelled images; defaults to <home>/labelled."
+    )
+    feedback_holdout_fraction: float = Field(
+        0.2, gt=0, lt=1, description="Share of labelled feedback kept out to evaluate on."
+    )
+    bootstrap_epochs: int = Field(30, ge=1, description="Epochs when training version 1 from scratch.")
+    finetune_epochs: int = Field(40, ge=1, description="Epochs when fine-tuning the serving version.")
+    learning_rate: float = Field(3e-3, gt=0, description="Peak learning rate from scratch.")
+    finetune_learning_rate: float = Field(2e-3, gt=0, description="Peak learning rate when fine-tuning.")
+    batch_size: int = Field(64, ge=1, description="Training batch size.")
+    replay_ratio: float = Field(3.0, ge=0, description="Earlier examples replayed per new example.")
+    tolerance: float = Field(
+        0.02, ge=0, le=1, description="Gate: how much worse (accuracy) a candidate may be on any holdout."
+    )
+    min_new_labels: int = Field(50, ge=1, description="Fewest new labelled examples worth a retraining.")
+    interval_s: float = Field(600.0, gt=0, description="`inferloop trainer`: seconds between checks.")
+    serving_versions: int = Field(1, ge=1, description="How many of the newest versions Triton serves at once.")
+    keep_versions: int = Field(10, ge=1, description="Versions kept on disk (for rollback); older are deleted.")
+    load_timeout_s: float = Field(120.0, gt=0, description="How long Triton may take to load a version.")
+    seed: int = Field(0, description="Seed of training and sampling.")
+
+
 class Settings(BaseSettings):
     """Root of the settings tree (environment prefix ``INFERLOOP_``)."""
 
@@ -88,10 +128,16 @@ class Settings(BaseSettings):
     )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)  # type: ignore[arg-type]
     triton: TritonSettings = Field(default_factory=TritonSettings)  # type: ignore[arg-type]
+    model: ModelSettings = Field(default_factory=ModelSettings)  # type: ignore[arg-type]
+    trainer: TrainerSettings = Field(default_factory=TrainerSettings)  # type: ignore[arg-type]
 
     @property
     def model_repository(self) -> Path:
         return self.triton.model_repository or self.home / "model_repository"
+
+    @property
+    def feedback_dir(self) -> Path:
+        return self.trainer.feedback_dir or self.home / "labelled"
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -63,6 +63,7 @@ class ModelConfig:
     instance_count: int = 1
     instance_kind: str = "KIND_CPU"
     versions_served: int = 1
+    versions: tuple[int, ...] = ()  # when given, serve exactly these versions (a 'specific' policy)
     parameters: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -74,6 +75,14 @@ class ModelConfig:
             raise ValueError("a model needs at least one input and one output")
         if self.max_batch_size < 0 or self.instance_count < 1 or self.versions_served < 1:
             raise ValueError("max_batch_size >= 0, instance_count >= 1 and versions_served >= 1 are required")
+        if any(v < 1 for v in self.versions):
+            raise ValueError(f"versions are positive integers, got {self.versions}")
+
+    def _version_policy(self) -> str:
+        if self.versions:
+            listed = ", ".join(str(v) for v in sorted(set(self.versions)))
+            return f"version_policy: {{ specific: {{ versions: [ {listed} ] }} }}"
+        return f"version_policy: {{ latest: {{ num_versions: {self.versions_served} }} }}"
 
     def to_pbtxt(self) -> str:
         """The protobuf text form Triton reads from ``<repository>/<name>/config.pbtxt``."""
@@ -89,7 +98,7 @@ class ModelConfig:
             ",\n".join(_tensor(t) for t in self.outputs),
             "]",
             f"instance_group [ {{ kind: {self.instance_kind} count: {self.instance_count} }} ]",
-            f"version_policy: {{ latest: {{ num_versions: {self.versions_served} }} }}",
+            self._version_policy(),
         ]
         if self.dynamic_batching is not None:
             db = self.dynamic_batching

@@ -47,3 +47,10 @@ def test_model_names_cannot_escape_the_repository(name: str) -> None:
 def test_dims_are_checked() -> None:
     with pytest.raises(ValueError, match="dims"):
         TensorSpec("x", DataType.FP32, (0, 3))
+
+
+def test_specific_versions_policy() -> None:
+    text = _config(versions=(3, 1)).to_pbtxt()
+    assert "version_policy: { specific: { versions: [ 1, 3 ] } }" in text
+    with pytest.raises(ValueError, match="versions"):
+        _config(versions=(0,))

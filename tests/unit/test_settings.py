@@ -48,3 +48,17 @@ def test_env_var_names_match_what_settings_read(monkeypatch: pytest.MonkeyPatch)
     assert s.kafka.controller_port == 1234
     assert s.triton.metrics_port == 4321
     assert env_var("triton.grpc_port") == "INFERLOOP_TRITON__GRPC_PORT"
+
+
+def test_cli_durations() -> None:
+    import typer
+
+    from streams.cli import parse_duration
+
+    assert parse_duration("90") == 90
+    assert parse_duration("90s") == 90
+    assert parse_duration("15m") == 900
+    assert parse_duration("2h") == 7200
+    for bad in ("soon", "-5m", "0"):
+        with pytest.raises(typer.BadParameter):
+            parse_duration(bad)

@@ -1,0 +1,158 @@
+"""Talking to Triton: the one module that calls ``tritonclient``.
+
+:class:`TritonControl` is the control plane (load, unload, readiness, repository index, a checked inference
+for smoke tests), synchronous, for the trainer and the CLI. Library errors become inferloop's own: a server
+that cannot be reached is :class:`TritonUnavailable` (retryable); a model that will not load is
+:class:`ModelLoadFailed`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from streams.errors import InferloopError, RetryableError
+
+
+class TritonUnavailable(RetryableError):
+    """Triton cannot be reached or is not ready."""
+
+    def __init__(self, url: str, timeout_s: float, detail: str = "") -> None:
+        self.url, self.timeout_s = url, timeout_s
+        hint = "; is it running? (`inferloop up` starts one locally)"
+        super().__init__(
+            f"Triton at {url} did not answer within {timeout_s:g} s{hint}" + (f": {detail}" if detail else "")
+        )
+
+
+class TritonRequestFailed(InferloopError):
+    """Triton answered with an error."""
+
+    def __init__(self, model: str, action: str, detail: str) -> None:
+        self.model, self.action, self.detail = model, action, detail
+        super().__init__(f"{action} of model {model!r} failed: {detail}")
+
+
+class ModelLoadFailed(TritonRequestFailed):
+    """Triton could not load a model (or one of its versions)."""
+
+
+@dataclass(frozen=True)
+class VersionState:
+    """One entry of Triton's repository index."""
+
+    version: int
+    state: str
+    reason: str
+
+
+class TritonControl:
+    """Synchronous control-plane client of one Triton server (gRPC)."""
+
+    def __init__(self, url: str, timeout_s: float = 10.0) -> None:
+        import tritonclient.grpc as grpcclient
+
+        self.url, self.timeout_s = url, timeout_s
+        self._grpc = grpcclient
+        self._client = grpcclient.InferenceServerClient(url)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _call(self, model: str, action: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        from tritonclient.utils import InferenceServerException
+
+        try:
+            return fn(*args, **kwargs)
+        except InferenceServerException as exc:
+            status = str(exc.status() or "")
+            if "UNAVAILABLE" in status or "DEADLINE_EXCEEDED" in status:
+                raise TritonUnavailable(self.url, self.timeout_s, exc.message() or str(exc)) from exc
+            error = ModelLoadFailed if action == "load" else TritonRequestFailed
+            raise error(model, action, exc.message() or str(exc)) from exc
+
+    def server_live(self) -> bool:
+        try:
+            return bool(self._call("", "liveness", self._client.is_server_live, client_timeout=self.timeout_s))
+        except (TritonUnavailable, TritonRequestFailed):
+            return False
+
+    def require_live(self) -> None:
+        """Raise :class:`TritonUnavailable` unless the server answers.
+
+        Liveness, not readiness: with strict readiness Triton reports itself not ready while an old version
+        unloads after a swap (a second or two), though every loaded version serves throughout.
+        """
+        if not self.server_live():
+            raise TritonUnavailable(self.url, self.timeout_s)
+
+    def load(self, model: str, timeout_s: float = 120.0) -> None:
+        """Load (or reload) ``model`` from the repository; returns when Triton has finished loading it."""
+        self._call(model, "load", self._client.load_model, model, client_timeout=timeout_s)
+
+    def unload(self, model: str) -> None:
+        self._call(model, "unload", self._client.unload_model, model, client_timeout=self.timeout_s)
+
+    def is_ready(self, model: str, version: int | None = None) -> bool:
+        try:
+            return bool(
+                self._call(
+                    model,
+                    "readiness",
+                    self._client.is_model_ready,
+                    model,
+                    str(version) if version else "",
+                    client_timeout=self.timeout_s,
+                )
+            )
+        except TritonRequestFailed:
+            return False
+
+    def wait_ready(self, model: str, version: int, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not self.is_ready(model, version):
+            if time.monotonic() > deadline:
+                raise ModelLoadFailed(model, "load", f"version {version} not ready after {timeout_s:g} s")
+            time.sleep(0.2)
+
+    def index(self, model: str) -> list[VersionState]:
+        """Triton's view of ``model``'s versions (loaded, unloaded, failed, with reasons)."""
+        raw = self._call(model, "index", self._client.get_model_repository_index, client_timeout=self.timeout_s)
+        return [
+            VersionState(int(m.version), m.state, m.reason)
+            for m in raw.models
+            if m.name == model and m.version.isdigit()
+        ]
+
+    def config(self, model: str) -> dict[str, Any]:
+        raw = self._call(
+            model, "config", self._client.get_model_config, model, as_json=True, client_timeout=self.timeout_s
+        )
+        return dict(raw["config"])
+
+    def infer(
+        self,
+        model: str,
+        x: NDArray[np.float32],
+        version: int | None = None,
+        input_name: str = "image",
+        output_name: str = "probabilities",
+    ) -> tuple[NDArray[np.float32], int]:
+        """Run ``x`` through ``model`` (a given version, or the newest served); returns outputs and the version."""
+        inp = self._grpc.InferInput(input_name, list(x.shape), "FP32")
+        inp.set_data_from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        result = self._call(
+            model,
+            "inference",
+            self._client.infer,
+            model,
+            [inp],
+            model_version=str(version) if version else "",
+            outputs=[self._grpc.InferRequestedOutput(output_name)],
+            client_timeout=self.timeout_s,
+        )
+        return result.as_numpy(output_name), int(result.get_response().model_version)

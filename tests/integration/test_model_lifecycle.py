@@ -1,0 +1,362 @@
+"""The model lifecycle against the real Triton: bootstrap, retrain, gate, publish under load, failures, rollback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from infra.local.triton_server import TritonServer
+from streams.images import InputSpec
+from streams.inference import TritonControl
+from streams.settings import Settings
+from trainer.card import ModelCard
+from trainer.data import digits_images, load_digits_dataset, split_holdout, write_image_folder
+from trainer.errors import CandidateRejected, NotEnoughData, PublishError
+from trainer.jobs import TrainerJobs, run_trainer_loop, serving_options
+from trainer.publish import Publisher
+from trainer.repository import ModelRepository
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _env(triton: TritonServer, home: Path, cache_dir: Path, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "INFERLOOP_HOME": str(home),
+        "INFERLOOP_CACHE_DIR": str(cache_dir),
+        "INFERLOOP_TRITON__HTTP_PORT": str(triton.http_port),
+        "INFERLOOP_TRITON__GRPC_PORT": str(triton.grpc_port),
+        "INFERLOOP_TRITON__MODEL_REPOSITORY": str(triton.model_repository),
+        "COLUMNS": "200",
+        **extra,
+    }
+
+
+def inferloop(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streams", *args], env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture(scope="session")
+def bootstrapped(
+    triton_server: TritonServer, base_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
+    """`inferloop train --bootstrap` run once, as a user runs it: model 'digits' version 1 serves."""
+    env = _env(triton_server, tmp_path_factory.mktemp("home"), base_settings.cache_dir)
+    result = inferloop(env, "train", "--bootstrap")
+    assert result.returncode == 0, result.stderr
+    return env
+
+
+def settings_for(triton: TritonServer, home: Path, model: str, **trainer: object) -> Settings:
+    return Settings(
+        home=home,
+        triton={
+            "http_port": triton.http_port,
+            "grpc_port": triton.grpc_port,
+            "model_repository": triton.model_repository,
+        },
+        model={"name": model},
+        trainer={"feedback_dir": home / "labelled", "min_new_labels": 20, **trainer},
+    )  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def fresh_model(
+    bootstrapped: dict[str, str], triton_server: TritonServer, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Settings]:
+    """A model of this test's own whose version 1 is the bootstrapped artifact (no retraining per test)."""
+    name = "m-" + "".join(c for c in request.node.name if c.isalnum())[-40:]
+    settings = settings_for(triton_server, tmp_path, name)
+    source = triton_server.model_repository / "digits" / "1"
+    card = ModelCard.read(source)
+    card.model_name = name
+    control = TritonControl(triton_server.grpc_url)
+    Publisher(ModelRepository(triton_server.model_repository, name), control, serving_options(settings)).publish(
+        source, card
+    )
+    yield settings
+    control.unload(name)
+
+
+def drifted_digits(count: int, seed: int = 0) -> tuple[np.ndarray, list[str]]:
+    """Digits with inverted colours: a distribution version 1 never saw."""
+    images, labels = digits_images()
+    pick = np.random.default_rng(seed).choice(len(images), size=count, replace=False)
+    return 255 - images[pick], [str(int(labels[i])) for i in pick]
+
+
+def holdout_batch(n: int = 64) -> np.ndarray:
+    _, holdout = split_holdout(load_digits_dataset(InputSpec()), 0.2)
+    return holdout.x[:n]
+
+
+@dataclass
+class LoadGenerator:
+    """Clients that send inference requests in a loop until stopped, recording every outcome."""
+
+    url: str
+    model: str
+    x: np.ndarray
+    clients: int = 4
+    versions: list[int] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _client(self) -> None:
+        control = TritonControl(self.url)
+        while not self._stop.is_set():
+            try:
+                _, version = control.infer(self.model, self.x)
+                with self._lock:
+                    self.versions.append(version)
+            except Exception as exc:  # every failure counts; the test asserts there are none
+                with self._lock:
+                    self.failures.append(repr(exc))
+        control.close()
+
+    def __enter__(self) -> LoadGenerator:
+        self._threads = [threading.Thread(target=self._client, daemon=True) for _ in range(self.clients)]
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=30)
+
+
+def test_bootstrap_serves_v1_with_correct_predictions(
+    bootstrapped: dict[str, str], triton_server: TritonServer
+) -> None:
+    models = json.loads(inferloop(bootstrapped, "models", "--json").stdout)
+    assert [(m["version"], m["status"]) for m in models] == [(1, "serving")]
+    assert models[0]["metrics"]["holdout_accuracy"] >= 0.97
+    assert models[0]["created_at"]
+
+    # Correct predictions on held-out images, over gRPC, from the real server.
+    _, holdout = split_holdout(load_digits_dataset(InputSpec()), 0.2)
+    control = TritonControl(triton_server.grpc_url)
+    probabilities, version = control.infer("digits", holdout.x[:64])
+    assert version == 1
+    second, _ = control.infer("digits", holdout.x[64:128])
+    predicted = np.concatenate([probabilities, second]).argmax(axis=1)
+    assert np.mean(predicted == holdout.y[:128]) >= 0.97
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+
+    # The model card names exactly which examples trained it, and they are disjoint from the holdout.
+    card = ModelCard.read(triton_server.model_repository / "digits" / "1")
+    assert card.version == 1 and card.parent is None
+    assert card.lineage.base_dataset == "sklearn-digits"
+    assert len(card.lineage.base_examples) + len(holdout) == 1797
+    assert not set(card.lineage.base_examples) & set(holdout.ids)
+    assert card.input_spec == {"channels": 1, "height": 28, "width": 28}
+    assert card.classes == [str(d) for d in range(10)]
+    assert card.artifact_sha256 and card.code_version
+
+    # The served config was rendered from code and carries the input contract and labels.
+    config = control.config("digits")
+    assert json.loads(config["parameters"]["labels"]["string_value"]) == card.classes
+    assert config["version_policy"] == {"specific": {"versions": ["1"]}}
+
+
+def test_bootstrap_refuses_to_overwrite(bootstrapped: dict[str, str]) -> None:
+    again = inferloop(bootstrapped, "train", "--bootstrap")
+    assert again.returncode == 1
+    assert "already has versions" in again.stderr
+
+
+def test_train_publishes_v2_under_load_with_zero_failed_requests(
+    fresh_model: Settings, triton_server: TritonServer
+) -> None:
+    images, labels = drifted_digits(240)
+    write_image_folder(fresh_model.feedback_dir, images, labels, prefix="inv")
+    jobs = TrainerJobs(fresh_model, TritonControl(triton_server.grpc_url))
+    with LoadGenerator(triton_server.grpc_url, fresh_model.model.name, holdout_batch(8)) as load:
+        outcome = jobs.retrain()
+        after_publish = len(load.versions)
+        while len(load.versions) < after_publish + 50:
+            threading.Event().wait(0.05)
+    assert load.failures == []
+    assert outcome.version == 2
+    assert load.versions[0] == 1 and load.versions[-1] == 2
+    switch = load.versions.index(2)
+    assert set(load.versions[switch:]) == {2}, "after v2 answered, v1 answered again"
+    assert Counter(load.versions)[1] > 0
+
+    # v2 learnt the drift, kept the old skill, and its card says exactly what trained it.
+    card = outcome.card
+    assert card.parent == 1 and card.version == 2
+    assert card.metrics.feedback_accuracy is not None and card.serving_metrics is not None
+    assert card.metrics.feedback_accuracy >= card.serving_metrics.feedback_accuracy + 0.2
+    assert card.metrics.holdout_accuracy >= 0.95
+    new_ids = set(card.lineage.new_examples)
+    assert new_ids and all(i.startswith("file:") for i in new_ids)
+    assert card.lineage.replay_examples and all(i.startswith("sklearn-digits:") for i in card.lineage.replay_examples)
+    repo = ModelRepository(triton_server.model_repository, fresh_model.model.name)
+    assert {r["version"]: r["status"] for r in repo.catalog()} == {1: "retired", 2: "serving"}
+    assert (repo.version_dir(1) / "model.onnx").exists(), "retired versions stay on disk for rollback"
+
+    # Nothing new since v2: the next run has nothing to train on.
+    with pytest.raises(NotEnoughData):
+        jobs.retrain()
+
+
+def test_worse_candidate_is_rejected_and_v1_keeps_serving(fresh_model: Settings, triton_server: TritonServer) -> None:
+    images, labels = digits_images()
+    shuffled = list(np.random.default_rng(1).permutation([str(int(v)) for v in labels[:400]]))
+    write_image_folder(fresh_model.feedback_dir, images[:400], shuffled, prefix="noise")
+    settings = settings_for(
+        triton_server, fresh_model.home, fresh_model.model.name, replay_ratio=0.0, finetune_learning_rate=5e-3
+    )
+    jobs = TrainerJobs(settings, TritonControl(triton_server.grpc_url))
+    with pytest.raises(CandidateRejected) as info:
+        jobs.retrain()
+    assert any("fixed holdout" in r for r in info.value.reasons)
+    _, version = TritonControl(triton_server.grpc_url).infer(settings.model.name, holdout_batch(4))
+    assert version == 1
+    catalog = ModelRepository(triton_server.model_repository, settings.model.name).catalog()
+    assert [(r["version"], r["status"]) for r in catalog] == [(1, "serving"), (None, "rejected")]
+    assert catalog[1]["metrics"]["holdout_accuracy"] < 0.9
+    assert (jobs.repo.rejected_dir / info.value.candidate_id / "model_card.json").exists()
+
+
+def test_corrupt_artifact_fails_to_load_and_previous_version_keeps_serving(
+    fresh_model: Settings, triton_server: TritonServer, tmp_path: Path
+) -> None:
+    name = fresh_model.model.name
+    repo = ModelRepository(triton_server.model_repository, name)
+    control = TritonControl(triton_server.grpc_url)
+    publisher = Publisher(repo, control, serving_options(fresh_model))
+    broken = tmp_path / "broken"
+    subprocess.run(["cp", "-r", str(repo.version_dir(1)), str(broken)], check=True)
+    (broken / "model.onnx").write_bytes(b"this is not an onnx model")
+    card = repo.card(1)
+    load = LoadGenerator(triton_server.grpc_url, name, holdout_batch(4), clients=2)
+    with load, pytest.raises(PublishError, match="version 2"):
+        publisher.publish(broken, card)
+    assert load.failures == [] and set(load.versions) == {1}
+    assert repo.versions() == [1]
+    assert repo.read_registry().serving == [1]
+    assert control.infer(name, holdout_batch(2))[1] == 1
+    assert "versions: [ 1 ]" in (repo.model_dir / "config.pbtxt").read_text()
+    # The number is not reused; the failure is on record.
+    assert publisher.publish(repo.version_dir(1), repo.card(1)) == 3
+    assert [r["status"] for r in repo.catalog() if r["version"] == 2] == ["rejected"]
+
+
+def test_rollback_serves_the_previous_version_again(fresh_model: Settings, triton_server: TritonServer) -> None:
+    name = fresh_model.model.name
+    repo = ModelRepository(triton_server.model_repository, name)
+    control = TritonControl(triton_server.grpc_url)
+    Publisher(repo, control, serving_options(fresh_model)).publish(repo.version_dir(1), repo.card(1))
+    assert control.infer(name, holdout_batch(2))[1] == 2
+
+    env = _env(triton_server, fresh_model.home, fresh_model.cache_dir, INFERLOOP_MODEL__NAME=name)
+    result = inferloop(env, "rollback")
+    assert result.returncode == 0, result.stderr
+    assert control.infer(name, holdout_batch(2))[1] == 1
+    statuses = {r["version"]: r["status"] for r in json.loads(inferloop(env, "models", "--json").stdout)}
+    assert statuses == {1: "serving", 2: "retired"}
+
+    forward = inferloop(env, "rollback", "--to", "2")
+    assert forward.returncode == 0, forward.stderr
+    assert control.infer(name, holdout_batch(2))[1] == 2
+    missing = inferloop(env, "rollback", "--to", "9")
+    assert missing.returncode == 1 and "no version 9" in missing.stderr
+    assert control.infer(name, holdout_batch(2))[1] == 2
+
+
+def test_publisher_killed_between_write_and_rename_leaves_the_repository_serving(
+    fresh_model: Settings, triton_server: TritonServer
+) -> None:
+    name = fresh_model.model.name
+    repo = ModelRepository(triton_server.model_repository, name)
+    # A real publisher process: takes the lock, writes the version under staging, and dies before the rename.
+    script = f"""
+import os, signal
+from pathlib import Path
+from trainer.repository import ModelRepository
+repo = ModelRepository(Path({str(triton_server.model_repository)!r}), {name!r})
+with repo.lock():
+    card = repo.card(1)
+    card.version = 2
+    repo.stage(repo.version_dir(1), card)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+    died = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert died.returncode == -signal.SIGKILL
+    assert list(repo.staging_dir.iterdir()), "the half-written version should still be there"
+    assert repo.versions() == [1]
+    control = TritonControl(triton_server.grpc_url)
+    control.load(name)  # even a reload now sees only complete versions
+    assert control.infer(name, holdout_batch(2))[1] == 1
+
+    # The lock died with its holder; the next publisher cleans up and publishes.
+    events: list[str] = []
+    version = Publisher(repo, control, serving_options(fresh_model)).publish(
+        repo.version_dir(1), repo.card(1), on_event=events.append
+    )
+    assert version == 2
+    assert any("half-written" in e for e in events)
+    assert not list(repo.staging_dir.iterdir())
+    assert control.infer(name, holdout_batch(2))[1] == 2
+
+
+def test_concurrent_publishers_get_distinct_versions(fresh_model: Settings, triton_server: TritonServer) -> None:
+    repo = ModelRepository(triton_server.model_repository, fresh_model.model.name)
+    results: list[int] = []
+    errors: list[BaseException] = []
+
+    def publish() -> None:
+        try:
+            publisher = Publisher(repo, TritonControl(triton_server.grpc_url), serving_options(fresh_model))
+            results.append(publisher.publish(repo.version_dir(1), repo.card(1)))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=publish) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    assert sorted(results) == [2, 3]
+    assert repo.versions() == [1, 2, 3]
+    assert repo.read_registry().serving == [3]
+
+
+def test_trainer_loop_retrains_when_enough_labels_arrive(fresh_model: Settings, triton_server: TritonServer) -> None:
+    jobs = TrainerJobs(fresh_model, TritonControl(triton_server.grpc_url))
+    stop = threading.Event()
+    assert run_trainer_loop(jobs, 0.01, min_new_labels=20, stop=stop, max_runs=1) == [
+        "skipped: 0 new labelled examples, 20 needed to train"
+    ]
+    images, labels = drifted_digits(60, seed=3)
+    write_image_folder(fresh_model.feedback_dir, images, labels, prefix="inv")
+    env = _env(
+        triton_server,
+        fresh_model.home,
+        fresh_model.cache_dir,
+        INFERLOOP_MODEL__NAME=fresh_model.model.name,
+        INFERLOOP_TRAINER__FEEDBACK_DIR=str(fresh_model.feedback_dir),
+        INFERLOOP_TRAINER__TOLERANCE="0.05",
+    )
+    result = inferloop(env, "trainer", "--every", "1s", "--min-new-labels", "20", "--max-runs", "1")
+    assert result.returncode == 0, result.stderr
+    assert "published v2" in result.stderr
+    assert TritonControl(triton_server.grpc_url).infer(fresh_model.model.name, holdout_batch(2))[1] == 2

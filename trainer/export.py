@@ -1,0 +1,127 @@
+"""From a trained PyTorch model to a servable artifact folder, checked for parity.
+
+An artifact folder holds what one version folder of the Triton repository holds: ``model.onnx`` (what Triton
+runs), ``model.py`` (the python-backend wrapper), ``weights.pt`` (the PyTorch state, to fine-tune from) and
+``model_card.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from streams.images import InputSpec
+from trainer.card import ModelCard
+from trainer.errors import ExportParityError
+from trainer.model import SmallCNN
+from trainer.model_config import DataType, DynamicBatching, ModelConfig, TensorSpec
+from trainer.train import predict_proba
+
+ONNX_FILE = "model.onnx"
+WEIGHTS_FILE = "weights.pt"
+MODEL_PY = "model.py"
+INPUT_NAME = "image"
+OUTPUT_NAME = "probabilities"
+TRITON_MODEL_SOURCE = Path(__file__).resolve().parent / "triton_model.py"
+PARITY_ATOL = 1e-4
+
+
+def export_onnx(model: SmallCNN, path: Path) -> None:
+    """Export ``model`` to ONNX with a dynamic batch dimension."""
+    model.eval()
+    example = torch.zeros((2, *model.spec.shape), dtype=torch.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+        program = torch.onnx.export(
+            model,
+            (example,),
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamo=True,
+            dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=4096)}},
+            verbose=False,
+        )
+        if program is None:
+            raise ExportParityError("torch.onnx.export returned no program")
+        # One self-contained file: the checksum in the model card then covers every weight.
+        program.save(str(path), external_data=False)
+
+
+def onnx_proba(path: Path, x: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Run an exported model with onnxruntime, as Triton's python backend will."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return np.asarray(session.run(None, {session.get_inputs()[0].name: x})[0], dtype=np.float32)
+
+
+def check_parity(model: SmallCNN, onnx_path: Path, x: NDArray[np.float32]) -> float:
+    """The largest absolute difference between PyTorch and ONNX outputs on ``x``; raises past tolerance."""
+    expected = predict_proba(model, x)
+    got = onnx_proba(onnx_path, x)
+    if got.shape != expected.shape:
+        raise ExportParityError(f"exported output shape {got.shape} differs from PyTorch's {expected.shape}")
+    diff = float(np.max(np.abs(got - expected))) if len(x) else 0.0
+    if diff > PARITY_ATOL or not np.array_equal(got.argmax(1), expected.argmax(1)):
+        raise ExportParityError(f"exported model differs from PyTorch by {diff:.2e} (tolerance {PARITY_ATOL:.0e})")
+    return diff
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_artifact(model: SmallCNN, card: ModelCard, folder: Path, parity_inputs: NDArray[np.float32]) -> ModelCard:
+    """Write the artifact folder for ``model`` and check the export; returns the card with its checksum."""
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx_path = folder / ONNX_FILE
+    export_onnx(model, onnx_path)
+    check_parity(model, onnx_path, parity_inputs)
+    torch.save(model.state_dict(), folder / WEIGHTS_FILE)
+    shutil.copyfile(TRITON_MODEL_SOURCE, folder / MODEL_PY)
+    card.artifact_sha256 = sha256_file(onnx_path)
+    card.write(folder)
+    return card
+
+
+def load_weights(folder: Path, spec: InputSpec, num_classes: int) -> SmallCNN:
+    """The PyTorch model saved in an artifact or version folder."""
+    model = SmallCNN(spec, num_classes)
+    model.load_state_dict(torch.load(folder / WEIGHTS_FILE, weights_only=True))
+    return model.eval()
+
+
+def triton_config(
+    name: str,
+    spec: InputSpec,
+    classes: list[str],
+    serving_versions: list[int],
+    max_batch_size: int = 64,
+    instance_count: int = 1,
+    max_queue_delay_us: int = 2000,
+) -> ModelConfig:
+    """The Triton config of the default model, serving exactly ``serving_versions``."""
+    return ModelConfig(
+        name=name,
+        inputs=(TensorSpec(INPUT_NAME, DataType.FP32, spec.shape),),
+        outputs=(TensorSpec(OUTPUT_NAME, DataType.FP32, (len(classes),)),),
+        backend="python",
+        max_batch_size=max_batch_size,
+        dynamic_batching=DynamicBatching(max_queue_delay_us=max_queue_delay_us),
+        instance_count=instance_count,
+        versions=tuple(serving_versions),
+        parameters={"labels": json.dumps(classes), "input_spec": spec.to_json(), "ort_threads": "1"},
+    )

@@ -1,0 +1,176 @@
+"""Publishing a version into the repository and getting Triton to serve it, with no dropped requests.
+
+Publish: take the lock; clear what a dead publisher left; give the next number; write the version under
+staging and rename it into place; render the config to serve it; ask Triton to load; wait until that version
+is ready; check it with a smoke inference against the artifact's own outputs; then record it as serving,
+retire the versions beyond ``serving_versions`` (unloaded, kept on disk) and delete those beyond
+``keep_versions``. If loading or the smoke check fails, the config goes back to what it was, the version is
+moved aside, and whatever served before keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from streams.images import InputSpec
+from streams.inference import TritonControl, TritonRequestFailed
+from trainer.card import ModelCard
+from trainer.errors import PublishError, RepositoryError
+from trainer.export import ONNX_FILE, onnx_proba, triton_config
+from trainer.model_config import ModelConfig
+from trainer.repository import ModelRepository, Registry
+
+log = logging.getLogger(__name__)
+SMOKE_ATOL = 1e-4
+
+EventFn = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ServingOptions:
+    """How Triton serves the model and how many versions are kept."""
+
+    max_batch_size: int = 64
+    instance_count: int = 1
+    max_queue_delay_us: int = 2000
+    serving_versions: int = 1
+    keep_versions: int = 10
+    load_timeout_s: float = 120.0
+
+
+class Publisher:
+    """Puts versions of one model into service on one Triton server."""
+
+    def __init__(self, repo: ModelRepository, triton: TritonControl, options: ServingOptions) -> None:
+        self.repo, self.triton, self.options = repo, triton, options
+
+    def _config_for(self, card: ModelCard, versions: list[int]) -> ModelConfig:
+        o = self.options
+        return triton_config(
+            self.repo.name,
+            InputSpec(**card.input_spec),
+            card.classes,
+            versions,
+            max_batch_size=o.max_batch_size,
+            instance_count=o.instance_count,
+            max_queue_delay_us=o.max_queue_delay_us,
+        )
+
+    def _smoke(self, version: int, folder: Path, card: ModelCard) -> None:
+        """The served version answers, and answers what its artifact computes."""
+        spec = InputSpec(**card.input_spec)
+        x = np.random.default_rng(version).random((4, *spec.shape), dtype=np.float32)
+        try:
+            expected = onnx_proba(folder / ONNX_FILE, x)
+        except Exception as exc:  # onnxruntime raises its own types for unreadable models
+            raise PublishError(f"the artifact of version {version} cannot be run: {exc}") from exc
+        got, served = self.triton.infer(self.repo.name, x, version=version)
+        if served != version:
+            raise PublishError(f"smoke inference asked for version {version}, got {served}")
+        if got.shape != expected.shape or not np.allclose(got, expected, atol=SMOKE_ATOL):
+            raise PublishError(f"version {version} answers differently from its artifact")
+
+    def _serve(self, versions: list[int], card: ModelCard) -> None:
+        self.repo.write_config(self._config_for(card, versions))
+        self.triton.load(self.repo.name, timeout_s=self.options.load_timeout_s)
+
+    def publish(self, artifact_dir: Path, card: ModelCard, on_event: EventFn = log.info) -> int:
+        """Publish the artifact as the next version and make it serve; returns its number."""
+        self.triton.require_live()
+        with self.repo.lock():
+            leftovers = self.repo.clean_staging()
+            if leftovers:
+                on_event(f"removed half-written versions left by a publisher that died: {', '.join(leftovers)}")
+            registry = self.repo.read_registry()
+            version = max(registry.last_version, *self.repo.versions(), 0) + 1
+            card.version = version
+            staged = self.repo.stage(artifact_dir, card)
+            registry.last_version = version
+            self.repo.write_registry(registry)  # the number is taken even if what follows fails
+            folder = self.repo.commit(staged, version)
+            on_event(f"wrote version {version} to {folder}")
+
+            before = list(registry.serving)
+            after = sorted({*before, version})[-self.options.serving_versions :]
+            try:
+                self._serve(after, card)
+                self.triton.wait_ready(self.repo.name, version, self.options.load_timeout_s)
+                self._smoke(version, folder, card)
+            except (TritonRequestFailed, PublishError) as exc:
+                self._restore(registry, before, version, card, str(exc), on_event)
+                raise PublishError(f"version {version} of {self.repo.name} was not put in service: {exc}") from exc
+            on_event(f"version {version} is serving")
+
+            registry.serving = after
+            registry.event("published", version=version, serving=after, retired=sorted(set(before) - set(after)))
+            self.repo.write_registry(registry)
+            deleted = self.repo.prune(self.options.keep_versions, protected=after)
+            if deleted:
+                on_event(f"deleted old versions beyond the {self.options.keep_versions} kept: {deleted}")
+            return version
+
+    def _restore(
+        self, registry: Registry, before: list[int], version: int, card: ModelCard, reason: str, on_event: EventFn
+    ) -> None:
+        on_event(f"version {version} failed ({reason}); restoring {before or 'no version'}")
+        self.repo.quarantine(version, card, reason)
+        registry.rejected.append(
+            {
+                "candidate_id": card.candidate_id,
+                "version": version,
+                "at": card.created_at,
+                "reasons": [reason],
+                "metrics": asdict(card.metrics),
+                "parent": card.parent,
+            }
+        )
+        registry.event("publish_failed", version=version, reason=reason)
+        self.repo.write_registry(registry)
+        if before:
+            self._serve(before, self.repo.card(max(before)))
+        else:
+            self.repo.model_dir.joinpath("config.pbtxt").unlink(missing_ok=True)
+            self.triton.unload(self.repo.name)
+
+    def rollback(self, to: int | None = None, on_event: EventFn = log.info) -> int:
+        """Serve an earlier version again (the one that served before the current, unless ``to`` says)."""
+        self.triton.require_live()
+        with self.repo.lock():
+            registry = self.repo.read_registry()
+            if not registry.serving:
+                raise RepositoryError(f"{self.repo.name} has no serving version to roll back from")
+            current = max(registry.serving)
+            target = to if to is not None else self._previous(registry, current)
+            if target == current:
+                raise RepositoryError(f"version {target} is already serving")
+            card = self.repo.card(target)  # raises if it is not on disk
+            try:
+                self._serve([target], card)
+                self.triton.wait_ready(self.repo.name, target, self.options.load_timeout_s)
+                self._smoke(target, self.repo.version_dir(target), card)
+            except (TritonRequestFailed, PublishError) as exc:
+                self._serve(registry.serving, self.repo.card(current))
+                raise PublishError(f"rollback to version {target} failed, {current} still serves: {exc}") from exc
+            registry.event("rollback", version=target, previous=registry.serving)
+            registry.serving = [target]
+            self.repo.write_registry(registry)
+            on_event(f"version {target} is serving again (was {current})")
+            return target
+
+    def _previous(self, registry: Registry, current: int) -> int:
+        """The newest version on disk, older than ``current``, that served before."""
+        served = {
+            v
+            for e in registry.history
+            if e["event"] in ("published", "rollback")
+            for v in [e["version"], *e.get("serving", [])]
+        }
+        older = [v for v in self.repo.versions() if v < current and v in served]
+        if not older:
+            raise RepositoryError(f"no earlier version of {self.repo.name} on disk to roll back to")
+        return max(older)
