@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 .PHONY: help setup system-deps runtimes test lint unit integration demo up status down clean
 
 help:
-	@echo "make demo   - run the local demo (starts the stack, shows its status, stops it)"
+	@echo "make demo   - run the local demo (starts the stack, trains and serves version 1, stops it)"
 	@echo "make test   - lint, type-check and run every test against the real Kafka and Triton"
 	@echo "make setup  - install system packages, the virtualenv, Kafka jars and Triton's backend folder"
 	@echo "make up / status / down - keep the local stack running in the background"
@@ -43,6 +43,8 @@ integration: setup
 
 demo: setup
 	$(BIN)/inferloop up
+	$(BIN)/inferloop models --json | grep -q '"serving"' || $(BIN)/inferloop train --bootstrap
+	$(BIN)/inferloop models
 	$(BIN)/inferloop status --json
 	$(BIN)/inferloop down
 

@@ -174,11 +174,16 @@ def train(
     min_new_labels: Annotated[
         int | None, typer.Option(help="Fewest new labelled examples to retrain on (default: the setting).")
     ] = None,
+    dataset: Annotated[
+        str | None, typer.Option(help="With --bootstrap: 'digits' or an ImageFolder path (root/<label>/*.png).")
+    ] = None,
 ) -> None:
     """Train once: version 1 with --bootstrap, else fine-tune the serving version on new labels (exit 4: rejected)."""
     from trainer.errors import CandidateRejected, NotEnoughData
 
     settings = _settings()
+    if dataset is not None:
+        settings = settings.model_copy(update={"trainer": settings.trainer.model_copy(update={"dataset": dataset})})
     try:
         with _EpochBar() as bar:
             jobs = _jobs(settings, bar)

@@ -360,3 +360,29 @@ def test_trainer_loop_retrains_when_enough_labels_arrive(fresh_model: Settings, 
     assert result.returncode == 0, result.stderr
     assert "published v2" in result.stderr
     assert TritonControl(triton_server.grpc_url).infer(fresh_model.model.name, holdout_batch(2))[1] == 2
+
+
+def test_bootstrap_from_an_image_folder(triton_server: TritonServer, base_settings: Settings, tmp_path: Path) -> None:
+    images, labels = digits_images()
+    keep = [i for i, v in enumerate(labels) if v in (0, 1, 7)][:240]
+    names = {0: "zero", 1: "one", 7: "seven"}
+    write_image_folder(tmp_path / "data", images[keep], [names[int(labels[i])] for i in keep])
+    env = _env(
+        triton_server,
+        tmp_path / "home",
+        base_settings.cache_dir,
+        INFERLOOP_MODEL__NAME="folder-model",
+        INFERLOOP_TRAINER__BOOTSTRAP_EPOCHS="8",
+    )
+    result = inferloop(env, "train", "--bootstrap", "--dataset", str(tmp_path / "data"))
+    assert result.returncode == 0, result.stderr
+    card = ModelCard.read(triton_server.model_repository / "folder-model" / "1")
+    assert card.classes == ["one", "seven", "zero"]
+    assert card.lineage.base_dataset == str((tmp_path / "data").resolve())
+    assert all(i.startswith("file:") for i in card.lineage.base_examples)
+    control = TritonControl(triton_server.grpc_url)
+    config = control.config("folder-model")
+    assert json.loads(config["parameters"]["labels"]["string_value"]) == card.classes
+    probabilities, _ = control.infer("folder-model", holdout_batch(4))
+    assert probabilities.shape == (4, 3)
+    control.unload("folder-model")
