@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -282,6 +283,117 @@ def rollback(
     except InferloopError as exc:
         _fail(str(exc))
     err.print(f"version {version} of {settings.model.name} is serving", highlight=False)
+
+
+@app.command()
+def worker(
+    log_level: Annotated[str, typer.Option(help="Faust's log level.")] = "WARNING",
+) -> None:
+    """Run the streaming worker (Faust): image events in, predictions and dead letters out."""
+    from streams.app import run_worker
+
+    settings = _settings()
+    err.log(
+        f"worker: {settings.streams.images_topic} -> {settings.model.name}@{settings.triton.grpc_url} -> "
+        f"{settings.streams.predictions_topic} (metrics on :{settings.streams.metrics_port})"
+    )
+    try:
+        run_worker(settings, loglevel=log_level)
+    except InferloopError as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def produce(
+    paths: Annotated[list[str], typer.Argument(help="Image files, folders (recursive) or globs.")],
+    source: Annotated[str, typer.Option(help="Source recorded in each event.")] = "cli",
+    ids_out: Annotated[Path | None, typer.Option(help="Write 'event_id<TAB>path' lines to this file.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Publish images as events; prints the event ids (or writes them with --ids-out)."""
+    from rich.progress import Progress
+
+    from streams.client import ImageProducer, expand_paths
+
+    settings = _settings()
+    try:
+        files = expand_paths(paths)
+        if not files:
+            _fail("no image files found in " + " ".join(paths))
+        sent: list[tuple[str, str]] = []
+        with ImageProducer(settings, source=source) as producer, Progress(console=err, transient=True) as bar:
+            task = bar.add_task("publishing", total=len(files))
+            for path in files:
+                sent.append((producer.publish_file(path), str(path)))
+                bar.advance(task)
+    except InferloopError as exc:
+        _fail(str(exc))
+    if ids_out is not None:
+        ids_out.write_text("".join(f"{event_id}\t{path}\n" for event_id, path in sent))
+    if as_json:
+        _emit_json([{"event_id": e, "path": p} for e, p in sent])
+    elif ids_out is None:
+        sys.stdout.write("".join(f"{event_id}\t{path}\n" for event_id, path in sent))
+    err.print(f"published {len(sent)} events to {settings.streams.images_topic}", highlight=False)
+
+
+@app.command()
+def predictions(
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep reading new predictions.")] = False,
+    limit: Annotated[int | None, typer.Option(help="Stop after this many.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Read predictions from the beginning of the predictions topic (JSON lines with --json)."""
+    from dataclasses import asdict
+
+    from streams.client import read_predictions
+
+    settings = _settings()
+    for p in read_predictions(settings, follow=follow, limit=limit):
+        if as_json:
+            sys.stdout.write(json.dumps(asdict(p)) + "\n")
+        else:
+            sys.stdout.write(f"{p.event_id}  {p.label:>8}  {p.scores[0]:.3f}  {p.model_name} v{p.model_version}\n")
+        sys.stdout.flush()
+
+
+dlq_app = typer.Typer(help="Inspect and replay dead letters.", invoke_without_command=True, no_args_is_help=False)
+app.add_typer(dlq_app, name="dlq")
+
+
+@dlq_app.callback()
+def dlq(
+    ctx: typer.Context,
+    limit: Annotated[int | None, typer.Option(help="Stop after this many.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List dead letters: reason, message, origin (JSON lines with --json)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from dataclasses import asdict
+
+    from streams.client import read_dead_letters
+
+    for d in read_dead_letters(_settings(), limit=limit):
+        if as_json:
+            raw = asdict(d)
+            raw["original_bytes"] = len(d.original) if d.original is not None else None
+            raw.pop("original")
+            sys.stdout.write(json.dumps(raw) + "\n")
+        else:
+            origin = f"{d.origin_topic}[{d.origin_partition}]@{d.origin_offset}"
+            sys.stdout.write(f"{d.reason:<24} {d.event_id or '-':<34} {origin}  {d.message}\n")
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    reason: Annotated[str | None, typer.Option(help="Only dead letters with this reason.")] = None,
+) -> None:
+    """Publish dead letters' original bytes to the images topic again (after fixing the cause)."""
+    from streams.client import replay_dead_letters
+
+    replayed, skipped = replay_dead_letters(_settings(), reason)
+    err.print(f"replayed {replayed} dead letters, skipped {skipped}", highlight=False)
 
 
 def _print_status_table(statuses: list[Any]) -> None:

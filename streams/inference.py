@@ -8,6 +8,7 @@ that cannot be reached is :class:`TritonUnavailable` (retryable); a model that w
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -156,3 +157,82 @@ class TritonControl:
             client_timeout=self.timeout_s,
         )
         return result.as_numpy(output_name), int(result.get_response().model_version)
+
+
+@dataclass(frozen=True)
+class ModelContract:
+    """What a served model expects and answers, read from Triton (never assumed by the worker)."""
+
+    model: str
+    input_name: str
+    output_name: str
+    input_shape: tuple[int, ...]
+    labels: tuple[str, ...]
+    max_batch_size: int
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> ModelContract:
+        params = config.get("parameters", {})
+        inputs, outputs = config["input"], config["output"]
+        labels_raw = params.get("labels", {}).get("string_value")
+        width = int(outputs[0]["dims"][-1])
+        labels = tuple(json.loads(labels_raw)) if labels_raw else tuple(str(i) for i in range(width))
+        return cls(
+            model=config["name"],
+            input_name=inputs[0]["name"],
+            output_name=outputs[0]["name"],
+            input_shape=tuple(int(d) for d in inputs[0]["dims"]),
+            labels=labels,
+            max_batch_size=max(1, int(config.get("max_batch_size", 1))),
+        )
+
+
+class TritonInference:
+    """Asynchronous data-plane client (gRPC) for the worker: one model, batched float32 inputs."""
+
+    def __init__(self, url: str, model: str, timeout_s: float = 10.0) -> None:
+        import tritonclient.grpc.aio as aioclient
+
+        self.url, self.model, self.timeout_s = url, model, timeout_s
+        self._aio = aioclient
+        self._client = aioclient.InferenceServerClient(url)
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def _call(self, action: str, coro: Any) -> Any:
+        from tritonclient.utils import InferenceServerException
+
+        try:
+            return await coro
+        except InferenceServerException as exc:
+            status = str(exc.status() or "")
+            detail = exc.message() or str(exc)
+            if any(s in status for s in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED")) or (
+                "not ready" in detail or "unavailable" in detail.lower()
+            ):
+                raise TritonUnavailable(self.url, self.timeout_s, detail) from exc
+            raise TritonRequestFailed(self.model, action, detail) from exc
+        except (OSError, TimeoutError) as exc:
+            raise TritonUnavailable(self.url, self.timeout_s, str(exc)) from exc
+
+    async def contract(self) -> ModelContract:
+        raw = await self._call(
+            "config", self._client.get_model_config(self.model, as_json=True, client_timeout=self.timeout_s)
+        )
+        return ModelContract.from_config(raw["config"])
+
+    async def infer(self, contract: ModelContract, x: NDArray[np.float32]) -> tuple[NDArray[np.float32], int]:
+        """Class scores for ``x`` and the version that computed them."""
+        inp = self._aio.InferInput(contract.input_name, list(x.shape), "FP32")
+        inp.set_data_from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        result = await self._call(
+            "inference",
+            self._client.infer(
+                self.model,
+                [inp],
+                outputs=[self._aio.InferRequestedOutput(contract.output_name)],
+                client_timeout=self.timeout_s,
+            ),
+        )
+        return result.as_numpy(contract.output_name), int(result.get_response().model_version)

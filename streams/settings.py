@@ -68,6 +68,32 @@ class TritonSettings(_Group):
         return f"http://{self.host}:{self.http_port}"
 
 
+class StreamsSettings(_Group):
+    """Topics, batching and limits of the streaming worker."""
+
+    app_id: str = Field("inferloop-worker", description="Faust app id: the consumer group and topic prefix.")
+    images_topic: str = Field("inferloop.images", description="Image events in.")
+    predictions_topic: str = Field("inferloop.predictions", description="Predictions out, keyed by event id.")
+    dead_letter_topic: str = Field("inferloop.dead-letters", description="Events that could not be processed.")
+    partitions: int = Field(4, ge=1, description="Partitions of the topics inferloop creates.")
+    max_batch: int = Field(64, ge=1, description="Most events the worker takes into one batch.")
+    batch_within_ms: float = Field(5.0, gt=0, description="Longest wait to fill a batch.")
+    top_k: int = Field(3, ge=1, description="Labels with scores in each prediction.")
+    metrics_port: int = Field(9100, ge=0, le=65535, description="Worker's Prometheus /metrics port (0: off).")
+    max_image_bytes: int = Field(8 * 1024 * 1024, ge=1, description="Largest image accepted, in bytes.")
+    max_image_pixels: int = Field(4_000_000, ge=1, description="Most pixels accepted (decompression bombs).")
+    inline_max_bytes: int = Field(
+        512 * 1024, ge=1, description="Producer: larger images travel as a file:// URI instead of inline."
+    )
+    dead_letter_max_original_bytes: int = Field(
+        256 * 1024, ge=0, description="Dead letters keep the original bytes up to this size."
+    )
+    triton_timeout_s: float = Field(10.0, gt=0, description="Timeout of one inference call.")
+    retry_initial_s: float = Field(0.2, gt=0, description="First back-off while Triton is unavailable.")
+    retry_max_s: float = Field(5.0, gt=0, description="Longest back-off while Triton is unavailable.")
+    max_request_bytes: int = Field(1_000_000, ge=1024, description="Largest Kafka record the producers send.")
+
+
 class ModelSettings(_Group):
     """The served model: its name in Triton and how Triton batches and runs it."""
 
@@ -129,6 +155,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)  # type: ignore[arg-type]
     triton: TritonSettings = Field(default_factory=TritonSettings)  # type: ignore[arg-type]
     model: ModelSettings = Field(default_factory=ModelSettings)  # type: ignore[arg-type]
+    streams: StreamsSettings = Field(default_factory=StreamsSettings)  # type: ignore[arg-type]
     trainer: TrainerSettings = Field(default_factory=TrainerSettings)  # type: ignore[arg-type]
 
     @property

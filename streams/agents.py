@@ -1,0 +1,261 @@
+"""The classify step: one batch of raw image events in, predictions and dead letters out, nothing lost.
+
+:meth:`Classifier.process` never raises for a bad event or a failing dependency: poison input becomes a dead
+letter with a specific reason; an unavailable Triton (or broker) is retried with back-off for as long as it
+takes, which holds the batch and so pauses consumption. It returns only when every prediction and dead letter
+of the batch has been acknowledged by the broker, so the stream may then acknowledge the events (faust's
+``take_events`` does so right after) and offsets are never committed ahead of their outputs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from streams.errors import PoisonError
+from streams.events import (
+    DeadLetter,
+    EventDecodeError,
+    ImageEvent,
+    Prediction,
+    decode_image_event,
+    encode_dead_letter,
+    encode_prediction,
+    now_ms,
+)
+from streams.images import ImageLimits, ImageRejected, InputSpec, decode_image, to_model_input
+from streams.inference import ModelContract, TritonInference, TritonRequestFailed, TritonUnavailable
+from streams.metrics import WorkerMetrics
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# (topic, key, value) -> an awaitable that resolves once the broker acknowledged the record
+SendFn = Callable[[str, bytes, bytes], Awaitable[Awaitable[Any]]]
+REQUEST_FAILURES_BEFORE_DEAD_LETTER = 3
+
+
+@dataclass(frozen=True)
+class RawEvent:
+    """A record from the images topic, as consumed."""
+
+    value: bytes | None
+    key: bytes | None
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class Decoded:
+    raw: RawEvent
+    event: ImageEvent
+    pixels: NDArray[np.float32]
+    received_at_ms: int
+
+
+class UriUnreadable(PoisonError):
+    reason = "uri_unreadable"
+
+
+def read_uri(uri: str, max_bytes: int) -> bytes:
+    """The bytes behind an image URI (fsspec: file://, s3://, gs://, ... where the filesystem is installed)."""
+    import fsspec
+
+    try:
+        with fsspec.open(uri, "rb") as f:
+            data: bytes = f.read(max_bytes + 1)
+    except (OSError, ValueError, ImportError) as exc:
+        raise UriUnreadable(f"cannot read {uri}: {exc}") from exc
+    if len(data) > max_bytes:
+        raise ImageRejected("too_large", f"{uri} is over the {max_bytes}-byte limit")
+    return data
+
+
+class Classifier:
+    """Turns batches of raw events into predictions and dead letters."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        triton: TritonInference,
+        metrics: WorkerMetrics,
+        send: SendFn,
+        executor: ThreadPoolExecutor | None = None,
+    ) -> None:
+        s = settings.streams
+        self.settings, self.triton, self.metrics, self.send = settings, triton, metrics, send
+        self.limits = ImageLimits(max_bytes=s.max_image_bytes, max_pixels=s.max_image_pixels)
+        self.executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
+        self.contract: ModelContract | None = None
+        self._stopping = False
+
+    def stop(self) -> None:
+        """Give up retrying (worker shutdown): the unfinished batch is not acknowledged, so it is redelivered."""
+        self._stopping = True
+
+    # -- the batch --------------------------------------------------------------------------------------------
+
+    async def process(self, batch: Sequence[RawEvent]) -> None:
+        received_at = now_ms()
+        self.metrics.events_received.inc(len(batch))
+        self.metrics.batch_size.observe(len(batch))
+        self.metrics.in_flight.inc(len(batch))
+        try:
+            contract = await self._contract()
+            loop = asyncio.get_running_loop()
+            good, dead = await loop.run_in_executor(self.executor, self._decode_all, batch, contract, received_at)
+            predictions = await self._predict(good, dead)
+            await self._publish(predictions, dead)
+        finally:
+            self.metrics.in_flight.dec(len(batch))
+
+    def _decode_all(
+        self, batch: Sequence[RawEvent], contract: ModelContract, received_at: int
+    ) -> tuple[list[Decoded], list[DeadLetter]]:
+        spec = InputSpec(*contract.input_shape)
+        good: list[Decoded] = []
+        dead: list[DeadLetter] = []
+        for raw in batch:
+            event: ImageEvent | None = None
+            try:
+                event = decode_image_event(raw.value)
+                data = event.image or read_uri(event.image_uri or "", self.limits.max_bytes)
+                image = decode_image(data, event.content_type, self.limits)
+                good.append(Decoded(raw, event, to_model_input(image, spec), received_at))
+            except (EventDecodeError, ImageRejected, UriUnreadable) as exc:
+                dead.append(self._dead_letter(raw, event, exc.reason, str(exc)))
+            except Exception as exc:  # a decoder bug must not lose the event: it is dead-lettered too
+                log.exception("unexpected error decoding %s[%d]@%d", raw.topic, raw.partition, raw.offset)
+                dead.append(self._dead_letter(raw, event, "internal_error", f"{type(exc).__name__}: {exc}"))
+        return good, dead
+
+    def _dead_letter(self, raw: RawEvent, event: ImageEvent | None, reason: str, message: str) -> DeadLetter:
+        event_id = event.event_id if event is not None else _key_text(raw.key)
+        keep = raw.value is not None and len(raw.value) <= self.settings.streams.dead_letter_max_original_bytes
+        return DeadLetter(
+            reason=reason,
+            message=message,
+            origin_topic=raw.topic,
+            origin_partition=raw.partition,
+            origin_offset=raw.offset,
+            event_id=event_id,
+            original=raw.value if keep else None,
+        )
+
+    # -- inference --------------------------------------------------------------------------------------------
+
+    async def _retry_pause(self, reason: str, delay: float, exc: Exception) -> float:
+        if self._stopping:
+            raise asyncio.CancelledError
+        self.metrics.retries.labels(reason).inc()
+        log.warning("%s; retrying in %.1f s (consumption paused)", exc, delay)
+        await asyncio.sleep(delay)
+        return min(delay * 2, self.settings.streams.retry_max_s)
+
+    async def _contract(self) -> ModelContract:
+        delay = self.settings.streams.retry_initial_s
+        while self.contract is None:
+            try:
+                self.contract = await self.triton.contract()
+            except (TritonUnavailable, TritonRequestFailed) as exc:
+                delay = await self._retry_pause("contract", delay, exc)
+        return self.contract
+
+    async def _infer(self, x: NDArray[np.float32]) -> tuple[NDArray[np.float32], int, ModelContract] | None:
+        """Scores, version and the contract they follow; None after repeated request failures."""
+        delay = self.settings.streams.retry_initial_s
+        failures = 0
+        while True:
+            contract = await self._contract()
+            try:
+                started = time.perf_counter()
+                scores, version = await self.triton.infer(contract, x)
+                self.metrics.triton_latency.observe(time.perf_counter() - started)
+                if scores.shape[-1] != len(contract.labels):
+                    raise TritonRequestFailed(contract.model, "inference", "output width differs from the labels")
+                return scores, version, contract
+            except TritonUnavailable as exc:
+                delay = await self._retry_pause("unavailable", delay, exc)
+            except TritonRequestFailed as exc:
+                failures += 1
+                self.contract = None  # a new version may have a new contract
+                if failures >= REQUEST_FAILURES_BEFORE_DEAD_LETTER:
+                    log.error("inference failed %d times: %s", failures, exc)
+                    return None
+                delay = await self._retry_pause("request_failed", delay, exc)
+
+    async def _predict(self, good: list[Decoded], dead: list[DeadLetter]) -> list[Prediction]:
+        predictions: list[Prediction] = []
+        if not good:
+            return predictions
+        chunk = (self.contract.max_batch_size if self.contract else len(good)) or len(good)
+        top_k = self.settings.streams.top_k
+        for start in range(0, len(good), chunk):
+            part = good[start : start + chunk]
+            result = await self._infer(np.stack([d.pixels for d in part]))
+            if result is None:
+                dead.extend(
+                    self._dead_letter(d.raw, d.event, "inference_failed", "Triton refused the request repeatedly")
+                    for d in part
+                )
+                continue
+            scores, version, contract = result
+            self.metrics.serving_version.labels(contract.model).set(version)
+            order = np.argsort(-scores, axis=1)[:, :top_k]
+            predicted_at = now_ms()
+            for d, row, idx in zip(part, scores, order, strict=True):
+                predictions.append(
+                    Prediction(
+                        event_id=d.event.event_id,
+                        model_name=contract.model,
+                        model_version=version,
+                        labels=[contract.labels[i] for i in idx],
+                        scores=[round(float(row[i]), 6) for i in idx],
+                        produced_at_ms=d.event.produced_at_ms,
+                        received_at_ms=d.received_at_ms,
+                        predicted_at_ms=predicted_at,
+                        source=d.event.source,
+                    )
+                )
+        return predictions
+
+    # -- output -----------------------------------------------------------------------------------------------
+
+    async def _publish(self, predictions: list[Prediction], dead: list[DeadLetter]) -> None:
+        s = self.settings.streams
+        records = [(s.predictions_topic, p.event_id.encode(), encode_prediction(p)) for p in predictions]
+        records += [(s.dead_letter_topic, (d.event_id or "").encode(), encode_dead_letter(d)) for d in dead]
+        delay = s.retry_initial_s
+        while True:
+            try:
+                pending = [await self.send(topic, key, value) for topic, key, value in records]
+                await asyncio.gather(*pending)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the broker refused or timed out: outputs are idempotent, send again
+                delay = await self._retry_pause("produce", delay, exc)
+        acked = time.time()
+        for p in predictions:
+            self.metrics.predictions.labels(p.model_name, str(p.model_version)).inc()
+            self.metrics.end_to_end.observe(max(0.0, acked - p.produced_at_ms / 1000))
+        for d in dead:
+            self.metrics.dead_letters.labels(d.reason).inc()
+
+
+def _key_text(key: bytes | None) -> str | None:
+    if not key:
+        return None
+    try:
+        return key.decode()[:200]
+    except UnicodeDecodeError:
+        return None

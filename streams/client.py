@@ -1,0 +1,212 @@
+"""Python client API: publish images, read predictions and dead letters, replay dead letters.
+
+Synchronous (kafka-python), for scripts, the CLI and tests; the worker itself is asynchronous.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from streams.errors import InferloopError, PoisonError
+from streams.events import (
+    DeadLetter,
+    ImageEvent,
+    Prediction,
+    decode_dead_letter,
+    decode_prediction,
+    encode_image_event,
+    new_event_id,
+)
+from streams.settings import Settings
+from streams.topics import BrokerUnavailable, ensure_topics
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"}
+
+
+class EventTooLarge(PoisonError):
+    """An event over the Kafka record size limit: refused before it is sent."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size, self.limit = size, limit
+        super().__init__(
+            f"the event is {size} bytes, over the {limit}-byte record limit "
+            "(INFERLOOP_STREAMS__MAX_REQUEST_BYTES); large images travel as a URI instead"
+        )
+
+
+def content_type_of(path: Path) -> str:
+    guessed = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return guessed
+
+
+def expand_paths(paths: Iterable[str]) -> list[Path]:
+    """Files, folders (recursively, image files only) and globs, in a stable order."""
+    found: list[Path] = []
+    for raw in paths:
+        p = Path(raw).expanduser()
+        if any(ch in raw for ch in "*?["):
+            matches = sorted(Path().glob(raw)) if not p.is_absolute() else sorted(Path(p.anchor).glob(str(p)[1:]))
+            found.extend(m for m in matches if m.is_file())
+        elif p.is_dir():
+            found.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES))
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise InferloopError(f"{raw}: no such file, folder or matching glob")
+    return found
+
+
+class ImageProducer:
+    """Publishes image events to the images topic, keyed by event id."""
+
+    def __init__(self, settings: Settings, source: str = "cli") -> None:
+        from kafka import KafkaProducer
+        from kafka.errors import KafkaError
+
+        self.settings, self.source = settings, source
+        ensure_topics(settings)
+        try:
+            self._producer = KafkaProducer(
+                bootstrap_servers=settings.kafka.bootstrap,
+                acks="all",
+                linger_ms=5,
+                max_request_size=settings.streams.max_request_bytes,
+                client_id="inferloop-producer",
+            )
+        except KafkaError as exc:
+            raise BrokerUnavailable(settings.kafka.bootstrap, str(exc)) from exc
+        self._pending: list[Any] = []
+
+    def publish(self, event: ImageEvent) -> str:
+        value = encode_image_event(event)
+        if len(value) > self.settings.streams.max_request_bytes - 512:  # record overhead
+            raise EventTooLarge(len(value), self.settings.streams.max_request_bytes)
+        self._pending.append(
+            self._producer.send(self.settings.streams.images_topic, key=event.event_id.encode(), value=value)
+        )
+        return event.event_id
+
+    def publish_bytes(
+        self, data: bytes, content_type: str, event_id: str | None = None, metadata: dict[str, str] | None = None
+    ) -> str:
+        return self.publish(
+            ImageEvent(
+                event_id=event_id or new_event_id(),
+                content_type=content_type,
+                image=data,
+                source=self.source,
+                metadata=metadata or {},
+            )
+        )
+
+    def publish_file(self, path: Path, event_id: str | None = None) -> str:
+        """Inline when small enough, else as a ``file://`` URI the worker reads."""
+        content_type = content_type_of(path)
+        size = path.stat().st_size
+        metadata = {"filename": path.name}
+        if size > self.settings.streams.inline_max_bytes:
+            event = ImageEvent(
+                event_id=event_id or new_event_id(),
+                content_type=content_type,
+                image_uri=path.resolve().as_uri(),
+                source=self.source,
+                metadata=metadata,
+            )
+            return self.publish(event)
+        return self.publish_bytes(path.read_bytes(), content_type, event_id, metadata)
+
+    def flush(self, timeout_s: float = 60.0) -> None:
+        """Wait until the broker acknowledged everything published so far; raise if anything failed."""
+        self._producer.flush(timeout=timeout_s)
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.get(timeout=timeout_s)
+
+    def close(self) -> None:
+        self.flush()
+        self._producer.close()
+
+    def __enter__(self) -> ImageProducer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+def read_topic(
+    settings: Settings, topic: str, follow: bool = False, limit: int | None = None, idle_timeout_s: float = 2.0
+) -> Iterator[Record]:
+    """Records of ``topic`` from the beginning (no consumer group, nothing committed)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka.bootstrap, enable_auto_commit=False, client_id="inferloop-reader"
+    )
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            return
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        count, idle_since = 0, time.monotonic()
+        while limit is None or count < limit:
+            batch = consumer.poll(timeout_ms=200)
+            if not batch:
+                if not follow and time.monotonic() - idle_since > idle_timeout_s:
+                    return
+                continue
+            idle_since = time.monotonic()
+            for records in batch.values():
+                for r in records:
+                    yield Record(r.topic, r.partition, r.offset, r.key, r.value)
+                    count += 1
+                    if limit is not None and count >= limit:
+                        return
+    finally:
+        consumer.close()
+
+
+def read_predictions(settings: Settings, **kwargs: Any) -> Iterator[Prediction]:
+    for record in read_topic(settings, settings.streams.predictions_topic, **kwargs):
+        yield decode_prediction(record.value)
+
+
+def read_dead_letters(settings: Settings, **kwargs: Any) -> Iterator[DeadLetter]:
+    for record in read_topic(settings, settings.streams.dead_letter_topic, **kwargs):
+        yield decode_dead_letter(record.value)
+
+
+def replay_dead_letters(settings: Settings, reason: str | None = None) -> tuple[int, int]:
+    """Publish the original bytes of dead letters to the images topic again; returns (replayed, skipped)."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all", client_id="inferloop-replay")
+    replayed = skipped = 0
+    try:
+        for letter in read_dead_letters(settings):
+            if (reason and letter.reason != reason) or letter.original is None:
+                skipped += 1
+                continue
+            producer.send(
+                settings.streams.images_topic, key=(letter.event_id or "").encode() or None, value=letter.original
+            )
+            replayed += 1
+        producer.flush()
+    finally:
+        producer.close()
+    return replayed, skipped

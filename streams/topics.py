@@ -1,0 +1,43 @@
+"""Creating inferloop's topics with the configured partitions (before anything auto-creates them with one)."""
+
+from __future__ import annotations
+
+import contextlib
+
+from streams.errors import RetryableError
+from streams.settings import Settings
+
+
+class BrokerUnavailable(RetryableError):
+    """The Kafka cluster cannot be reached."""
+
+    def __init__(self, bootstrap: str, detail: str) -> None:
+        self.bootstrap = bootstrap
+        super().__init__(f"Kafka at {bootstrap} cannot be reached ({detail}); is it running? (`inferloop up`)")
+
+
+def topic_names(settings: Settings) -> list[str]:
+    s = settings.streams
+    return [s.images_topic, s.predictions_topic, s.dead_letter_topic]
+
+
+def ensure_topics(settings: Settings, names: list[str] | None = None) -> list[str]:
+    """Create the topics that do not exist yet; returns those created."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+    bootstrap = settings.kafka.bootstrap
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="inferloop-admin", request_timeout_ms=15000)
+    except KafkaError as exc:
+        raise BrokerUnavailable(bootstrap, str(exc)) from exc
+    try:
+        existing = set(admin.list_topics())
+        missing = [n for n in (names or topic_names(settings)) if n not in existing]
+        if missing:
+            topics = [NewTopic(n, num_partitions=settings.streams.partitions, replication_factor=1) for n in missing]
+            with contextlib.suppress(TopicAlreadyExistsError):  # another process won the race
+                admin.create_topics(topics)
+        return missing
+    finally:
+        admin.close()
