@@ -126,3 +126,19 @@ def triton_server(triton_backends: Path, tmp_path_factory: pytest.TempPathFactor
 def topic_name(request: pytest.FixtureRequest) -> str:
     """A topic name of this test's own."""
     return "t-" + "".join(c if c.isalnum() else "-" for c in request.node.name)[:80]
+
+
+@pytest.fixture(scope="session")
+def bootstrapped(
+    triton_server: TritonServer, base_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
+    """`inferloop train --bootstrap` run once, as a user runs it: model 'digits' version 1 serves.
+
+    Returns the environment of that CLI call (it points at the session's Triton and repository).
+    """
+    from tests.helpers import inferloop, stack_env
+
+    env = stack_env(tmp_path_factory.mktemp("home"), base_settings.cache_dir, triton_server)
+    result = inferloop(env, "train", "--bootstrap")
+    assert result.returncode == 0, result.stderr
+    return env

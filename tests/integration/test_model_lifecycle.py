@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from infra.local.triton_server import TritonServer
 from streams.images import InputSpec
 from streams.inference import TritonControl
 from streams.settings import Settings
+from tests.helpers import inferloop, stack_env
 from trainer.card import ModelCard
 from trainer.data import digits_images, load_digits_dataset, split_holdout, write_image_folder
 from trainer.errors import CandidateRejected, NotEnoughData, PublishError
@@ -28,36 +28,6 @@ from trainer.publish import Publisher
 from trainer.repository import ModelRepository
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def _env(triton: TritonServer, home: Path, cache_dir: Path, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "INFERLOOP_HOME": str(home),
-        "INFERLOOP_CACHE_DIR": str(cache_dir),
-        "INFERLOOP_TRITON__HTTP_PORT": str(triton.http_port),
-        "INFERLOOP_TRITON__GRPC_PORT": str(triton.grpc_port),
-        "INFERLOOP_TRITON__MODEL_REPOSITORY": str(triton.model_repository),
-        "COLUMNS": "200",
-        **extra,
-    }
-
-
-def inferloop(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "streams", *args], env=env, capture_output=True, text=True, timeout=300
-    )
-
-
-@pytest.fixture(scope="session")
-def bootstrapped(
-    triton_server: TritonServer, base_settings: Settings, tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, str]:
-    """`inferloop train --bootstrap` run once, as a user runs it: model 'digits' version 1 serves."""
-    env = _env(triton_server, tmp_path_factory.mktemp("home"), base_settings.cache_dir)
-    result = inferloop(env, "train", "--bootstrap")
-    assert result.returncode == 0, result.stderr
-    return env
 
 
 def settings_for(triton: TritonServer, home: Path, model: str, **trainer: object) -> Settings:
@@ -266,7 +236,7 @@ def test_rollback_serves_the_previous_version_again(fresh_model: Settings, trito
     Publisher(repo, control, serving_options(fresh_model)).publish(repo.version_dir(1), repo.card(1))
     assert control.infer(name, holdout_batch(2))[1] == 2
 
-    env = _env(triton_server, fresh_model.home, fresh_model.cache_dir, INFERLOOP_MODEL__NAME=name)
+    env = stack_env(fresh_model.home, fresh_model.cache_dir, triton_server, INFERLOOP_MODEL__NAME=name)
     result = inferloop(env, "rollback")
     assert result.returncode == 0, result.stderr
     assert control.infer(name, holdout_batch(2))[1] == 1
@@ -348,10 +318,10 @@ def test_trainer_loop_retrains_when_enough_labels_arrive(fresh_model: Settings, 
     ]
     images, labels = drifted_digits(60, seed=3)
     write_image_folder(fresh_model.feedback_dir, images, labels, prefix="inv")
-    env = _env(
-        triton_server,
+    env = stack_env(
         fresh_model.home,
         fresh_model.cache_dir,
+        triton_server,
         INFERLOOP_MODEL__NAME=fresh_model.model.name,
         INFERLOOP_TRAINER__FEEDBACK_DIR=str(fresh_model.feedback_dir),
         INFERLOOP_TRAINER__TOLERANCE="0.05",
@@ -367,10 +337,10 @@ def test_bootstrap_from_an_image_folder(triton_server: TritonServer, base_settin
     keep = [i for i, v in enumerate(labels) if v in (0, 1, 7)][:240]
     names = {0: "zero", 1: "one", 7: "seven"}
     write_image_folder(tmp_path / "data", images[keep], [names[int(labels[i])] for i in keep])
-    env = _env(
-        triton_server,
+    env = stack_env(
         tmp_path / "home",
         base_settings.cache_dir,
+        triton_server,
         INFERLOOP_MODEL__NAME="folder-model",
         INFERLOOP_TRAINER__BOOTSTRAP_EPOCHS="8",
     )

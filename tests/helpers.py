@@ -1,0 +1,76 @@
+"""Small helpers shared by the integration tests (the servers themselves come from conftest fixtures)."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+from PIL import Image
+
+from infra.local.kafka_broker import KafkaBroker
+from infra.local.triton_server import TritonServer
+from streams.settings import Settings
+
+T = TypeVar("T")
+
+
+def stack_env(
+    home: Path, cache_dir: Path, triton: TritonServer | None = None, kafka: KafkaBroker | None = None, **extra: str
+) -> dict[str, str]:
+    """The ``INFERLOOP_*`` environment that points a CLI or worker process at the test servers."""
+    env = {**os.environ, "INFERLOOP_HOME": str(home), "INFERLOOP_CACHE_DIR": str(cache_dir), "COLUMNS": "200"}
+    if triton is not None:
+        env |= {
+            "INFERLOOP_TRITON__HTTP_PORT": str(triton.http_port),
+            "INFERLOOP_TRITON__GRPC_PORT": str(triton.grpc_port),
+            "INFERLOOP_TRITON__MODEL_REPOSITORY": str(triton.model_repository),
+        }
+    if kafka is not None:
+        env["INFERLOOP_KAFKA__BOOTSTRAP_SERVERS"] = kafka.bootstrap_servers
+    return env | extra
+
+
+def inferloop(env: dict[str, str], *args: str, timeout_s: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run the ``inferloop`` CLI as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "streams", *args], env=env, capture_output=True, text=True, timeout=timeout_s
+    )
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def wait_for(probe: Callable[[], T | None], timeout_s: float, what: str, interval_s: float = 0.25) -> T:
+    """Poll ``probe`` until it returns something truthy; fail with ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
+        time.sleep(interval_s)
+
+
+def settings_from_env(env: dict[str, str]) -> Settings:
+    """The settings a process started with ``env`` would read (``INFERLOOP_A__B=v`` → ``a.b = v``)."""
+    nested: dict[str, Any] = {}
+    for key, value in env.items():
+        if not key.startswith("INFERLOOP_"):
+            continue
+        *groups, field = key.removeprefix("INFERLOOP_").lower().split("__")
+        target = nested
+        for group in groups:
+            target = target.setdefault(group, {})
+        target[field] = value
+    return Settings(**nested)

@@ -1,0 +1,292 @@
+"""Streaming inference end to end: real Kafka, real Triton, the default model, the worker as a process."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import struct
+import threading
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from infra.local.kafka_broker import KafkaBroker
+from infra.local.process import free_ports, kill_pid, pid_alive, start, stop_pid
+from infra.local.triton_server import TritonServer
+from infra.local.worker import WorkerProcess
+from streams.client import ImageProducer, read_dead_letters, read_predictions
+from streams.events import DeadLetter, ImageEvent, Prediction, encode_image_event
+from streams.settings import Settings
+from tests.conftest import SERVER_LOGS
+from tests.helpers import png_bytes, settings_from_env, stack_env, wait_for
+from trainer.data import digits_images
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+class Stream:
+    """One test's topics, settings and worker processes."""
+
+    def __init__(self, env: dict[str, str], tmp_path: Path) -> None:
+        self.env, self.tmp_path = env, tmp_path
+        self.workers: list[int] = []
+
+    @property
+    def settings(self) -> Settings:
+        return settings_from_env(self.env)
+
+    def start_worker(self) -> WorkerProcess:
+        (port,) = free_ports(1)
+        worker = WorkerProcess(self.env, port, self.tmp_path / f"worker-{len(self.workers)}.log")
+        SERVER_LOGS[f"worker {len(self.workers)}"] = worker.log_path
+        proc = start(worker)
+        self.workers.append(proc.pid)
+        return worker
+
+    def predictions(self) -> list[Prediction]:
+        return list(read_predictions(self.settings, idle_timeout_s=0.5))
+
+    def wait_predicted(self, ids: set[str], timeout_s: float = 120) -> list[Prediction]:
+        def probe() -> list[Prediction] | None:
+            got = self.predictions()
+            return got if ids <= {p.event_id for p in got} else None
+
+        return wait_for(probe, timeout_s, f"predictions for {len(ids)} events")
+
+    def metric(self, worker: WorkerProcess, name: str) -> float:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{worker.metrics_port}/metrics", timeout=5).read().decode()
+        return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
+
+    def stop(self) -> None:
+        for pid in self.workers:
+            stop_pid(pid, timeout_s=20)
+
+
+@pytest.fixture
+def stream(
+    bootstrapped: dict[str, str],
+    kafka_broker: KafkaBroker,
+    triton_server: TritonServer,
+    base_settings: Settings,
+    tmp_path: Path,
+) -> Iterator[Stream]:
+    tag = uuid.uuid4().hex[:8]
+    env = stack_env(
+        tmp_path / "home",
+        base_settings.cache_dir,
+        triton_server,
+        kafka_broker,
+        INFERLOOP_STREAMS__APP_ID=f"worker-{tag}",
+        INFERLOOP_STREAMS__IMAGES_TOPIC=f"images-{tag}",
+        INFERLOOP_STREAMS__PREDICTIONS_TOPIC=f"predictions-{tag}",
+        INFERLOOP_STREAMS__DEAD_LETTER_TOPIC=f"dead-{tag}",
+        INFERLOOP_STREAMS__PARTITIONS="4",
+    )
+    s = Stream(env, tmp_path)
+    yield s
+    s.stop()
+
+
+def labelled_digits(n: int, offset: int = 0) -> list[tuple[str, bytes, str]]:
+    images, labels = digits_images()
+    return [
+        (uuid.uuid4().hex, png_bytes(images[i % len(images)]), str(int(labels[i % len(images)])))
+        for i in range(offset, offset + n)
+    ]
+
+
+def publish(settings: Settings, items: list[tuple[str, bytes, str]]) -> None:
+    with ImageProducer(settings, source="test") as producer:
+        for event_id, data, _ in items:
+            producer.publish_bytes(data, "image/png", event_id=event_id)
+
+
+def test_thousand_images_become_a_thousand_distinct_predictions(stream: Stream) -> None:
+    stream.start_worker()
+    items = labelled_digits(1000)
+    publish(stream.settings, items)
+    ids = {event_id for event_id, _, _ in items}
+    predictions = stream.wait_predicted(ids)
+    assert len(predictions) == 1000, "a prediction was duplicated"
+    assert {p.event_id for p in predictions} == ids
+    assert {(p.model_name, p.model_version) for p in predictions} == {("digits", 1)}
+    truth = {event_id: label for event_id, _, label in items}
+    correct = sum(p.label == truth[p.event_id] for p in predictions)
+    assert correct >= 950, f"only {correct} of 1000 correct"
+    first = predictions[0]
+    assert len(first.labels) == 3 and first.scores == sorted(first.scores, reverse=True)
+    assert first.produced_at_ms <= first.received_at_ms <= first.predicted_at_ms
+    assert list(read_dead_letters(stream.settings, idle_timeout_s=0.5)) == []
+
+
+def _frame(version: int, header: bytes, body: bytes = b"") -> bytes:
+    return b"ILE" + struct.pack(">BI", version, len(header)) + header + body
+
+
+def _header(**fields: object) -> bytes:
+    base: dict[str, object] = {"event_id": fields.pop("event_id", uuid.uuid4().hex), "content_type": "image/png"}
+    base["produced_at_ms"] = 1
+    base.update(fields)
+    return json.dumps({k: v for k, v in base.items() if v is not None}).encode()
+
+
+def bad_events(tmp_path: Path) -> list[tuple[str, bytes, str | None]]:
+    """(expected reason, Kafka value, event id the dead letter should carry)."""
+    digit = png_bytes(digits_images()[0][0])
+    big = png_bytes(np.random.default_rng(0).integers(0, 255, (400, 400), dtype=np.uint8))  # ~160 kB of noise
+    bomb = io.BytesIO()
+    Image.new("L", (3000, 3000)).save(bomb, format="PNG")  # 9 Mpx in a few kB
+    jpeg = io.BytesIO()
+    Image.fromarray(digits_images()[0][0]).save(jpeg, format="JPEG")
+    tiff = io.BytesIO()
+    Image.fromarray(digits_images()[0][0]).save(tiff, format="TIFF")
+    cases: list[tuple[str, bytes, str | None]] = []
+
+    def event(reason: str, image: bytes, **fields: object) -> None:
+        event_id = uuid.uuid4().hex
+        cases.append((reason, _frame(1, _header(event_id=event_id, **fields), image), event_id))
+
+    cases.append(("empty_value", b"", None))
+    cases.append(("not_an_image_event", b"\x89PNG definitely not a frame", None))
+    cases.append(("not_an_image_event", json.dumps({"event_id": "x", "image": "base64?"}).encode(), None))
+    cases.append(("unknown_schema_version", _frame(9, _header(), digit), None))
+    cases.append(("bad_header", b"ILE" + struct.pack(">BI", 1, 10_000) + b"{}", None))
+    cases.append(("bad_header", _frame(1, b"{not json", digit), None))
+    cases.append(("bad_header", _frame(1, b"[1, 2, 3]", digit), None))
+    cases.append(
+        (
+            "missing_field",
+            _frame(1, json.dumps({"content_type": "image/png", "produced_at_ms": 1}).encode(), digit),
+            None,
+        )
+    )
+    event("missing_field", digit, content_type=None)
+    event("missing_field", digit, produced_at_ms="yesterday")
+    event("missing_image", b"")
+    event("bad_field", digit, metadata={"n": 1})
+    event("bad_field", digit, image_uri=7)
+    event("disallowed_content_type", digit, content_type="image/tiff")
+    event("not_an_image", b"hello, I am text pretending to be a PNG")
+    event("not_an_image", tiff.getvalue())
+    event("undecodable", digit[: len(digit) // 2])
+    event("content_type_mismatch", jpeg.getvalue())
+    event("decompression_bomb", bomb.getvalue())
+    event("too_large", big)
+    event("uri_unreadable", b"", image_uri=(tmp_path / "missing.png").as_uri())
+    return cases
+
+
+def test_bad_events_are_dead_lettered_with_their_reason_and_the_worker_carries_on(stream: Stream) -> None:
+    stream.env["INFERLOOP_STREAMS__MAX_IMAGE_BYTES"] = "100000"
+    worker = stream.start_worker()
+    good = labelled_digits(30)
+    bad = bad_events(stream.tmp_path)
+    from kafka import KafkaProducer
+
+    records = [((event_id or f"bad-{n}").encode(), value) for n, (_, value, event_id) in enumerate(bad)]
+    goods = [(e.encode(), encode_image_event(ImageEvent(e, "image/png", data))) for e, data, _ in good]
+    mixed = (
+        [r for pair in zip(records, goods, strict=False) for r in pair] + records[len(goods) :] + goods[len(records) :]
+    )
+    producer = KafkaProducer(bootstrap_servers=stream.settings.kafka.bootstrap, acks="all")
+    topic = stream.settings.streams.images_topic
+    for key, value in mixed:
+        producer.send(topic, key=key, value=value)
+    producer.flush()
+    producer.close()
+
+    stream.wait_predicted({e for e, _, _ in good})
+
+    def all_dead_letters() -> list[DeadLetter] | None:
+        letters = list(read_dead_letters(stream.settings, idle_timeout_s=0.5))
+        return letters if len(letters) >= len(bad) else None
+
+    letters = wait_for(all_dead_letters, 60, f"{len(bad)} dead letters")
+    assert len(letters) == len(bad)
+    by_key = {}
+    for n, (reason, value, event_id) in enumerate(bad):
+        by_key[event_id or f"bad-{n}"] = (reason, value)
+    for letter in letters:
+        reason, value = by_key[letter.event_id]
+        assert letter.reason == reason, (letter.reason, reason, letter.message)
+        assert letter.message
+        assert letter.origin_topic == topic and letter.origin_offset >= 0
+        if len(value) <= stream.settings.streams.dead_letter_max_original_bytes:
+            assert letter.original == value
+    assert len(bad) >= 20 and len({r for r, _, _ in bad}) >= 14, "about 20 kinds of bad input, many reasons"
+
+    # Still alive and still predicting.
+    assert pid_alive(stream.workers[0])
+    late = labelled_digits(5, offset=500)
+    publish(stream.settings, late)
+    stream.wait_predicted({e for e, _, _ in late})
+    assert stream.metric(worker, "inferloop_dead_letters_total") == len(bad)
+
+
+def test_triton_down_for_ten_seconds_loses_nothing(
+    stream: Stream, bootstrapped: dict[str, str], triton_backends: Path, tmp_path: Path
+) -> None:
+    # A Triton of this test's own, serving a copy of the bootstrapped repository.
+    source = Path(bootstrapped["INFERLOOP_TRITON__MODEL_REPOSITORY"]) / "digits"
+    repository = tmp_path / "models"
+    shutil.copytree(source, repository / "digits", ignore=shutil.ignore_patterns("__pycache__", "_inferloop"))
+    http, grpc, metrics = free_ports(3)
+
+    def server() -> TritonServer:
+        return TritonServer(
+            model_repository=repository,
+            backend_dir=triton_backends,
+            log_path=tmp_path / "triton-own.log",
+            http_port=http,
+            grpc_port=grpc,
+            metrics_port=metrics,
+            load_models=("digits",),
+        )
+
+    SERVER_LOGS["triton (own)"] = tmp_path / "triton-own.log"
+    triton = start(server())
+    stream.env |= {"INFERLOOP_TRITON__GRPC_PORT": str(grpc), "INFERLOOP_TRITON__HTTP_PORT": str(http)}
+    worker = stream.start_worker()
+    first, second = labelled_digits(200), labelled_digits(200, offset=200)
+    publish(stream.settings, first)
+    stream.wait_predicted({e for e, _, _ in first})
+
+    stop_pid(triton.pid)
+    publish(stream.settings, second)  # arrives while Triton is down
+    wait_for(lambda: stream.metric(worker, "inferloop_triton_retries_total") > 0, 30, "the worker to retry")
+    threading.Event().wait(10)
+    triton = start(server())
+    try:
+        predictions = stream.wait_predicted({e for e, _, _ in first + second})
+        assert {p.event_id for p in predictions} == {e for e, _, _ in first + second}
+        assert list(read_dead_letters(stream.settings, idle_timeout_s=0.5)) == []
+    finally:
+        stop_pid(triton.pid)
+
+
+def test_worker_killed_mid_stream_loses_nothing_and_duplicates_are_identical(stream: Stream) -> None:
+    items = labelled_digits(1500)
+    worker = stream.start_worker()
+    publish(stream.settings, items)
+    wait_for(lambda: stream.metric(worker, "inferloop_predictions_total") >= 200, 60, "200 predictions")
+    kill_pid(stream.workers[0])
+    done_before = {p.event_id for p in stream.predictions()}
+    assert len(done_before) < len(items), "the kill came too late to test anything"
+
+    stream.start_worker()
+    predictions = stream.wait_predicted({e for e, _, _ in items}, timeout_s=180)
+    assert {p.event_id for p in predictions} == {e for e, _, _ in items}
+    by_id: dict[str, set[str]] = {}
+    for p in predictions:
+        answer = asdict(p)
+        for volatile in ("received_at_ms", "predicted_at_ms"):
+            answer.pop(volatile)
+        by_id.setdefault(p.event_id, set()).add(json.dumps(answer, sort_keys=True))
+    assert all(len(answers) == 1 for answers in by_id.values()), "a duplicate differed from the first prediction"
