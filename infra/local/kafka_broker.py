@@ -150,7 +150,6 @@ class KafkaBroker(LocalService):
             "share.coordinator.state.topic.replication.factor": "1",
             "share.coordinator.state.topic.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",
-            "log.flush.interval.messages": "1",  # local durability: a SIGKILL loses nothing acknowledged
         }
         props.update(self.extra_properties)
         return props
