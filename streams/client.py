@@ -150,7 +150,11 @@ class Record:
 def read_topic(
     settings: Settings, topic: str, follow: bool = False, limit: int | None = None, idle_timeout_s: float = 2.0
 ) -> Iterator[Record]:
-    """Records of ``topic`` from the beginning (no consumer group, nothing committed)."""
+    """Records of ``topic`` from the beginning (no consumer group, nothing committed).
+
+    Without ``follow`` it stops at the end the topic had when reading began, so that records written while
+    it reads (a replay's own dead letters, say) are not read again.
+    """
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(
@@ -163,20 +167,25 @@ def read_topic(
             return
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
+        ends = {} if follow else {tp: end for tp, end in consumer.end_offsets(tps).items() if end > 0}
         count, idle_since = 0, time.monotonic()
-        while limit is None or count < limit:
+        while follow or ends:
             batch = consumer.poll(timeout_ms=200)
             if not batch:
                 if not follow and time.monotonic() - idle_since > idle_timeout_s:
                     return
                 continue
             idle_since = time.monotonic()
-            for records in batch.values():
+            for tp, records in batch.items():
                 for r in records:
+                    if not follow and (tp not in ends or r.offset >= ends[tp]):
+                        continue
                     yield Record(r.topic, r.partition, r.offset, r.key, r.value)
                     count += 1
                     if limit is not None and count >= limit:
                         return
+                if not follow and tp in ends and consumer.position(tp) >= ends[tp]:
+                    del ends[tp]
     finally:
         consumer.close()
 

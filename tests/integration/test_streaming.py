@@ -25,7 +25,7 @@ from streams.client import ImageProducer, read_dead_letters, read_predictions
 from streams.events import DeadLetter, ImageEvent, Prediction, encode_image_event
 from streams.settings import Settings
 from tests.conftest import SERVER_LOGS
-from tests.helpers import png_bytes, settings_from_env, stack_env, wait_for
+from tests.helpers import inferloop, png_bytes, settings_from_env, stack_env, wait_for
 from trainer.data import digits_images
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -229,6 +229,14 @@ def test_bad_events_are_dead_lettered_with_their_reason_and_the_worker_carries_o
     stream.wait_predicted({e for e, _, _ in late})
     assert stream.metric(worker, "inferloop_dead_letters_total") == len(bad)
 
+    # The CLI lists them, and replays the ones asked for (still damaged: they come back with the same reason).
+    listed = inferloop(stream.env, "dlq", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert sorted(json.loads(line)["reason"] for line in listed.stdout.splitlines()) == sorted(r for r, _, _ in bad)
+    replay = inferloop(stream.env, "dlq", "replay", "--reason", "undecodable")
+    assert replay.returncode == 0 and "replayed 1 dead letters" in replay.stderr, replay.stderr
+    wait_for(lambda: stream.metric(worker, 'inferloop_dead_letters_total{reason="undecodable"}') == 2, 60, "the replay")
+
 
 def test_triton_down_for_ten_seconds_loses_nothing(
     stream: Stream, bootstrapped: dict[str, str], triton_backends: Path, tmp_path: Path
@@ -272,7 +280,7 @@ def test_triton_down_for_ten_seconds_loses_nothing(
 
 
 def test_worker_killed_mid_stream_loses_nothing_and_duplicates_are_identical(stream: Stream) -> None:
-    items = labelled_digits(1500)
+    items = labelled_digits(6000)  # enough that the kill lands mid-stream at a few thousand images/s
     worker = stream.start_worker()
     publish(stream.settings, items)
     wait_for(lambda: stream.metric(worker, "inferloop_predictions_total") >= 200, 60, "200 predictions")
@@ -290,3 +298,30 @@ def test_worker_killed_mid_stream_loses_nothing_and_duplicates_are_identical(str
             answer.pop(volatile)
         by_id.setdefault(p.event_id, set()).add(json.dumps(answer, sort_keys=True))
     assert all(len(answers) == 1 for answers in by_id.values()), "a duplicate differed from the first prediction"
+
+
+def test_cli_produces_files_folders_and_large_images_by_uri(stream: Stream) -> None:
+    stream.env["INFERLOOP_STREAMS__INLINE_MAX_BYTES"] = "20000"
+    stream.start_worker()
+    images, labels = digits_images()
+    folder = stream.tmp_path / "incoming"
+    for n in range(12):
+        (folder / str(labels[n])).mkdir(parents=True, exist_ok=True)
+        (folder / str(labels[n]) / f"d{n}.png").write_bytes(png_bytes(images[n]))
+    large = stream.tmp_path / "large.png"
+    big = np.kron(images[0], np.ones((50, 50), dtype=np.uint8))  # 400x400, the same digit
+    noise = np.random.default_rng(1).integers(0, 8, big.shape, dtype=np.uint8)
+    large.write_bytes(png_bytes(big.clip(0, 247) + noise))  # noise keeps the PNG large
+    assert large.stat().st_size > 20000
+    ids_file = stream.tmp_path / "ids.tsv"
+    result = inferloop(stream.env, "produce", str(folder), str(large), "--ids-out", str(ids_file))
+    assert result.returncode == 0, result.stderr
+    sent = dict(line.split("\t") for line in ids_file.read_text().splitlines())
+    assert len(sent) == 13
+    predictions = {p.event_id: p for p in stream.wait_predicted(set(sent))}
+    large_id = next(e for e, path in sent.items() if path.endswith("large.png"))
+    assert predictions[large_id].label == str(labels[0]), "the image read through its file:// URI"
+    listed = inferloop(stream.env, "predictions", "--json", "--limit", "5")
+    assert listed.returncode == 0 and len(listed.stdout.splitlines()) == 5
+    missing = inferloop(stream.env, "produce", str(stream.tmp_path / "nope"))
+    assert missing.returncode == 1 and "no such file" in missing.stderr
