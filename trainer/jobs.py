@@ -149,16 +149,6 @@ class TrainerJobs:
         shutil.rmtree(folder, ignore_errors=True)
         return TrainOutcome(version, self.repo.card(version), None)
 
-    def pending_labels(self) -> int:
-        """How many labelled examples arrived since the serving version was trained."""
-        registry = self.repo.read_registry()
-        if not registry.serving:
-            return 0
-        card = self.repo.card(max(registry.serving))
-        spec = InputSpec(**card.input_spec)
-        reader = self.reader(spec)
-        return len(reader.read(tuple(card.classes), after=card.lineage.reader_cursor, until=reader.cursor()))
-
     def retrain(self, min_new_labels: int | None = None) -> TrainOutcome:
         """Fine-tune the serving version on new labelled examples plus replay; publish if the gate accepts."""
         t = self.settings.trainer
