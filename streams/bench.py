@@ -51,6 +51,7 @@ class BenchResult:
     p50_half_load_ms: float
     p99_half_load_ms: float
     triton_best: dict[str, int]
+    workers: int
     pipeline_vs_triton: float
     pipeline_vs_naive: float
     machine: str
@@ -87,8 +88,8 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 class Bench:
-    def __init__(self, settings: Settings, events: int, progress: ProgressFn) -> None:
-        self.base, self.events, self.progress = settings, events, progress
+    def __init__(self, settings: Settings, events: int, progress: ProgressFn, workers: int = 1) -> None:
+        self.base, self.events, self.progress, self.workers = settings, events, progress, workers
         tag = uuid.uuid4().hex[:8]
         streams = settings.streams.model_copy(
             update={
@@ -100,7 +101,7 @@ class Bench:
         )
         self.settings = settings.model_copy(update={"streams": streams})
         self.pngs = _digit_pngs()
-        self.metrics_port = 0
+        self.metrics_ports: list[int] = []
         self.expected_total = 0.0  # predictions the bench's worker has made so far
 
     # -- helpers ----------------------------------------------------------------------------------------------
@@ -152,13 +153,17 @@ class Bench:
         return ids
 
     def _predicted_so_far(self) -> float:
+        """Predictions made so far, summed over the bench's workers' own counters."""
         import urllib.request
 
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
-            text = response.read().decode()
-        return sum(
-            float(line.split()[-1]) for line in text.splitlines() if line.startswith("inferloop_predictions_total")
-        )
+        total = 0.0
+        for port in self.metrics_ports:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                text = response.read().decode()
+            total += sum(
+                float(line.split()[-1]) for line in text.splitlines() if line.startswith("inferloop_predictions_total")
+            )
+        return total
 
     def _collect(self, ids: list[str], timeout_s: float) -> list[tuple[int, int]]:
         """(produced_at_ms, predicted_at_ms) of the predictions for ``ids``.
@@ -271,12 +276,13 @@ class Bench:
         ensure_topics(self.settings)
         triton_rate, triton_best = self.raw_triton()
 
-        (self.metrics_port,) = free_ports(1)
+        self.metrics_ports = free_ports(self.workers)
         self.expected_total = 0.0
-        log_path = Path(tempfile.mkdtemp(prefix="inferloop-bench-")) / "worker.log"
-        worker = WorkerProcess(self._env(), self.metrics_port, log_path)
-        proc = start(worker)
+        logs = Path(tempfile.mkdtemp(prefix="inferloop-bench-"))
+        pids: list[int] = []
         try:
+            for n, port in enumerate(self.metrics_ports):
+                pids.append(start(WorkerProcess(self._env(), port, logs / f"worker-{n}.log")).pid)
             self.progress("pipeline: warming up")
             self._collect(self._produce(500), timeout_s=120)
             self.progress(f"pipeline: {self.events} events at full load")
@@ -292,7 +298,8 @@ class Bench:
             half_latencies = [float(d - p) for p, d in half]
             half_first, half_last = min(p for p, _ in half), max(d for _, d in half)
         finally:
-            stop_pid(proc.pid)
+            for pid in pids:
+                stop_pid(pid)
         self.progress("naive: one consumer, one synchronous call per event")
         naive_rate = self.naive()
 
@@ -309,11 +316,12 @@ class Bench:
             p50_half_load_ms=round(_percentile(half_latencies, 50), 1),
             p99_half_load_ms=round(_percentile(half_latencies, 99), 1),
             triton_best=triton_best,
+            workers=self.workers,
             pipeline_vs_triton=round(pipeline_rate / triton_rate, 3),
             pipeline_vs_naive=round(pipeline_rate / max(naive_rate, 1e-9), 1),
             machine=f"{platform.machine()}, {__import__('os').cpu_count()} cores",
         )
 
 
-def run_bench(settings: Settings, events: int, progress: ProgressFn) -> BenchResult:
-    return Bench(settings, events, progress).run()
+def run_bench(settings: Settings, events: int, progress: ProgressFn, workers: int = 1) -> BenchResult:
+    return Bench(settings, events, progress, workers).run()

@@ -399,6 +399,7 @@ def dlq_replay(
 @app.command()
 def bench(
     events: Annotated[int, typer.Option(help="Events at full load.")] = 20000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes (one consumer group), at most partitions.")] = 1,
     as_json: JsonFlag = False,
 ) -> None:
     """Measure the pipeline against raw Triton and a naive consumer, side by side (needs `inferloop up`)."""
@@ -412,13 +413,13 @@ def bench(
                 err.log(message)
                 spinner.update(message)
 
-            result = run_bench(settings, events, progress)
+            result = run_bench(settings, events, progress, workers)
     except InferloopError as exc:
         _fail(str(exc))
     if as_json:
         _emit_json(result.as_dict())
         return
-    table = Table(title=f"inferloop bench ({result.machine}, {result.events} events)")
+    table = Table(title=f"inferloop bench ({result.machine}, {result.events} events, {result.workers} worker(s))")
     table.add_column("measure")
     table.add_column("value", justify="right")
     rows = [
