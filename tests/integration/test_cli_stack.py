@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from infra.local.process import free_ports, group_members, pid_alive
 from streams.settings import Settings
+from tests.helpers import inferloop
 
 pytestmark = pytest.mark.integration
 
@@ -30,12 +29,6 @@ def _env(home: Path, cache_dir: Path, ports: list[int]) -> dict[str, str]:
         "INFERLOOP_TRITON__METRICS_PORT": str(metrics),
         "COLUMNS": "200",
     }
-
-
-def inferloop(env: dict[str, str], *args: str, timeout_s: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "streams", *args], env=env, capture_output=True, text=True, timeout=timeout_s
-    )
 
 
 @pytest.fixture
