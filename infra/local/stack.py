@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.local.kafka_broker import KafkaBroker, ensure_kafka_jars, fetch_metadata
-from infra.local.process import LocalService, pid_alive, pid_cmdline, port_accepts, start, stop_pid
-from infra.local.triton_server import TritonServer, ensure_backend_dir, http_ok
+from infra.local.kafka_broker import KafkaBroker, ensure_kafka_jars, kafka_ready
+from infra.local.process import LocalService, pid_alive, pid_cmdline, start, stop_pid
+from infra.local.triton_server import TritonServer, ensure_backend_dir, triton_ready
 from streams.settings import Settings, env_var
 
 STATE_FILE = "stack.json"
@@ -189,10 +189,8 @@ class LocalStack:
 
     def _probe(self, name: str) -> bool:
         if name == "kafka":
-            bootstrap = self.settings.kafka.bootstrap
-            host, _, port = bootstrap.split(",")[0].rpartition(":")
-            return port_accepts(host, int(port)) and fetch_metadata(bootstrap, timeout_s=3.0)
-        return http_ok(f"{self.settings.triton.http_url}/v2/health/ready")
+            return kafka_ready(self.settings.kafka.bootstrap, timeout_s=3.0)
+        return triton_ready(self.settings.triton.http_url)
 
     def down(self, on_event: Callable[[str], None] = lambda _msg: None) -> list[str]:
         """Stop every recorded server (Triton first, the broker last); returns the names stopped."""

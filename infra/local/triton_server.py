@@ -155,8 +155,12 @@ class TritonServer(LocalService):
         }
 
     def is_ready(self) -> bool:
-        """Ready when ``/v2/health/ready`` answers 200."""
-        return http_ok(f"{self.http_url}/v2/health/ready")
+        return triton_ready(self.http_url)
+
+
+def triton_ready(http_url: str) -> bool:
+    """Ready when ``/v2/health/ready`` answers 200."""
+    return http_ok(f"{http_url}/v2/health/ready")
 
 
 def http_ok(url: str, timeout_s: float = 2.0) -> bool:
