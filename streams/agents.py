@@ -226,6 +226,9 @@ class Classifier:
                         received_at_ms=d.received_at_ms,
                         predicted_at_ms=predicted_at,
                         source=d.event.source,
+                        image_topic=d.raw.topic,
+                        image_partition=d.raw.partition,
+                        image_offset=d.raw.offset,
                     )
                 )
         return predictions

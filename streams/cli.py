@@ -213,25 +213,31 @@ def trainer(
         int | None, typer.Option(help="Stop after this many checks (default: run until killed).")
     ] = None,
 ) -> None:
-    """Keep retraining: every interval, fine-tune and publish if enough new labels arrived."""
+    """Keep retraining: check the triggers (new labels, schedule, online accuracy) every interval; publish if the
+    gate accepts."""
     import signal
     import threading
 
-    from trainer.jobs import run_trainer_loop
+    from trainer.jobs import Triggers, run_trainer_loop
 
     settings = _settings()
     interval_s = parse_duration(every) if every else settings.trainer.interval_s
-    need = min_new_labels if min_new_labels is not None else settings.trainer.min_new_labels
+    triggers = Triggers.from_settings(settings, min_new_labels)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    err.log(f"trainer: checking every {interval_s:g} s for at least {need} new labels")
-    run_trainer_loop(_jobs(settings), interval_s, need, stop, max_runs=max_runs)
+    err.log(f"trainer: checking every {interval_s:g} s; retraining on {triggers.describe()}")
+    run_trainer_loop(_jobs(settings), interval_s, triggers, stop, max_runs=max_runs)
 
 
 @app.command()
-def models(as_json: JsonFlag = False) -> None:
-    """List the model's versions (serving / retired) and rejected candidates with their holdout accuracy."""
+def models(
+    as_json: JsonFlag = False,
+    online: Annotated[
+        bool, typer.Option(help="Add online quality from the training log and predictions (needs Kafka).")
+    ] = True,
+) -> None:
+    """List the model's versions (serving / retired), rejected candidates, holdout and online accuracy."""
     from trainer.repository import ModelRepository
 
     settings = _settings()
@@ -239,22 +245,48 @@ def models(as_json: JsonFlag = False) -> None:
         rows = ModelRepository(settings.model_repository, settings.model.name).catalog()
     except InferloopError as exc:
         _fail(str(exc))
+    quality: dict[int, Any] = {}
+    if online:
+        from streams.quality import read_online_quality
+
+        try:
+            quality = read_online_quality(settings, settings.model.name)
+        except InferloopError as exc:
+            err.print(f"[yellow]online quality unavailable:[/] {exc}", highlight=False)
+        except Exception as exc:  # Kafka not running: the catalog is still worth showing
+            err.print(f"[yellow]online quality unavailable (is Kafka up?):[/] {exc}", highlight=False)
+    for r in rows:
+        q = quality.get(r["version"]) if r["version"] is not None else None
+        r["online"] = (
+            {
+                "accuracy": q.accuracy,
+                "labelled": q.labelled,
+                "confidence": q.confidence,
+                "confidence_drift": q.confidence_drift,
+            }
+            if q is not None
+            else None
+        )
     if as_json:
         _emit_json(rows)
         return
     table = Table(title=f"model {settings.model.name} in {settings.model_repository}")
-    for column in ("version", "status", "holdout acc.", "feedback acc.", "parent", "created", "note"):
+    for column in ("version", "status", "holdout acc.", "feedback acc.", "online acc. (n)", "confidence", "parent",
+                   "created", "note"):  # fmt: skip
         table.add_column(column)
     colours = {"serving": "green", "retired": "dim", "rejected": "red"}
     for r in rows:
         metrics = r.get("metrics") or {}
         acc = metrics.get("holdout_accuracy")
         fb = metrics.get("feedback_accuracy")
+        o = r["online"] or {}
         table.add_row(
             str(r["version"] or "-"),
             f"[{colours[r['status']]}]{r['status']}[/]",
             f"{acc:.4f}" if acc is not None else "-",
             f"{fb:.4f}" if fb is not None else "-",
+            f"{o['accuracy']:.3f} ({o['labelled']})" if o.get("accuracy") is not None else "-",
+            f"{o['confidence']:.3f}" if o.get("confidence") is not None else "-",
             str(r.get("parent") or "-"),
             str(r["created_at"]),
             "; ".join(r.get("reasons", [])),
@@ -394,6 +426,140 @@ def dlq_replay(
 
     replayed, skipped = replay_dead_letters(_settings(), reason)
     err.print(f"replayed {replayed} dead letters, skipped {skipped}", highlight=False)
+
+
+@app.command()
+def feedback(
+    event_id: Annotated[str | None, typer.Argument(help="The event the label is for.")] = None,
+    label: Annotated[str | None, typer.Argument(help="Its true label.")] = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", "-f", help="Bulk: CSV (event_id,label[,source]) or JSON lines.")
+    ] = None,
+    source: Annotated[str, typer.Option(help="Who says so (kept with the example).")] = "cli",
+) -> None:
+    """Send ground truth: the true label of a predicted event (one, or many from a file)."""
+    from streams.client import FeedbackProducer, parse_feedback_file
+
+    settings = _settings()
+    if (file is None) == (event_id is None or label is None):
+        _fail("give either EVENT_ID LABEL or --file FILE", 2)
+    try:
+        rows = parse_feedback_file(file) if file is not None else [(event_id or "", label or "", None)]
+        with FeedbackProducer(settings, source=source) as producer:
+            for row_id, row_label, row_source in rows:
+                producer.send(row_id, row_label, row_source)
+    except InferloopError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"cannot read {file}: {exc}")
+    err.print(f"sent {len(rows)} feedback record(s) to {settings.feedback.topic}", highlight=False)
+
+
+@app.command()
+def joiner(
+    log_level: Annotated[str, typer.Option(help="Faust's log level.")] = "WARNING",
+) -> None:
+    """Run the feedback joiner (Faust): feedback + predictions + images in, labelled examples out."""
+    from streams.joiner import run_joiner
+
+    settings = _settings()
+    f = settings.feedback
+    err.log(
+        f"joiner: {f.topic} + {settings.streams.predictions_topic} -> {f.training_log_topic} "
+        f"(metrics on :{f.metrics_port})"
+    )
+    try:
+        run_joiner(settings, loglevel=log_level)
+    except InferloopError as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def demo(
+    report: Annotated[Path | None, typer.Option(help="Report folder (default: <home>/demo/<time>).")] = None,
+    keep_running: Annotated[
+        bool, typer.Option("--keep-running", help="Leave the stack, worker, joiner and trainer running.")
+    ] = False,
+    rate: Annotated[float, typer.Option(help="Images per second streamed.")] = 80.0,
+    clean_s: Annotated[float, typer.Option(help="Seconds of clean images before the drift.")] = 20.0,
+    max_drift_s: Annotated[float, typer.Option(help="Give up on recovery after this many seconds of drift.")] = 180.0,
+    as_json: JsonFlag = False,
+) -> None:
+    """The whole loop on the embedded digits: stream, drift, feedback, retrain, hot swap, recover; then a report."""
+    import time as _time
+
+    from rich.live import Live
+
+    from infra.local.demo import Demo, DemoOptions
+
+    settings = _settings()
+    folder = report or settings.home / "demo" / _time.strftime("%Y%m%d-%H%M%S")
+    options = DemoOptions(
+        report_dir=folder, rate_per_s=rate, clean_s=clean_s, max_drift_s=max_drift_s, keep_running=keep_running
+    )
+    runner = Demo(settings, options, on_event=err.log)
+    with Live(_demo_view({}), console=err, refresh_per_second=4, transient=False) as live:
+        try:
+            result = runner.run(view=lambda snap: live.update(_demo_view(snap)))
+        except InferloopError as exc:
+            live.stop()
+            _fail(f"{exc}\nLogs: {folder / 'logs'}")
+        except KeyboardInterrupt:
+            live.stop()
+            _fail("interrupted; what the demo started was stopped", 130)
+    if as_json:
+        _emit_json(result.__dict__)
+    table = Table(title="inferloop demo: summary", show_header=False)
+    table.add_column("what")
+    table.add_column("value")
+
+    def pct(value: float | None) -> str:
+        return f"{value:.1%}" if value is not None else "-"
+
+    for what, value in (
+        ("duration", f"{result.duration_s:.0f} s"),
+        ("baseline version", f"v{result.baseline_version}"),
+        ("final serving version", f"v{result.final_serving_version}"),
+        ("versions published", ", ".join(f"v{v['version']} at {v['at_s']:.0f} s" for v in result.versions_published)
+         or "none"),
+        ("accuracy before drift (baseline, clean)", pct(result.accuracy_before_drift)),
+        ("accuracy after drift (baseline, drifted holdout)", pct(result.accuracy_after_drift)),
+        ("accuracy recovered (final, drifted holdout)", pct(result.accuracy_recovered)),
+        ("events / predictions / feedback", f"{result.events_sent} / {result.predictions} / {result.feedback_sent}"),
+        ("latency p50 / p99", f"{result.latency_p50_ms} / {result.latency_p99_ms} ms"),
+        ("report", str(folder / "report.json")),
+        ("chart", str(folder / "accuracy.png")),
+    ):  # fmt: skip
+        table.add_row(what, value)
+    err.print(table)
+    recovered = result.accuracy_recovered is not None and result.accuracy_after_drift is not None
+    if not recovered or result.final_serving_version <= result.baseline_version:
+        _fail("the loop did not publish a recovered version in time (see the trainer log in the report folder)")
+
+
+def _demo_view(snap: dict[str, Any]) -> Table:
+    table = Table(title="inferloop demo (live)", show_header=True, expand=False)
+    for column in ("elapsed", "phase", "sent", "predicted", "images/s", "latency p50/p99", "serving", "accuracy",
+                   "online acc. (joiner)", "feedback"):  # fmt: skip
+        table.add_column(column)
+    if not snap:
+        table.add_row(*["-"] * 10)
+        return table
+    online = snap.get("online") or {}
+    table.add_row(
+        f"{snap['elapsed_s']:.0f} s",
+        {"clean": "[green]clean[/]", "drift": "[red]drift[/]"}.get(snap["phase"], snap["phase"]),
+        str(snap["sent"]),
+        str(snap["predicted"]),
+        f"{snap['throughput']:.0f}",
+        f"{snap['p50'] or '-'} / {snap['p99'] or '-'} ms",
+        f"v{snap['serving']}",
+        f"{snap['accuracy']:.1%}" if snap["accuracy"] is not None else "-",
+        ", ".join(f"v{v}: {a:.0%}" for v, a in sorted(online.items())) or "-",
+        str(snap["feedback"]),
+    )
+    table.caption = f"trainer: {snap['trainer'] or 'waiting'}"
+    return table
 
 
 @app.command()

@@ -1,10 +1,11 @@
-"""Python client API: publish images, read predictions and dead letters, replay dead letters.
+"""Python client API: publish images and feedback, read predictions, dead letters and the training log.
 
 Synchronous (kafka-python), for scripts, the CLI and tests; the worker itself is asynchronous.
 """
 
 from __future__ import annotations
 
+import logging
 import mimetypes
 import time
 from collections.abc import Iterable, Iterator
@@ -15,10 +16,14 @@ from typing import Any
 from streams.errors import InferloopError, PoisonError
 from streams.events import (
     DeadLetter,
+    Feedback,
     ImageEvent,
+    LabelledExample,
     Prediction,
     decode_dead_letter,
+    decode_labelled_example,
     decode_prediction,
+    encode_feedback,
     encode_image_event,
     new_event_id,
 )
@@ -26,6 +31,14 @@ from streams.settings import Settings
 from streams.topics import BrokerUnavailable, ensure_topics
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"}
+
+
+def _drop_close_noise(record: logging.LogRecord) -> bool:
+    """kafka-python logs a metadata refresh cancelled by ``close()`` as an error; it is not one."""
+    return "failed Cancelled" not in record.getMessage()
+
+
+logging.getLogger("kafka.cluster").addFilter(_drop_close_noise)
 
 
 class EventTooLarge(PoisonError):
@@ -147,13 +160,33 @@ class Record:
     value: bytes
 
 
-def read_topic(
-    settings: Settings, topic: str, follow: bool = False, limit: int | None = None, idle_timeout_s: float = 2.0
-) -> Iterator[Record]:
-    """Records of ``topic`` from the beginning (no consumer group, nothing committed).
+def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
+    """The next offset of every partition of ``topic`` (empty when it does not exist)."""
+    from kafka import KafkaConsumer, TopicPartition
 
-    Without ``follow`` it stops at the end the topic had when reading began, so that records written while
-    it reads (a replay's own dead letters, say) are not read again.
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka.bootstrap, enable_auto_commit=False, client_id="inferloop-reader"
+    )
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or set())]
+        return {tp.partition: end for tp, end in consumer.end_offsets(tps).items()} if tps else {}
+    finally:
+        consumer.close()
+
+
+def read_topic(
+    settings: Settings,
+    topic: str,
+    follow: bool = False,
+    limit: int | None = None,
+    idle_timeout_s: float = 2.0,
+    start: dict[int, int] | None = None,
+    until: dict[int, int] | None = None,
+) -> Iterator[Record]:
+    """Records of ``topic`` from the beginning, or from ``start`` offsets (no consumer group, nothing committed).
+
+    Without ``follow`` it stops at the end the topic had when reading began (or before the ``until`` offsets),
+    so that records written while it reads (a replay's own dead letters, say) are not read again.
     """
     from kafka import KafkaConsumer, TopicPartition
 
@@ -167,7 +200,15 @@ def read_topic(
             return
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
-        ends = {} if follow else {tp: end for tp, end in consumer.end_offsets(tps).items() if end > 0}
+        for tp in tps:
+            if start and start.get(tp.partition):
+                consumer.seek(tp, start[tp.partition])
+        if follow:
+            ends = {}
+        else:
+            stop = until if until is not None else {tp.partition: e for tp, e in consumer.end_offsets(tps).items()}
+            begin = start or {}
+            ends = {tp: stop[tp.partition] for tp in tps if stop.get(tp.partition, 0) > begin.get(tp.partition, 0)}
         count, idle_since = 0, time.monotonic()
         while follow or ends:
             batch = consumer.poll(timeout_ms=200)
@@ -201,7 +242,7 @@ def read_dead_letters(settings: Settings, **kwargs: Any) -> Iterator[DeadLetter]
 
 
 def replay_dead_letters(settings: Settings, reason: str | None = None) -> tuple[int, int]:
-    """Publish the original bytes of dead letters to the images topic again; returns (replayed, skipped)."""
+    """Publish the original bytes of dead letters to the topic they came from again; returns (replayed, skipped)."""
     from kafka import KafkaProducer
 
     producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all", client_id="inferloop-replay")
@@ -211,11 +252,92 @@ def replay_dead_letters(settings: Settings, reason: str | None = None) -> tuple[
             if (reason and letter.reason != reason) or letter.original is None:
                 skipped += 1
                 continue
-            producer.send(
-                settings.streams.images_topic, key=(letter.event_id or "").encode() or None, value=letter.original
-            )
+            producer.send(letter.origin_topic, key=(letter.event_id or "").encode() or None, value=letter.original)
             replayed += 1
         producer.flush()
     finally:
         producer.close()
     return replayed, skipped
+
+
+def read_training_log(settings: Settings, **kwargs: Any) -> Iterator[tuple[Record, LabelledExample]]:
+    for record in read_topic(settings, settings.feedback.training_log_topic, **kwargs):
+        yield record, decode_labelled_example(record.value)
+
+
+class FeedbackError(InferloopError):
+    """Feedback that cannot be sent as given (a bad line in a bulk file, an empty label)."""
+
+
+class FeedbackProducer:
+    """Publishes feedback (the true label of an event) to the feedback topic, keyed by event id."""
+
+    def __init__(self, settings: Settings, source: str = "cli") -> None:
+        from kafka import KafkaProducer
+        from kafka.errors import KafkaError
+
+        self.settings, self.source = settings, source
+        ensure_topics(settings)
+        try:
+            self._producer = KafkaProducer(
+                bootstrap_servers=settings.kafka.bootstrap, acks="all", linger_ms=5, client_id="inferloop-feedback"
+            )
+        except KafkaError as exc:
+            raise BrokerUnavailable(settings.kafka.bootstrap, str(exc)) from exc
+        self._pending: list[Any] = []
+
+    def send(self, event_id: str, label: str, source: str | None = None) -> Feedback:
+        if not event_id or not label or len(event_id) > 200 or len(label) > 200:
+            raise FeedbackError(
+                f"feedback needs an event id and a label of 1-200 characters, got {event_id!r}, {label!r}"
+            )
+        feedback = Feedback(event_id=event_id, label=label, source=source if source is not None else self.source)
+        self._pending.append(
+            self._producer.send(self.settings.feedback.topic, key=event_id.encode(), value=encode_feedback(feedback))
+        )
+        return feedback
+
+    def flush(self, timeout_s: float = 60.0) -> None:
+        self._producer.flush(timeout=timeout_s)
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.get(timeout=timeout_s)
+
+    def close(self) -> None:
+        self.flush()
+        self._producer.close()
+
+    def __enter__(self) -> FeedbackProducer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def parse_feedback_file(path: Path) -> list[tuple[str, str, str | None]]:
+    """``(event_id, label, source)`` rows of a CSV (``event_id,label[,source]``, header optional) or JSON-lines
+    file (``{"event_id": ..., "label": ..., "source": ...}``); raises :class:`FeedbackError` naming the bad line."""
+    import csv
+    import json
+
+    rows: list[tuple[str, str, str | None]] = []
+    text = path.read_text()
+    if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                raw = json.loads(line)
+                rows.append((str(raw["event_id"]), str(raw["label"]), raw.get("source")))
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                raise FeedbackError(f"{path}:{n}: not a JSON object with event_id and label ({exc})") from exc
+        return rows
+    for n, row in enumerate(csv.reader(text.splitlines()), 1):
+        if not row or not "".join(row).strip():
+            continue
+        if n == 1 and [c.strip().lower() for c in row[:2]] == ["event_id", "label"]:
+            continue
+        if len(row) < 2 or not row[0].strip() or not row[1].strip():
+            raise FeedbackError(f"{path}:{n}: expected event_id,label[,source], got {row!r}")
+        rows.append((row[0].strip(), row[1].strip(), row[2].strip() if len(row) > 2 else None))
+    return rows

@@ -1,4 +1,6 @@
-"""Wire formats of inferloop's topics: image events, predictions, dead letters. One encode/decode pair each.
+"""Wire formats of inferloop's topics: image events, predictions, dead letters, feedback and labelled examples.
+
+One encode/decode pair each.
 
 Image events carry the image bytes raw, never base64: a Kafka value is a small binary frame ::
 
@@ -6,8 +8,9 @@ Image events carry the image bytes raw, never base64: a Kafka value is a small b
 
 The JSON header holds the event id, time, source, content type, an optional image URI (for images too large to
 travel inline; read through fsspec, so ``file://`` and object stores work) and optional metadata. The key of
-the Kafka record is the event id. Predictions and dead letters are small JSON documents with a
-``schema_version``. See ``docs/events.md``.
+the Kafka record is the event id. Predictions, dead letters and feedback are small JSON documents with a
+``schema_version``. Labelled examples (the training log) use a frame like image events' (magic ``ILX``), since
+they carry the image too. See ``docs/events.md``.
 """
 
 from __future__ import annotations
@@ -23,7 +26,10 @@ from typing import Any
 from streams.errors import PoisonError
 
 IMAGE_MAGIC = b"ILE"
+EXAMPLE_MAGIC = b"ILX"
 IMAGE_SCHEMA_VERSION = 1
+FEEDBACK_SCHEMA_VERSION = 1
+EXAMPLE_SCHEMA_VERSION = 1
 PREDICTION_SCHEMA_VERSION = 1
 DEAD_LETTER_SCHEMA_VERSION = 1
 _FRAME_HEAD = struct.Struct(">3sBI")
@@ -60,6 +66,35 @@ class ImageEvent:
     schema_version: int = IMAGE_SCHEMA_VERSION
 
 
+def _frame(magic: bytes, version: int, header: dict[str, Any], payload: bytes) -> bytes:
+    raw_header = json.dumps(header, separators=(",", ":")).encode()
+    return _FRAME_HEAD.pack(magic, version, len(raw_header)) + raw_header + payload
+
+
+def _unframe(value: bytes | None, magic: bytes, version_supported: int, what: str) -> tuple[dict[str, Any], bytes]:
+    """``(header, payload)`` of a frame; raises :class:`EventDecodeError` with a specific reason."""
+    if not value:
+        raise EventDecodeError("empty_value", "the record has no value")
+    if len(value) < _FRAME_HEAD.size or value[:3] != magic:
+        article = "an" if what[0] in "aeiou" else "a"
+        raise EventDecodeError(f"not_{article}_{what}", f"the value does not start with an inferloop {what} frame")
+    _, version, header_len = _FRAME_HEAD.unpack_from(value)
+    if version != version_supported:
+        raise EventDecodeError(
+            "unknown_schema_version",
+            f"{what} schema version {version} is not supported (this worker: {version_supported})",
+        )
+    if header_len > MAX_HEADER_BYTES or _FRAME_HEAD.size + header_len > len(value):
+        raise EventDecodeError("bad_header", f"header length {header_len} does not fit the {len(value)}-byte value")
+    try:
+        header = json.loads(value[_FRAME_HEAD.size : _FRAME_HEAD.size + header_len])
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EventDecodeError("bad_header", f"header is not JSON: {exc}") from exc
+    if not isinstance(header, dict):
+        raise EventDecodeError("bad_header", "header is not a JSON object")
+    return header, bytes(value[_FRAME_HEAD.size + header_len :])
+
+
 def encode_image_event(event: ImageEvent) -> bytes:
     header = {
         "event_id": event.event_id,
@@ -71,30 +106,12 @@ def encode_image_event(event: ImageEvent) -> bytes:
         header["image_uri"] = event.image_uri
     if event.metadata:
         header["metadata"] = event.metadata
-    raw_header = json.dumps(header, separators=(",", ":")).encode()
-    return _FRAME_HEAD.pack(IMAGE_MAGIC, event.schema_version, len(raw_header)) + raw_header + event.image
+    return _frame(IMAGE_MAGIC, event.schema_version, header, event.image)
 
 
 def decode_image_event(value: bytes | None) -> ImageEvent:
     """The event in a Kafka value; raises :class:`EventDecodeError` with a specific reason."""
-    if not value:
-        raise EventDecodeError("empty_value", "the record has no value")
-    if len(value) < _FRAME_HEAD.size or value[:3] != IMAGE_MAGIC:
-        raise EventDecodeError("not_an_image_event", "the value does not start with an inferloop image-event frame")
-    _, version, header_len = _FRAME_HEAD.unpack_from(value)
-    if version != IMAGE_SCHEMA_VERSION:
-        raise EventDecodeError(
-            "unknown_schema_version", f"image-event schema version {version} is not supported (this worker: 1)"
-        )
-    if header_len > MAX_HEADER_BYTES or _FRAME_HEAD.size + header_len > len(value):
-        raise EventDecodeError("bad_header", f"header length {header_len} does not fit the {len(value)}-byte value")
-    try:
-        header = json.loads(value[_FRAME_HEAD.size : _FRAME_HEAD.size + header_len])
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EventDecodeError("bad_header", f"header is not JSON: {exc}") from exc
-    if not isinstance(header, dict):
-        raise EventDecodeError("bad_header", "header is not a JSON object")
-    image = bytes(value[_FRAME_HEAD.size + header_len :])
+    header, image = _unframe(value, IMAGE_MAGIC, IMAGE_SCHEMA_VERSION, "image_event")
     return _image_event_from_header(header, image)
 
 
@@ -146,6 +163,9 @@ class Prediction:
     received_at_ms: int
     predicted_at_ms: int
     source: str = ""
+    image_topic: str | None = None  # where the input image is: the learning loop reads it back from there
+    image_partition: int | None = None
+    image_offset: int | None = None
     schema_version: int = PREDICTION_SCHEMA_VERSION
 
     @property
@@ -195,3 +215,80 @@ def decode_dead_letter(value: bytes) -> DeadLetter:
         return DeadLetter(**raw, original=base64.b64decode(original) if original is not None else None)
     except (json.JSONDecodeError, TypeError, ValueError) as exc:
         raise EventDecodeError("bad_dead_letter", f"not a dead letter: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """The true label of an event, from a person or a downstream system. Keyed by event id on its topic."""
+
+    event_id: str
+    label: str
+    source: str = ""
+    at_ms: int = field(default_factory=now_ms)
+    schema_version: int = FEEDBACK_SCHEMA_VERSION
+
+
+def encode_feedback(feedback: Feedback) -> bytes:
+    return json.dumps(feedback.__dict__, separators=(",", ":")).encode()
+
+
+def decode_feedback(value: bytes | None) -> Feedback:
+    """Feedback in a Kafka value; raises :class:`EventDecodeError` with a specific reason."""
+    if not value:
+        raise EventDecodeError("empty_value", "the record has no value")
+    try:
+        raw = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EventDecodeError("not_feedback", f"feedback is not JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise EventDecodeError("not_feedback", "feedback is not a JSON object")
+    if raw.get("schema_version") != FEEDBACK_SCHEMA_VERSION:
+        raise EventDecodeError(
+            "unknown_schema_version", f"feedback schema version {raw.get('schema_version')!r} is not supported"
+        )
+    for name in ("event_id", "label"):
+        if not isinstance(raw.get(name), str) or not raw[name] or len(raw[name]) > 200:
+            raise EventDecodeError("missing_field", f"field {name!r} is missing or not a string of 1-200 characters")
+    at = raw.get("at_ms")
+    if not isinstance(at, int) or isinstance(at, bool) or at < 0:
+        raise EventDecodeError("missing_field", "field 'at_ms' is missing or not a non-negative integer")
+    source = raw.get("source", "")
+    if not isinstance(source, str):
+        raise EventDecodeError("bad_field", "source is not a string")
+    return Feedback(event_id=raw["event_id"], label=raw["label"], source=source, at_ms=at)
+
+
+@dataclass(frozen=True)
+class LabelledExample:
+    """One record of the training log: an input image with its true label and what the model had predicted."""
+
+    event_id: str
+    label: str
+    content_type: str
+    image: bytes
+    predicted_label: str
+    predicted_score: float
+    model_name: str
+    model_version: int
+    feedback_source: str = ""
+    feedback_at_ms: int = 0
+    predicted_at_ms: int = 0
+    logged_at_ms: int = field(default_factory=now_ms)
+    schema_version: int = EXAMPLE_SCHEMA_VERSION
+
+    @property
+    def correct(self) -> bool:
+        return self.label == self.predicted_label
+
+
+def encode_labelled_example(example: LabelledExample) -> bytes:
+    header = {k: v for k, v in example.__dict__.items() if k not in ("image", "schema_version")}
+    return _frame(EXAMPLE_MAGIC, example.schema_version, header, example.image)
+
+
+def decode_labelled_example(value: bytes | None) -> LabelledExample:
+    header, image = _unframe(value, EXAMPLE_MAGIC, EXAMPLE_SCHEMA_VERSION, "labelled_example")
+    try:
+        return LabelledExample(**header, image=image)
+    except TypeError as exc:
+        raise EventDecodeError("bad_header", f"not a labelled example: {exc}") from exc

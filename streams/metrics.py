@@ -1,4 +1,7 @@
-"""Prometheus metrics of the worker, built against an injected registry (units in seconds, counters _total)."""
+"""Prometheus metrics of the worker and the joiner, built against an injected registry.
+
+Units in seconds; counters get ``_total`` from the client library.
+"""
 
 from __future__ import annotations
 
@@ -51,4 +54,63 @@ class WorkerMetrics:
         )
         self.serving_version = Gauge(
             "inferloop_serving_model_version", "Model version that answered last.", ["model"], registry=registry
+        )
+
+
+class JoinerMetrics:
+    """Everything the feedback joiner reports, online quality included."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.feedback_received = Counter(
+            "inferloop_feedback_received", "Feedback records taken from the feedback topic.", registry=registry
+        )
+        self.predictions_seen = Counter(
+            "inferloop_join_predictions", "Predictions the joiner took into its table.", registry=registry
+        )
+        self.examples_logged = Counter(
+            "inferloop_training_examples_logged",
+            "Labelled examples written to the training log (corrections included).",
+            ["model", "version"],
+            registry=registry,
+        )
+        self.feedback_outcomes = Counter(
+            "inferloop_feedback_outcomes",
+            "What became of feedback: joined, correction, duplicate, waiting (for its prediction).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.dead_letters = Counter(
+            "inferloop_feedback_dead_letters",
+            "Feedback routed to the dead-letter topic.",
+            ["reason"],
+            registry=registry,
+        )
+        self.table_entries = Gauge(
+            "inferloop_join_table_entries", "Event ids the joiner holds (predictions, waiting feedback, markers).",
+            registry=registry,
+        )  # fmt: skip
+        self.online_accuracy = Gauge(
+            "inferloop_online_accuracy",
+            "Share of a version's last labelled predictions (rolling window) whose top label was right.",
+            ["model", "version"],
+            registry=registry,
+        )
+        self.online_labelled = Gauge(
+            "inferloop_online_labelled_predictions",
+            "Labelled predictions in the online-accuracy window.",
+            ["model", "version"],
+            registry=registry,
+        )
+        self.confidence = Gauge(
+            "inferloop_prediction_confidence",
+            "Mean top-1 score of a version's last predictions (rolling window).",
+            ["model", "version"],
+            registry=registry,
+        )
+        self.confidence_drift = Gauge(
+            "inferloop_confidence_drift",
+            "Mean top-1 score of a version's first window of predictions minus that of its last window.",
+            ["model", "version"],
+            registry=registry,
         )

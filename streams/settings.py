@@ -94,6 +94,25 @@ class StreamsSettings(_Group):
     max_request_bytes: int = Field(1_000_000, ge=1024, description="Largest Kafka record the producers send.")
 
 
+class FeedbackSettings(_Group):
+    """The learning loop's streaming half: feedback in, joined with predictions, labelled examples logged."""
+
+    topic: str = Field("inferloop.feedback", description="Feedback (true labels for event ids) in.")
+    training_log_topic: str = Field(
+        "inferloop.training-log", description="Joined, labelled examples out: a compacted topic, kept forever."
+    )
+    app_id: str = Field("inferloop-joiner", description="Faust app id of the joiner (its group and table prefix).")
+    retention_s: float = Field(
+        86_400.0, gt=0, description="How long a prediction stays joinable; later feedback is dead-lettered."
+    )
+    wait_s: float = Field(
+        60.0, gt=0, description="How long feedback waits for its prediction before it is dead-lettered."
+    )
+    sweep_interval_s: float = Field(2.0, gt=0, description="How often the joiner expires old table entries.")
+    online_window: int = Field(200, ge=1, description="Labelled predictions per version in the rolling accuracy.")
+    metrics_port: int = Field(9101, ge=0, le=65535, description="Joiner's Prometheus /metrics port (0: off).")
+
+
 class ModelSettings(_Group):
     """The served model: its name in Triton and how Triton batches and runs it."""
 
@@ -126,8 +145,22 @@ class TrainerSettings(_Group):
     tolerance: float = Field(
         0.02, ge=0, le=1, description="Gate: how much worse (accuracy) a candidate may be on any holdout."
     )
-    min_new_labels: int = Field(50, ge=1, description="Fewest new labelled examples worth a retraining.")
-    interval_s: float = Field(600.0, gt=0, description="`inferloop trainer`: seconds between checks.")
+    feedback_source: str = Field(
+        "log", pattern="^(log|folder)$", description="Where new labels come from: the training log or feedback_dir."
+    )
+    min_new_labels: int = Field(
+        50, ge=1, description="Trigger: retrain once this many new labelled examples are logged (and never on fewer)."
+    )
+    interval_s: float = Field(30.0, gt=0, description="`inferloop trainer`: seconds between trigger checks.")
+    schedule_s: float | None = Field(
+        None, gt=0, description="Trigger: retrain this often (seconds) when any new labels exist; unset: off."
+    )
+    min_online_accuracy: float | None = Field(
+        None, ge=0, le=1, description="Trigger: retrain when the serving version's online accuracy falls below."
+    )
+    min_labels_per_run: int = Field(
+        20, ge=1, description="Schedule and accuracy triggers: fewest new labelled examples a retraining uses."
+    )
     serving_versions: int = Field(1, ge=1, description="How many of the newest versions Triton serves at once.")
     keep_versions: int = Field(10, ge=1, description="Versions kept on disk (for rollback); older are deleted.")
     load_timeout_s: float = Field(120.0, gt=0, description="How long Triton may take to load a version.")
@@ -157,6 +190,7 @@ class Settings(BaseSettings):
     model: ModelSettings = Field(default_factory=ModelSettings)  # type: ignore[arg-type]
     streams: StreamsSettings = Field(default_factory=StreamsSettings)  # type: ignore[arg-type]
     trainer: TrainerSettings = Field(default_factory=TrainerSettings)  # type: ignore[arg-type]
+    feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)  # type: ignore[arg-type]
 
     @property
     def model_repository(self) -> Path:

@@ -42,6 +42,7 @@ class Lineage:
     base_examples: list[str] = field(default_factory=list)
     new_examples: list[str] = field(default_factory=list)
     replay_examples: list[str] = field(default_factory=list)
+    feedback_holdout: list[str] = field(default_factory=list)  # new examples kept out to evaluate on
     reader_cursor: str | None = None  # position of the newest logged example this model saw
 
     @property

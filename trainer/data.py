@@ -51,6 +51,11 @@ class ExampleSet:
         idx = np.asarray(indices, dtype=np.int64)
         return ExampleSet(tuple(self.ids[i] for i in idx), self.x[idx], self.y[idx], self.classes)
 
+    def without(self, ids: Iterable[str]) -> ExampleSet:
+        """These examples less those with the given ids (an example relabelled later is read from there)."""
+        drop = set(ids)
+        return self.take([i for i, example_id in enumerate(self.ids) if example_id not in drop])
+
     @staticmethod
     def empty(spec: InputSpec, classes: tuple[str, ...]) -> ExampleSet:
         return ExampleSet((), np.zeros((0, *spec.shape), np.float32), np.zeros(0, np.int64), classes)

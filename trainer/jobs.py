@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from streams.errors import InferloopError
 from streams.images import InputSpec
 from streams.inference import TritonControl, TritonUnavailable
 from streams.settings import Settings
@@ -33,7 +34,7 @@ from trainer.data import (
     load_dataset,
     split_holdout,
 )
-from trainer.errors import CandidateRejected, NoServingVersion, NotEnoughData, RepositoryError, TrainerError
+from trainer.errors import CandidateRejected, NoServingVersion, NotEnoughData, RepositoryError
 from trainer.evaluate import GateDecision, gate, measure
 from trainer.export import load_weights, write_artifact
 from trainer.model import SmallCNN
@@ -93,7 +94,27 @@ class TrainerJobs:
         return InputSpec(channels=t.image_channels, height=t.image_height, width=t.image_width)
 
     def reader(self, spec: InputSpec) -> LabelledExampleReader:
-        return self._reader or FolderExampleReader(self.settings.feedback_dir, spec)
+        if self._reader is not None:
+            return self._reader
+        if self.settings.trainer.feedback_source == "folder":
+            return FolderExampleReader(self.settings.feedback_dir, spec)
+        from trainer.training_log import TrainingLogReader
+
+        return TrainingLogReader(self.settings, spec)
+
+    def serving_card(self) -> ModelCard:
+        registry = self.repo.read_registry()
+        if not registry.serving:
+            raise NoServingVersion(f"{self.repo.name} has no serving version: run `inferloop train --bootstrap` first")
+        return self.repo.card(max(registry.serving))
+
+    def new_labels(self) -> tuple[ExampleSet, str | None]:
+        """The labelled examples logged since the serving version's training read, and the cursor after them."""
+        card = self.serving_card()
+        spec, classes = InputSpec(**card.input_spec), tuple(card.classes)
+        reader = self.reader(spec)
+        until = reader.cursor()
+        return reader.read(classes, after=card.lineage.reader_cursor, until=until), until
 
     def _fit_config(self, epochs: int, learning_rate: float) -> FitConfig:
         t = self.settings.trainer
@@ -122,11 +143,14 @@ class TrainerJobs:
             training_seconds=0.0,
         )
 
-    def bootstrap(self) -> TrainOutcome:
-        """Train version 1 from scratch on the configured dataset and publish it."""
+    def bootstrap(self, again: bool = False) -> TrainOutcome:
+        """Train version 1 from scratch on the configured dataset and publish it.
+
+        ``again``: train from scratch even though versions exist (published as the next version).
+        """
         self.triton.require_live()
         registry = self.repo.read_registry()
-        if registry.serving or self.repo.versions():
+        if not again and (registry.serving or self.repo.versions()):
             raise RepositoryError(
                 f"{self.repo.name} already has versions {self.repo.versions()}; use `inferloop train` to retrain"
             )
@@ -166,6 +190,10 @@ class TrainerJobs:
         if len(new) < need:
             raise NotEnoughData(len(new), need)
         earlier = reader.read(classes, after=None, until=after) if after else ExampleSet.empty(spec, classes)
+        earlier = earlier.without(new.ids)  # relabelled since: the newer label wins
+        skipped = getattr(reader, "skipped", None)
+        if skipped:
+            self.on_event(f"left out of the new examples: {dict(skipped)}")
         new_train, new_holdout = split_holdout(new, t.feedback_holdout_fraction)
         earlier_train, earlier_holdout = split_holdout(earlier, t.feedback_holdout_fraction)
         feedback_holdout = ExampleSet.concat([earlier_holdout, new_holdout])
@@ -188,6 +216,7 @@ class TrainerJobs:
             base_dataset=parent_card.lineage.base_dataset,
             new_examples=list(new_train.ids),
             replay_examples=list(replay.ids),
+            feedback_holdout=list(new_holdout.ids),
             reader_cursor=until,
         )
         card = self._new_card(self.repo.name, parent, spec, classes, lineage, fit_cfg)
@@ -226,27 +255,118 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
+@dataclass(frozen=True)
+class Triggers:
+    """When ``inferloop trainer`` retrains (each one a setting; any that fires starts a run)."""
+
+    min_new_labels: int  # this many new labelled examples
+    schedule_s: float | None = None  # this long since the last run, given min_labels_per_run new examples
+    min_online_accuracy: float | None = None  # the serving version's online accuracy fell below this
+    min_labels_per_run: int = 20  # fewest new examples the schedule and accuracy triggers act on
+    online_window: int = 200
+
+    @staticmethod
+    def from_settings(settings: Settings, min_new_labels: int | None = None) -> Triggers:
+        t = settings.trainer
+        return Triggers(
+            min_new_labels=t.min_new_labels if min_new_labels is None else min_new_labels,
+            schedule_s=t.schedule_s,
+            min_online_accuracy=t.min_online_accuracy,
+            min_labels_per_run=min(
+                t.min_labels_per_run, t.min_new_labels if min_new_labels is None else min_new_labels
+            ),
+            online_window=settings.feedback.online_window,
+        )
+
+    def describe(self) -> str:
+        parts = [f"{self.min_new_labels} new labels"]
+        if self.schedule_s:
+            parts.append(f"every {self.schedule_s:g} s")
+        if self.min_online_accuracy is not None:
+            parts.append(f"online accuracy below {self.min_online_accuracy:g}")
+        return " or ".join(parts)
+
+
+def online_accuracy(jobs: TrainerJobs, window: int) -> tuple[float | None, int]:
+    """Online accuracy of the serving version over its last ``window`` labelled predictions in the training log
+    since it was trained (``None`` when the labels do not come from the log, or there are none)."""
+    from trainer.training_log import TrainingLogReader
+
+    card = jobs.serving_card()
+    reader = jobs.reader(InputSpec(**card.input_spec))
+    if not isinstance(reader, TrainingLogReader):
+        return None, 0
+    version = card.version
+    outcomes = [
+        e.correct
+        for e in sorted(reader.latest(after=card.lineage.reader_cursor).values(), key=lambda e: e.logged_at_ms)
+        if e.model_version == version and e.model_name == card.model_name
+    ][-window:]
+    return (sum(outcomes) / len(outcomes) if outcomes else None), len(outcomes)
+
+
+def due(
+    jobs: TrainerJobs, triggers: Triggers, since_last_run_s: float, new_at_last_attempt: int
+) -> tuple[str, int, str]:
+    """Which trigger fires now ('' for none), the fewest new labels that run needs, and what was seen."""
+    new, _ = jobs.new_labels()
+    fresh = len(new) - new_at_last_attempt  # labels that arrived since a rejected attempt (if any)
+    seen = f"{len(new)} new labels (count trigger at {triggers.min_new_labels})"
+    if len(new) >= triggers.min_new_labels and fresh > 0:
+        return f"{len(new)} new labels", triggers.min_new_labels, seen
+    floor = triggers.min_labels_per_run
+    if len(new) < floor or (new_at_last_attempt and fresh < floor):
+        return "", floor, seen
+    if triggers.schedule_s is not None:
+        if since_last_run_s >= triggers.schedule_s:
+            return f"schedule ({triggers.schedule_s:g} s)", floor, seen
+        seen += f", next scheduled run in {triggers.schedule_s - since_last_run_s:.0f} s"
+    threshold = triggers.min_online_accuracy
+    if threshold is not None:
+        accuracy, labelled = online_accuracy(jobs, triggers.online_window)
+        if accuracy is not None and labelled >= floor and accuracy < threshold:
+            return f"online accuracy {accuracy:.3f} < {threshold:g} over {labelled} labels", floor, seen
+        if accuracy is not None:
+            seen += f", online accuracy {accuracy:.3f} over {labelled} labels (trigger below {threshold:g})"
+    return "", floor, seen
+
+
 def run_trainer_loop(
     jobs: TrainerJobs,
     interval_s: float,
-    min_new_labels: int,
+    triggers: Triggers,
     stop: threading.Event,
     max_runs: int | None = None,
 ) -> list[str]:
-    """Check for new labels every ``interval_s``; retrain when there are enough. Returns what each check did.
+    """Check the triggers every ``interval_s``; retrain when one fires. Returns what each check did.
 
-    A rejected candidate, a missing Triton or too few labels end one check, never the loop.
+    A rejected candidate, a missing Triton or Kafka, or nothing to do ends one check, never the loop. After a
+    rejection the same examples are not tried again: the next run waits for new ones.
     """
     outcomes: list[str] = []
+    last_run = time.monotonic()
+    new_at_last_attempt = 0
     while not stop.is_set() and (max_runs is None or len(outcomes) < max_runs):
         try:
-            outcome = jobs.retrain(min_new_labels)
+            reason, need, seen = due(jobs, triggers, time.monotonic() - last_run, new_at_last_attempt)
+            if not reason:
+                outcomes.append(f"skipped: {seen}")
+                jobs.on_event(outcomes[-1])
+                if max_runs is not None and len(outcomes) >= max_runs:
+                    break
+                stop.wait(interval_s)
+                continue
+            jobs.on_event(f"retraining: {reason}")
+            last_run = time.monotonic()
+            outcome = jobs.retrain(need)
+            new_at_last_attempt = 0
             outcomes.append(f"published v{outcome.version}")
         except NotEnoughData as exc:
             outcomes.append(f"skipped: {exc}")
         except CandidateRejected as exc:
+            new_at_last_attempt = len(jobs.new_labels()[0])
             outcomes.append(f"rejected: {exc}")
-        except (TritonUnavailable, TrainerError) as exc:
+        except (TritonUnavailable, InferloopError) as exc:
             outcomes.append(f"failed: {exc}")
         jobs.on_event(outcomes[-1])
         if max_runs is not None and len(outcomes) >= max_runs:

@@ -1,4 +1,5 @@
-"""The streaming worker as a local process (``python -m streams worker``), for tests, the bench and the demo."""
+"""The streaming worker and the feedback joiner as local processes (``inferloop worker`` / ``inferloop joiner``),
+for tests, the bench and the demo."""
 
 from __future__ import annotations
 
@@ -15,12 +16,13 @@ class WorkerProcess(LocalService):
     """An ``inferloop worker`` configured by ``env`` (``INFERLOOP_*`` variables); ready when /metrics answers."""
 
     name = "worker"
+    metrics_env = "INFERLOOP_STREAMS__METRICS_PORT"
 
     def __init__(
         self, env: Mapping[str, str], metrics_port: int, log_path: Path, start_timeout_s: float = 90.0
     ) -> None:
         super().__init__(log_path)
-        self.env = {**env, "INFERLOOP_STREAMS__METRICS_PORT": str(metrics_port)}
+        self.env = {**env, self.metrics_env: str(metrics_port)}
         self.metrics_port = metrics_port
         self._start_timeout_s = start_timeout_s
 
@@ -33,15 +35,44 @@ class WorkerProcess(LocalService):
         return f"--metrics-marker={self.metrics_port}"
 
     def ports(self) -> Sequence[Port]:
-        return [Port("metrics", "127.0.0.1", self.metrics_port, "INFERLOOP_STREAMS__METRICS_PORT")]
+        return [Port("metrics", "127.0.0.1", self.metrics_port, self.metrics_env)]
 
     def command(self) -> list[str]:
         # The marker is an inert argument that tells this worker's process apart (see LocalService.marker).
         return [sys.executable, "-c", "import sys; from streams.cli import main; sys.argv[1:2] = []; main()",
-                self.marker, "worker"]  # fmt: skip
+                self.marker, self.name]  # fmt: skip
 
     def environment(self) -> Mapping[str, str]:
         return {**self.env, "PYTHONUNBUFFERED": "1", "PATH": os.environ.get("PATH", "")}
 
     def is_ready(self) -> bool:
         return http_ok(f"http://127.0.0.1:{self.metrics_port}/metrics")
+
+
+class JoinerProcess(WorkerProcess):
+    """An ``inferloop joiner`` configured by ``env``; ready when its /metrics answers."""
+
+    name = "joiner"
+    metrics_env = "INFERLOOP_FEEDBACK__METRICS_PORT"
+
+
+class TrainerProcess(LocalService):
+    """An ``inferloop trainer --every ...`` loop configured by ``env``; ready as soon as it runs."""
+
+    name = "trainer"
+
+    def __init__(self, env: Mapping[str, str], log_path: Path, every: str = "2s") -> None:
+        super().__init__(log_path)
+        self.env, self.every = dict(env), every
+
+    def ports(self) -> Sequence[Port]:
+        return []
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "streams", "trainer", "--every", self.every]
+
+    def environment(self) -> Mapping[str, str]:
+        return {**self.env, "PYTHONUNBUFFERED": "1", "PATH": os.environ.get("PATH", "")}
+
+    def is_ready(self) -> bool:
+        return True

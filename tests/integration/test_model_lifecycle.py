@@ -23,7 +23,7 @@ from tests.helpers import inferloop, stack_env
 from trainer.card import ModelCard
 from trainer.data import digits_images, load_digits_dataset, split_holdout, write_image_folder
 from trainer.errors import CandidateRejected, NotEnoughData, PublishError
-from trainer.jobs import TrainerJobs, run_trainer_loop, serving_options
+from trainer.jobs import TrainerJobs, Triggers, run_trainer_loop, serving_options
 from trainer.publish import Publisher
 from trainer.repository import ModelRepository
 
@@ -39,7 +39,7 @@ def settings_for(triton: TritonServer, home: Path, model: str, **trainer: object
             "model_repository": triton.model_repository,
         },
         model={"name": model},
-        trainer={"feedback_dir": home / "labelled", "min_new_labels": 20, **trainer},
+        trainer={"feedback_dir": home / "labelled", "feedback_source": "folder", "min_new_labels": 20, **trainer},
     )  # type: ignore[arg-type]
 
 
@@ -313,8 +313,8 @@ def test_concurrent_publishers_get_distinct_versions(fresh_model: Settings, trit
 def test_trainer_loop_retrains_when_enough_labels_arrive(fresh_model: Settings, triton_server: TritonServer) -> None:
     jobs = TrainerJobs(fresh_model, TritonControl(triton_server.grpc_url))
     stop = threading.Event()
-    assert run_trainer_loop(jobs, 0.01, min_new_labels=20, stop=stop, max_runs=1) == [
-        "skipped: 0 new labelled examples, 20 needed to train"
+    assert run_trainer_loop(jobs, 0.01, Triggers(min_new_labels=20), stop=stop, max_runs=1) == [
+        "skipped: 0 new labels (count trigger at 20)"
     ]
     images, labels = drifted_digits(60, seed=3)
     write_image_folder(fresh_model.feedback_dir, images, labels, prefix="inv")
@@ -324,6 +324,7 @@ def test_trainer_loop_retrains_when_enough_labels_arrive(fresh_model: Settings, 
         triton_server,
         INFERLOOP_MODEL__NAME=fresh_model.model.name,
         INFERLOOP_TRAINER__FEEDBACK_DIR=str(fresh_model.feedback_dir),
+        INFERLOOP_TRAINER__FEEDBACK_SOURCE="folder",
         INFERLOOP_TRAINER__TOLERANCE="0.05",
     )
     result = inferloop(env, "trainer", "--every", "1s", "--min-new-labels", "20", "--max-runs", "1")

@@ -1,0 +1,226 @@
+"""The learning loop with the real services: feedback joined by the joiner (a Faust app), the training log, the
+trainer reading it, triggers, and online quality."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from infra.local.kafka_broker import KafkaBroker
+from infra.local.process import free_ports, start, stop_pid
+from infra.local.triton_server import TritonServer
+from infra.local.worker import JoinerProcess, WorkerProcess
+from streams.client import (
+    FeedbackProducer,
+    ImageProducer,
+    read_dead_letters,
+    read_predictions,
+    read_training_log,
+)
+from streams.events import DeadLetter, LabelledExample, Prediction
+from streams.inference import TritonControl
+from streams.settings import Settings
+from tests.conftest import SERVER_LOGS
+from tests.helpers import inferloop, png_bytes, settings_from_env, stack_env, wait_for
+from trainer.card import ModelCard
+from trainer.data import digits_images
+from trainer.jobs import serving_options
+from trainer.publish import Publisher
+from trainer.repository import ModelRepository
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+class Loop:
+    """One test's topics, model, worker and joiner processes."""
+
+    def __init__(self, env: dict[str, str], tmp_path: Path) -> None:
+        self.env, self.tmp_path = env, tmp_path
+        self.pids: list[int] = []
+        self.joiner: JoinerProcess | None = None
+
+    @property
+    def settings(self) -> Settings:
+        return settings_from_env(self.env)
+
+    def start(self, kind: type[WorkerProcess]) -> WorkerProcess:
+        (port,) = free_ports(1)
+        process = kind(self.env, port, self.tmp_path / f"{kind.name}-{len(self.pids)}.log")
+        SERVER_LOGS[f"{kind.name} {len(self.pids)}"] = process.log_path
+        self.pids.append(start(process).pid)
+        if isinstance(process, JoinerProcess):
+            self.joiner = process
+        return process
+
+    def publish(self, items: list[tuple[str, bytes]]) -> None:
+        with ImageProducer(self.settings, source="test") as producer:
+            for event_id, data in items:
+                producer.publish_bytes(data, "image/png", event_id=event_id)
+
+    def predictions(self) -> dict[str, Prediction]:
+        return {p.event_id: p for p in read_predictions(self.settings, idle_timeout_s=0.5)}
+
+    def wait_predicted(self, ids: set[str], timeout_s: float = 120) -> dict[str, Prediction]:
+        def probe() -> dict[str, Prediction] | None:
+            got = self.predictions()
+            return got if ids <= set(got) else None
+
+        return wait_for(probe, timeout_s, f"predictions for {len(ids)} events")
+
+    def log(self) -> list[LabelledExample]:
+        return [e for _, e in read_training_log(self.settings, idle_timeout_s=0.5)]
+
+    def dead(self) -> list[DeadLetter]:
+        return list(read_dead_letters(self.settings, idle_timeout_s=0.5))
+
+    def joiner_metric(self, name: str) -> dict[str, float]:
+        assert self.joiner is not None
+        url = f"http://127.0.0.1:{self.joiner.metrics_port}/metrics"
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+        return {
+            line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name)
+        }
+
+    def stop(self) -> None:
+        for pid in self.pids:
+            stop_pid(pid, timeout_s=20)
+
+
+@pytest.fixture
+def loop(
+    bootstrapped: dict[str, str],
+    kafka_broker: KafkaBroker,
+    triton_server: TritonServer,
+    base_settings: Settings,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> Iterator[Loop]:
+    """Topics and a model of this test's own; the model's version 1 is the session's bootstrapped digits model."""
+    tag = uuid.uuid4().hex[:8]
+    model = "loop-" + "".join(c for c in request.node.name if c.isalnum())[-30:]
+    env = stack_env(
+        tmp_path / "home",
+        base_settings.cache_dir,
+        triton_server,
+        kafka_broker,
+        INFERLOOP_MODEL__NAME=model,
+        INFERLOOP_STREAMS__APP_ID=f"worker-{tag}",
+        INFERLOOP_STREAMS__IMAGES_TOPIC=f"images-{tag}",
+        INFERLOOP_STREAMS__PREDICTIONS_TOPIC=f"predictions-{tag}",
+        INFERLOOP_STREAMS__DEAD_LETTER_TOPIC=f"dead-{tag}",
+        INFERLOOP_FEEDBACK__TOPIC=f"feedback-{tag}",
+        INFERLOOP_FEEDBACK__TRAINING_LOG_TOPIC=f"log-{tag}",
+        INFERLOOP_FEEDBACK__APP_ID=f"joiner-{tag}",
+    )
+    source = triton_server.model_repository / "digits" / "1"
+    card = ModelCard.read(source)
+    card.model_name = model
+    settings = settings_from_env(env)
+    control = TritonControl(triton_server.grpc_url)
+    Publisher(ModelRepository(triton_server.model_repository, model), control, serving_options(settings)).publish(
+        source, card
+    )
+    running = Loop(env, tmp_path)
+    yield running
+    running.stop()
+    control.unload(model)
+
+
+def digit_items(indices: list[int], invert: bool = False) -> list[tuple[str, bytes, str]]:
+    images, labels = digits_images()
+    return [
+        (uuid.uuid4().hex, png_bytes(255 - images[i] if invert else images[i]), str(int(labels[i]))) for i in indices
+    ]
+
+
+def test_feedback_edge_cases(loop: Loop) -> None:
+    loop.env |= {
+        "INFERLOOP_FEEDBACK__WAIT_S": "4",
+        "INFERLOOP_FEEDBACK__RETENTION_S": "12",
+        "INFERLOOP_FEEDBACK__SWEEP_INTERVAL_S": "0.5",
+    }
+    loop.start(WorkerProcess)
+    loop.start(JoinerProcess)
+    items = digit_items(list(range(8)))
+    ids = [event_id for event_id, _, _ in items]
+    truth = {event_id: label for event_id, _, label in items}
+    early, plain, dup, corrected, wrong_label, expired, cli_one, cli_file = ids
+    loop.publish([(e, d) for e, d, _ in items if e != early])
+    predicted = loop.wait_predicted(set(ids) - {early})
+    unknown = uuid.uuid4().hex
+    settings = loop.settings
+    with FeedbackProducer(settings, source="test") as feedback:
+        feedback.send(early, truth[early])  # before its prediction exists
+        feedback.send(plain, truth[plain])
+        feedback.send(dup, truth[dup])
+        feedback.send(dup, truth[dup])
+        feedback.send(corrected, "0" if truth[corrected] != "0" else "1")
+        feedback.send(wrong_label, "banana")
+        feedback.send(unknown, "3")
+    loop.publish([(e, d) for e, d, _ in items if e == early])
+    result = inferloop(loop.env, "feedback", cli_one, truth[cli_one], "--source", "person")
+    assert result.returncode == 0, result.stderr
+    csv = loop.tmp_path / "labels.csv"
+    csv.write_text(f"event_id,label\n{cli_file},{truth[cli_file]}\n")
+    assert inferloop(loop.env, "feedback", "--file", str(csv)).returncode == 0
+    with FeedbackProducer(settings) as feedback:  # a raw record that is not feedback at all
+        feedback._producer.send(settings.feedback.topic, key=b"junk", value=b"\xff not json")
+
+    def logged() -> dict[str, LabelledExample] | None:
+        by_id = {e.event_id: e for e in loop.log()}
+        return by_id if {early, plain, dup, corrected, cli_one, cli_file} <= set(by_id) else None
+
+    wait_for(logged, 60, "the joined examples in the training log")
+    with FeedbackProducer(settings, source="test") as feedback:
+        feedback.send(corrected, truth[corrected])  # the correction: the later label wins
+
+    def reasons() -> dict[str, str] | None:
+        got = {d.event_id or "": d.reason for d in loop.dead()}
+        return got if {"unknown_event", "unknown_label", "not_feedback"} <= set(got.values()) else None
+
+    dead = wait_for(reasons, 30, "dead letters for unknown event, unknown label and junk")
+    assert dead[unknown] == "unknown_event"
+    assert dead[wrong_label] == "unknown_label"
+    assert dead["junk"] == "not_feedback"
+
+    # expiry: past the retention, feedback for a known event is dead-lettered as expired
+    time.sleep(12 + 2)
+    with FeedbackProducer(settings, source="test") as feedback:
+        feedback.send(expired, truth[expired])
+    dead = wait_for(
+        lambda: (d := {x.event_id: x.reason for x in loop.dead()}) and expired in d and d, 30, "the expired dead letter"
+    )
+    assert dead[expired] == "expired_event"
+
+    log = loop.log()
+    by_id: dict[str, list[LabelledExample]] = {}
+    for e in log:
+        by_id.setdefault(e.event_id, []).append(e)
+    assert len(by_id[dup]) == 1, "duplicate feedback was logged twice"
+    assert [e.label for e in by_id[corrected]][-1] == truth[corrected] and len(by_id[corrected]) == 2
+    assert expired not in by_id and unknown not in by_id and wrong_label not in by_id
+    for event_id in (early, plain, dup, cli_one, cli_file):
+        (example,) = by_id[event_id]
+        assert example.label == truth[event_id]
+        assert example.image == next(d for e, d, _ in items if e == event_id), "not the input image"
+        assert example.model_version == 1
+        if event_id in predicted:
+            assert example.predicted_label == predicted[event_id].label
+    assert by_id[cli_one][0].feedback_source == "person"
+
+    from streams.images import InputSpec
+    from trainer.training_log import TrainingLogReader
+
+    reader = TrainingLogReader(settings, InputSpec(1, 28, 28))
+    examples = reader.read(tuple(str(d) for d in range(10)), after=None)
+    labels = dict(zip(examples.ids, examples.y, strict=True))
+    assert str(labels[f"event:{corrected}"]) == truth[corrected], "the correction did not win"
+    assert len(examples) == 6
+    accuracy = loop.joiner_metric("inferloop_online_accuracy")
+    assert accuracy, "no online accuracy exported"
+    assert all(0.0 <= v <= 1.0 for v in accuracy.values())

@@ -1,0 +1,96 @@
+"""The training log as the trainer's source of new labels (:class:`~trainer.data.LabelledExampleReader`).
+
+The log is a compacted Kafka topic keyed by event id (see ``docs/model-lifecycle.md``): every record is one
+labelled example, image included. A cursor is the topic's end offsets, as JSON; a model card stores the
+cursor its training read up to, so the next retraining reads only what was logged after it. Within what is
+read, the latest record of an event id wins (a correction), exactly as compaction will eventually decide.
+Example ids are ``event:<event_id>``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+
+import numpy as np
+
+from streams.client import end_offsets, read_topic
+from streams.events import EventDecodeError, LabelledExample, decode_labelled_example
+from streams.images import ImageLimits, ImageRejected, InputSpec, decode_image, to_model_input
+from streams.settings import Settings
+from trainer.data import ExampleSet
+
+log = logging.getLogger(__name__)
+EXAMPLE_ID_PREFIX = "event:"
+
+
+def example_id(event_id: str) -> str:
+    return EXAMPLE_ID_PREFIX + event_id
+
+
+class TrainingLogReader:
+    """Reads labelled examples from the training-log topic, incrementally by cursor."""
+
+    def __init__(self, settings: Settings, spec: InputSpec) -> None:
+        self.settings, self.spec = settings, spec
+        self.topic = settings.feedback.training_log_topic
+        s = settings.streams
+        self.limits = ImageLimits(max_bytes=s.max_image_bytes, max_pixels=s.max_image_pixels)
+        self.skipped: Counter[str] = Counter()  # why examples were left out, from the last read
+
+    def _offsets(self, cursor: str | None) -> dict[int, int] | None:
+        if cursor is None:
+            return None
+        try:
+            raw = json.loads(cursor)
+        except json.JSONDecodeError:
+            log.warning("ignoring cursor %r: not a training-log cursor", cursor)
+            return None
+        if not isinstance(raw, dict) or raw.get("topic") != self.topic:
+            return None  # a cursor of another log (another folder or topic): read this one from its start
+        return {int(p): int(o) for p, o in raw.get("offsets", {}).items()}
+
+    def cursor(self) -> str | None:
+        ends = end_offsets(self.settings, self.topic)
+        if not any(ends.values()):
+            return None
+        return json.dumps({"topic": self.topic, "offsets": {str(p): o for p, o in sorted(ends.items())}})
+
+    def latest(self, after: str | None = None, until: str | None = None) -> dict[str, LabelledExample]:
+        """The newest record of each event id between the cursors."""
+        start, stop = self._offsets(after), self._offsets(until)
+        latest: dict[str, tuple[tuple[int, int], LabelledExample]] = {}
+        self.skipped = Counter()
+        for record in read_topic(self.settings, self.topic, start=start, until=stop, idle_timeout_s=5.0):
+            try:
+                example = decode_labelled_example(record.value)
+            except EventDecodeError as exc:
+                self.skipped[exc.reason] += 1
+                continue
+            position = (record.partition, record.offset)
+            known = latest.get(example.event_id)
+            if known is None or known[0] < position:
+                latest[example.event_id] = (position, example)
+        return {event_id: example for event_id, (_, example) in latest.items()}
+
+    def read(self, classes: tuple[str, ...], after: str | None, until: str | None = None) -> ExampleSet:
+        index = {c: i for i, c in enumerate(classes)}
+        ids, xs, ys = [], [], []
+        for event_id, example in sorted(self.latest(after, until).items()):
+            if example.label not in index:
+                self.skipped["unknown_label"] += 1
+                continue
+            try:
+                image = decode_image(example.image, example.content_type, self.limits)
+            except ImageRejected as exc:
+                self.skipped[exc.reason] += 1
+                continue
+            ids.append(example_id(event_id))
+            xs.append(to_model_input(image, self.spec))
+            ys.append(index[example.label])
+        if self.skipped:
+            log.warning("training log: left out %s", dict(self.skipped))
+        if not ids:
+            return ExampleSet.empty(self.spec, classes)
+        return ExampleSet(tuple(ids), np.stack(xs), np.asarray(ys, dtype=np.int64), classes)
