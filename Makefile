@@ -4,11 +4,12 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
 .PHONY: help setup system-deps runtimes test lint unit integration demo up status down clean
 
 help:
-	@echo "make demo   - run the local demo (starts the stack, trains and serves version 1, stops it)"
+	@echo "make demo   - the whole loop on the embedded digits: stream, drift, feedback, retrain, recover (<= 5 min)"
 	@echo "make test   - lint, type-check and run every test against the real Kafka and Triton"
 	@echo "make setup  - install system packages, the virtualenv, Kafka jars and Triton's backend folder"
 	@echo "make up / status / down - keep the local stack running in the background"
@@ -42,11 +43,7 @@ integration: setup
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
 demo: setup
-	$(BIN)/inferloop up
-	$(BIN)/inferloop models --json | grep -q '"serving"' || $(BIN)/inferloop train --bootstrap
-	$(BIN)/inferloop models
-	$(BIN)/inferloop status --json
-	$(BIN)/inferloop down
+	$(BIN)/inferloop demo $(DEMO_ARGS)
 
 up: setup
 	$(BIN)/inferloop up

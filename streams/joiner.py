@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from streams.agents import UriUnreadable, read_uri
@@ -85,7 +85,8 @@ class Joiner:
 
     async def process(self, records: Sequence[Record]) -> None:
         s = self.settings
-        joins: dict[str, Join] = {}  # the last join of each event id in this batch wins
+        joins: list[Join] = []  # in order: of two labels for one event, the training log keeps the later
+        batch_label: dict[str, str] = {}  # the last label joined for each event id in this batch
         rejects: list[Reject] = []
         for r in records:
             now = self.clock()
@@ -100,7 +101,8 @@ class Joiner:
                 self.quality.record_prediction(prediction.model_name, prediction.model_version, prediction.scores[0])
                 joined = self.join.on_prediction(prediction, now)
                 if joined is not None:
-                    joins[joined.event_id] = joined
+                    joins.append(joined)
+                    batch_label[joined.event_id] = joined.label
                 continue
             self.metrics.feedback_received.inc()
             try:
@@ -109,20 +111,22 @@ class Joiner:
                 key = (r.key or b"").decode("utf-8", "replace")[:200]
                 rejects.append(Reject(key, exc.reason, str(exc), origin, r.value or b""))
                 continue
-            waiting = joins.get(feedback.event_id)
-            if waiting is not None and waiting.label == feedback.label:
+            if batch_label.get(feedback.event_id) == feedback.label:
                 self.metrics.feedback_outcomes.labels("duplicate").inc()
                 continue
             outcome = self.join.on_feedback(feedback, origin, r.value or b"", now)
             if isinstance(outcome, Reject):
                 rejects.append(outcome)
             elif isinstance(outcome, Join):
-                joins[outcome.event_id] = outcome
+                if feedback.event_id in batch_label:  # a correction of a label joined earlier in this batch
+                    outcome = replace(outcome, correction=True)
+                joins.append(outcome)
+                batch_label[feedback.event_id] = feedback.label
             else:
                 entry = self.join.get(feedback.event_id)
                 waits = entry is not None and entry.pending is not None
                 self.metrics.feedback_outcomes.labels("waiting" if waits else "duplicate").inc()
-        await self._log(list(joins.values()), rejects)
+        await self._log(joins, rejects)
         self._export()
 
     async def sweep(self) -> None:

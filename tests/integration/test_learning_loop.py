@@ -3,12 +3,14 @@ trainer reading it, triggers, and online quality."""
 
 from __future__ import annotations
 
+import json
 import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from infra.local.kafka_broker import KafkaBroker
@@ -28,7 +30,7 @@ from streams.settings import Settings
 from tests.conftest import SERVER_LOGS
 from tests.helpers import inferloop, png_bytes, settings_from_env, stack_env, wait_for
 from trainer.card import ModelCard
-from trainer.data import digits_images
+from trainer.data import digits_images, in_holdout
 from trainer.jobs import serving_options
 from trainer.publish import Publisher
 from trainer.repository import ModelRepository
@@ -224,3 +226,57 @@ def test_feedback_edge_cases(loop: Loop) -> None:
     accuracy = loop.joiner_metric("inferloop_online_accuracy")
     assert accuracy, "no online accuracy exported"
     assert all(0.0 <= v <= 1.0 for v in accuracy.values())
+
+
+def split_indices(holdout: bool, n: int, seed: int = 0) -> list[int]:
+    images, _ = digits_images()
+    chosen = [i for i in range(len(images)) if in_holdout(f"sklearn-digits:{i}", 0.2) == holdout]
+    return [int(i) for i in np.random.default_rng(seed).permutation(chosen)[:n]]
+
+
+def test_drift_feedback_retrain_and_recovery(loop: Loop) -> None:
+    """v1 serves; drifted images with feedback → the trainer (online-accuracy trigger) fine-tunes v2 on exactly
+    the logged examples, publishes it, predictions switch to v2, and accuracy on a drifted holdout recovers."""
+    loop.start(WorkerProcess)
+    loop.start(JoinerProcess)
+    labelled = digit_items(split_indices(holdout=False, n=300), invert=True)
+    loop.publish([(e, d) for e, d, _ in labelled])
+    loop.wait_predicted({e for e, _, _ in labelled})
+    with FeedbackProducer(loop.settings, source="test") as feedback:
+        for event_id, _, label in labelled:
+            feedback.send(event_id, label)
+    wait_for(lambda: len(loop.log()) >= 300, 60, "300 labelled examples in the training log")
+
+    holdout_indices = split_indices(holdout=True, n=150, seed=1)
+    before_items = digit_items(holdout_indices, invert=True)
+    loop.publish([(e, d) for e, d, _ in before_items])
+    before = loop.wait_predicted({e for e, _, _ in before_items})
+    assert {before[e].model_version for e, _, _ in before_items} == {1}
+    accuracy_before = np.mean([before[e].label == label for e, _, label in before_items])
+
+    models = inferloop(loop.env, "models", "--json")
+    assert models.returncode == 0, models.stderr
+    (v1_row,) = [r for r in json.loads(models.stdout) if r["version"] == 1]
+    assert v1_row["online"]["labelled"] == 200 and v1_row["online"]["accuracy"] < 0.5  # the window: last 200
+
+    trainer_env = {
+        "INFERLOOP_TRAINER__MIN_NEW_LABELS": "100000",  # only the accuracy trigger can fire
+        "INFERLOOP_TRAINER__MIN_ONLINE_ACCURACY": "0.8",
+        "INFERLOOP_TRAINER__MIN_LABELS_PER_RUN": "50",
+    }
+    result = inferloop(loop.env | trainer_env, "trainer", "--every", "1s", "--max-runs", "1")
+    assert result.returncode == 0, result.stderr
+    assert "retraining: online accuracy" in result.stderr and "published v2" in result.stderr, result.stderr
+
+    card = ModelCard.read(loop.settings.model_repository / loop.settings.model.name / "2")
+    logged_ids = {f"event:{e}" for e, _, _ in labelled}
+    assert set(card.lineage.new_examples) | set(card.lineage.feedback_holdout) == logged_ids
+    assert not set(card.lineage.new_examples) & set(card.lineage.feedback_holdout)
+    assert card.parent == 1 and card.lineage.reader_cursor is not None
+
+    after_items = [(uuid.uuid4().hex, d, label) for _, d, label in before_items]  # the same images, new events
+    loop.publish([(e, d) for e, d, _ in after_items])
+    after = loop.wait_predicted({e for e, _, _ in after_items})
+    assert {after[e].model_version for e, _, _ in after_items} == {2}, "predictions did not switch to v2"
+    accuracy_after = np.mean([after[e].label == label for e, _, label in after_items])
+    assert accuracy_after - accuracy_before >= 0.20, (accuracy_before, accuracy_after)
