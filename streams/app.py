@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from streams.agents import Classifier, RawEvent
 from streams.inference import TritonInference
-from streams.metrics import WorkerMetrics
+from streams.metrics import WorkerMetrics, export_consumer_lag
 from streams.settings import Settings
 from streams.topics import ensure_topics
 
@@ -93,6 +93,10 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         finally:
             classifier.stop()
             await triton.close()
+
+    @app.timer(5.0)  # type: ignore[untyped-decorator]
+    async def _lag() -> None:
+        await export_consumer_lag(app, s.app_id, metrics.consumer_lag, {s.images_topic})
 
     @app.task  # type: ignore[untyped-decorator]
     async def _serve_metrics() -> None:

@@ -79,8 +79,12 @@ def setup() -> None:
 
 
 @app.command()
-def up() -> None:
-    """Start the Kafka broker and Triton in the background and wait until both are ready."""
+def up(
+    with_prometheus: Annotated[
+        bool, typer.Option("--with-prometheus", help="Also start Prometheus scraping the stack (with the alerts).")
+    ] = False,
+) -> None:
+    """Start the Kafka broker and Triton (and Prometheus) in the background and wait until all are ready."""
     from infra.local.stack import LocalStack
 
     settings = _settings()
@@ -92,7 +96,7 @@ def up() -> None:
                 err.log(message)
                 spinner.update(message)
 
-            statuses = stack.up(on_event=progress)
+            statuses = stack.up(on_event=progress, with_prometheus=with_prometheus)
     except InferloopError as exc:
         _fail(f"{exc}\nNothing was left running. Fix the cause and run `inferloop up` again.")
     _print_status_table(statuses)
@@ -226,8 +230,19 @@ def trainer(
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    err.log(f"trainer: checking every {interval_s:g} s; retraining on {triggers.describe()}")
-    run_trainer_loop(_jobs(settings), interval_s, triggers, stop, max_runs=max_runs)
+    metrics = None
+    if settings.trainer.metrics_port:
+        from prometheus_client import CollectorRegistry, start_http_server
+
+        from streams.metrics import TrainerMetrics
+
+        metrics = TrainerMetrics(CollectorRegistry())
+        start_http_server(settings.trainer.metrics_port, registry=metrics.registry)
+    err.log(
+        f"trainer: checking every {interval_s:g} s; retraining on {triggers.describe()} "
+        f"(metrics on :{settings.trainer.metrics_port})"
+    )
+    run_trainer_loop(_jobs(settings), interval_s, triggers, stop, max_runs=max_runs, metrics=metrics)
 
 
 @app.command()

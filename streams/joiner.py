@@ -35,7 +35,7 @@ from streams.events import (
     encode_labelled_example,
 )
 from streams.join import FeedbackJoin, Join, Origin, Reject
-from streams.metrics import JoinerMetrics
+from streams.metrics import JoinerMetrics, consumer_lag_gauge, export_consumer_lag
 from streams.quality import RollingQuality
 from streams.settings import Settings
 
@@ -375,6 +375,12 @@ def create_joiner_app(settings: Settings, registry: Any = None) -> Any:
         if not app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
             return  # the table is not whole yet
         await joiner.sweep()
+
+    lag = consumer_lag_gauge(metrics.registry)
+
+    @app.timer(5.0)  # type: ignore[untyped-decorator]
+    async def _lag() -> None:
+        await export_consumer_lag(app, f.app_id, lag, {s.predictions_topic, f.topic})
 
     @app.task  # type: ignore[untyped-decorator]
     async def _serve_metrics() -> None:

@@ -55,6 +55,7 @@ class WorkerMetrics:
         self.serving_version = Gauge(
             "inferloop_serving_model_version", "Model version that answered last.", ["model"], registry=registry
         )
+        self.consumer_lag = consumer_lag_gauge(registry)
 
 
 class JoinerMetrics:
@@ -113,4 +114,61 @@ class JoinerMetrics:
             "Mean top-1 score of a version's first window of predictions minus that of its last window.",
             ["model", "version"],
             registry=registry,
+        )
+
+
+def consumer_lag_gauge(registry: CollectorRegistry) -> Gauge:
+    return Gauge(
+        "inferloop_consumer_lag",
+        "Records in a partition this process owns that it has not consumed yet (high watermark - position).",
+        ["app", "topic", "partition"],
+        registry=registry,
+    )
+
+
+async def export_consumer_lag(app: object, app_id: str, gauge: Gauge, topics: set[str]) -> None:
+    """Set ``gauge`` from a Faust app's consumer: one series per assigned partition of ``topics``."""
+    consumer = app.consumer  # type: ignore[attr-defined]
+    gauge.clear()
+    for tp in consumer.assignment():
+        if tp.topic not in topics:
+            continue
+        position = await consumer.position(tp)
+        highwater = consumer.highwater(tp)
+        if position is None or highwater is None:
+            continue
+        gauge.labels(app_id, tp.topic, str(tp.partition)).set(max(0, highwater - position))
+
+
+class TrainerMetrics:
+    """What ``inferloop trainer`` reports: runs by outcome, pending labels, the last publication."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.runs = Counter(
+            "inferloop_trainer_runs",
+            "Trigger checks by outcome: published, rejected (the gate refused), skipped (no trigger), failed.",
+            ["model", "outcome"],
+            registry=registry,
+        )
+        self.new_labels = Gauge(
+            "inferloop_trainer_new_labels",
+            "Labelled examples logged since the serving version was trained.",
+            ["model"],
+            registry=registry,
+        )
+        self.serving_created = Gauge(
+            "inferloop_model_version_created_timestamp_seconds",
+            "When the serving version was trained (Unix time, from its model card).",
+            ["model"],
+            registry=registry,
+        )
+        self.serving_version = Gauge(
+            "inferloop_trainer_serving_version",
+            "The version serving after the last check.",
+            ["model"],
+            registry=registry,
+        )
+        self.training_seconds = Gauge(
+            "inferloop_trainer_training_seconds", "Duration of the last training run.", ["model"], registry=registry
         )

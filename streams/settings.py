@@ -165,6 +165,19 @@ class TrainerSettings(_Group):
     keep_versions: int = Field(10, ge=1, description="Versions kept on disk (for rollback); older are deleted.")
     load_timeout_s: float = Field(120.0, gt=0, description="How long Triton may take to load a version.")
     seed: int = Field(0, description="Seed of training and sampling.")
+    metrics_port: int = Field(9102, ge=0, le=65535, description="`inferloop trainer`'s Prometheus port (0: off).")
+
+
+class PrometheusSettings(_Group):
+    """The Prometheus `inferloop up --with-prometheus` starts (it scrapes the ports configured here)."""
+
+    host: str = Field("127.0.0.1", description="Address the local Prometheus listens on.")
+    port: int = Field(9090, ge=1, le=65535, description="Local Prometheus HTTP port (UI and API).")
+    scrape_interval_s: float = Field(5.0, gt=0, description="Scrape and rule-evaluation interval.")
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
 
 
 class Settings(BaseSettings):
@@ -191,6 +204,7 @@ class Settings(BaseSettings):
     streams: StreamsSettings = Field(default_factory=StreamsSettings)  # type: ignore[arg-type]
     trainer: TrainerSettings = Field(default_factory=TrainerSettings)  # type: ignore[arg-type]
     feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)  # type: ignore[arg-type]
+    prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)  # type: ignore[arg-type]
 
     @property
     def model_repository(self) -> Path:

@@ -25,7 +25,13 @@ def stack_env(
     home: Path, cache_dir: Path, triton: TritonServer | None = None, kafka: KafkaBroker | None = None, **extra: str
 ) -> dict[str, str]:
     """The ``INFERLOOP_*`` environment that points a CLI or worker process at the test servers."""
-    env = {**os.environ, "INFERLOOP_HOME": str(home), "INFERLOOP_CACHE_DIR": str(cache_dir), "COLUMNS": "200"}
+    env = {
+        **os.environ,
+        "INFERLOOP_HOME": str(home),
+        "INFERLOOP_CACHE_DIR": str(cache_dir),
+        "INFERLOOP_TRAINER__METRICS_PORT": "0",  # trainers started by tests serve no metrics unless a test asks
+        "COLUMNS": "200",
+    }
     if triton is not None:
         env |= {
             "INFERLOOP_TRITON__HTTP_PORT": str(triton.http_port),

@@ -24,6 +24,7 @@ from numpy.typing import NDArray
 from streams.errors import InferloopError
 from streams.images import InputSpec
 from streams.inference import TritonControl, TritonUnavailable
+from streams.metrics import TrainerMetrics
 from streams.settings import Settings
 from trainer.card import Lineage, Metrics, ModelCard, utc_now
 from trainer.data import (
@@ -331,12 +332,22 @@ def due(
     return "", floor, seen
 
 
+def _export_serving(jobs: TrainerJobs, metrics: TrainerMetrics, model: str) -> None:
+    from datetime import datetime
+
+    card = jobs.serving_card()
+    metrics.serving_version.labels(model).set(card.version or 0)
+    metrics.serving_created.labels(model).set(datetime.fromisoformat(card.created_at).timestamp())
+    metrics.new_labels.labels(model).set(len(jobs.new_labels()[0]))
+
+
 def run_trainer_loop(
     jobs: TrainerJobs,
     interval_s: float,
     triggers: Triggers,
     stop: threading.Event,
     max_runs: int | None = None,
+    metrics: TrainerMetrics | None = None,
 ) -> list[str]:
     """Check the triggers every ``interval_s``; retrain when one fires. Returns what each check did.
 
@@ -344,13 +355,18 @@ def run_trainer_loop(
     rejection the same examples are not tried again: the next run waits for new ones.
     """
     outcomes: list[str] = []
+    model = jobs.settings.model.name
     last_run = time.monotonic()
     new_at_last_attempt = 0
     while not stop.is_set() and (max_runs is None or len(outcomes) < max_runs):
         try:
             reason, need, seen = due(jobs, triggers, time.monotonic() - last_run, new_at_last_attempt)
+            if metrics is not None:
+                _export_serving(jobs, metrics, model)
             if not reason:
                 outcomes.append(f"skipped: {seen}")
+                if metrics is not None:
+                    metrics.runs.labels(model, "skipped").inc()
                 jobs.on_event(outcomes[-1])
                 if max_runs is not None and len(outcomes) >= max_runs:
                     break
@@ -361,6 +377,9 @@ def run_trainer_loop(
             outcome = jobs.retrain(need)
             new_at_last_attempt = 0
             outcomes.append(f"published v{outcome.version}")
+            if metrics is not None:
+                metrics.training_seconds.labels(model).set(outcome.card.training_seconds)
+                _export_serving(jobs, metrics, model)
         except NotEnoughData as exc:
             outcomes.append(f"skipped: {exc}")
         except CandidateRejected as exc:
@@ -368,6 +387,11 @@ def run_trainer_loop(
             outcomes.append(f"rejected: {exc}")
         except (TritonUnavailable, InferloopError) as exc:
             outcomes.append(f"failed: {exc}")
+        except Exception as exc:  # Kafka unreachable, a bug: this check failed, the loop goes on
+            log.exception("trainer check failed")
+            outcomes.append(f"failed: {type(exc).__name__}: {exc}")
+        if metrics is not None:  # published / skipped / rejected / failed
+            metrics.runs.labels(model, outcomes[-1].split(" ", 1)[0].rstrip(":")).inc()
         jobs.on_event(outcomes[-1])
         if max_runs is not None and len(outcomes) >= max_runs:
             break

@@ -164,7 +164,8 @@ class Demo:
         ensure_topics(self.settings)
         logs = self.options.report_dir / "logs"
         env = self.env()
-        worker_port, self.joiner_port = free_ports(2)
+        worker_port, self.joiner_port, trainer_port = free_ports(3)
+        env["INFERLOOP_TRAINER__METRICS_PORT"] = str(trainer_port)
         for service in (
             WorkerProcess(env, worker_port, logs / "worker.log"),
             JoinerProcess(env, self.joiner_port, logs / "joiner.log"),

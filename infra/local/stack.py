@@ -19,6 +19,7 @@ from typing import Any
 
 from infra.local.kafka_broker import KafkaBroker, ensure_kafka_jars, kafka_ready
 from infra.local.process import LocalService, pid_alive, pid_cmdline, start, stop_pid
+from infra.local.prometheus_server import PrometheusServer
 from infra.local.triton_server import TritonServer, ensure_backend_dir, triton_ready
 from streams.settings import Settings, env_var
 
@@ -84,6 +85,24 @@ def triton_service(settings: Settings) -> TritonServer:
     )
 
 
+def prometheus_service(settings: Settings) -> PrometheusServer:
+    p, host = settings.prometheus, "127.0.0.1"
+    return PrometheusServer(
+        data_dir=settings.home / "prometheus",
+        log_path=settings.home / "logs" / "prometheus.log",
+        targets={
+            "inferloop-worker": [f"{host}:{settings.streams.metrics_port}"],
+            "inferloop-joiner": [f"{host}:{settings.feedback.metrics_port}"],
+            "inferloop-trainer": [f"{host}:{settings.trainer.metrics_port}"],
+            "triton": [f"{settings.triton.host}:{settings.triton.metrics_port}"],
+        },
+        host=p.host,
+        port=p.port,
+        scrape_interval_s=p.scrape_interval_s,
+        port_env_var=env_var("prometheus.port"),
+    )
+
+
 class LocalStack:
     """The servers of one state folder: start them, report on them, stop them."""
 
@@ -125,20 +144,26 @@ class LocalStack:
 
     # -- the verbs --------------------------------------------------------------------------------------------
 
-    def services(self) -> list[tuple[str, Callable[[], LocalService], str]]:
+    def services(self, with_prometheus: bool | None = None) -> list[tuple[str, Callable[[], LocalService], str]]:
+        """The servers of the stack; Prometheus when asked for, or (``None``) when ``up`` recorded one."""
         s = self.settings
-        return [
+        out: list[tuple[str, Callable[[], LocalService], str]] = [
             ("kafka", lambda: kafka_service(s), s.kafka.bootstrap),
             ("triton", lambda: triton_service(s), s.triton.grpc_url),
         ]
+        if with_prometheus or (with_prometheus is None and "prometheus" in self.records()):
+            out.append(("prometheus", lambda: prometheus_service(s), s.prometheus.url))
+        return out
 
-    def up(self, on_event: Callable[[str], None] = lambda _msg: None) -> list[ComponentStatus]:
+    def up(
+        self, on_event: Callable[[str], None] = lambda _msg: None, with_prometheus: bool = False
+    ) -> list[ComponentStatus]:
         """Start what is not running yet and wait until everything is ready; on failure, stop what was started."""
         with self._locked():
             records = self.records()
             started: list[ComponentRecord] = []
             try:
-                for name, build, address in self.services():
+                for name, build, address in self.services(with_prometheus or None):
                     existing = records.get(name)
                     if existing is not None and self.is_alive(existing):
                         on_event(f"{name} already running (pid {existing.pid})")
@@ -190,6 +215,8 @@ class LocalStack:
     def _probe(self, name: str) -> bool:
         if name == "kafka":
             return kafka_ready(self.settings.kafka.bootstrap, timeout_s=3.0)
+        if name == "prometheus":
+            return prometheus_service(self.settings).is_ready()
         return triton_ready(self.settings.triton.http_url)
 
     def down(self, on_event: Callable[[str], None] = lambda _msg: None) -> list[str]:
@@ -197,7 +224,7 @@ class LocalStack:
         stopped = []
         with self._locked():
             records = self.records()
-            for name in ("triton", "kafka"):
+            for name in ("prometheus", "triton", "kafka"):
                 rec = records.pop(name, None)
                 if rec is None:
                     continue
@@ -215,6 +242,8 @@ def _data_folder(service: LocalService) -> Path:
         return service.data_dir
     if isinstance(service, TritonServer):
         return service.model_repository
+    if isinstance(service, PrometheusServer):
+        return service.data_dir
     return service.log_path.parent
 
 
