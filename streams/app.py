@@ -42,6 +42,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         broker_commit_interval=1.0,
         stream_buffer_maxsize=4 * s.max_batch,
         producer_max_batch_size=256 * 1024,
+        broker_credentials=settings.kafka.faust_credentials(),
     )
     images = app.topic(s.images_topic, key_type=bytes, value_type=bytes, partitions=s.partitions)
     metrics = WorkerMetrics(registry or CollectorRegistry())

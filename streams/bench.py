@@ -128,7 +128,7 @@ class Bench:
         from kafka import KafkaProducer
 
         producer = KafkaProducer(
-            bootstrap_servers=self.settings.kafka.bootstrap,
+            **self.settings.kafka.client_options(),
             acks="all",
             linger_ms=2,
             batch_size=256 * 1024,
@@ -240,7 +240,7 @@ class Bench:
         spec = InputSpec(*contract.input_shape)
         consumer = KafkaConsumer(
             self.settings.streams.images_topic,
-            bootstrap_servers=self.settings.kafka.bootstrap,
+            **self.settings.kafka.client_options(),
             group_id=f"naive-{uuid.uuid4().hex[:6]}",
             auto_offset_reset="earliest",
             max_poll_records=1,

@@ -85,7 +85,7 @@ class ImageProducer:
         ensure_topics(settings)
         try:
             self._producer = KafkaProducer(
-                bootstrap_servers=settings.kafka.bootstrap,
+                **settings.kafka.client_options(),
                 acks="all",
                 linger_ms=5,
                 max_request_size=settings.streams.max_request_bytes,
@@ -164,9 +164,7 @@ def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
     """The next offset of every partition of ``topic`` (empty when it does not exist)."""
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap, enable_auto_commit=False, client_id="inferloop-reader"
-    )
+    consumer = KafkaConsumer(**settings.kafka.client_options(), enable_auto_commit=False, client_id="inferloop-reader")
     try:
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or set())]
         return {tp.partition: end for tp, end in consumer.end_offsets(tps).items()} if tps else {}
@@ -190,9 +188,7 @@ def read_topic(
     """
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap, enable_auto_commit=False, client_id="inferloop-reader"
-    )
+    consumer = KafkaConsumer(**settings.kafka.client_options(), enable_auto_commit=False, client_id="inferloop-reader")
     try:
         partitions = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
@@ -245,7 +241,7 @@ def replay_dead_letters(settings: Settings, reason: str | None = None) -> tuple[
     """Publish the original bytes of dead letters to the topic they came from again; returns (replayed, skipped)."""
     from kafka import KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all", client_id="inferloop-replay")
+    producer = KafkaProducer(**settings.kafka.client_options(), acks="all", client_id="inferloop-replay")
     replayed = skipped = 0
     try:
         for letter in read_dead_letters(settings):
@@ -280,7 +276,7 @@ class FeedbackProducer:
         ensure_topics(settings)
         try:
             self._producer = KafkaProducer(
-                bootstrap_servers=settings.kafka.bootstrap, acks="all", linger_ms=5, client_id="inferloop-feedback"
+                **settings.kafka.client_options(), acks="all", linger_ms=5, client_id="inferloop-feedback"
             )
         except KafkaError as exc:
             raise BrokerUnavailable(settings.kafka.bootstrap, str(exc)) from exc

@@ -246,8 +246,8 @@ class ImageLookup:
 
     SCAN_GAP = 500  # read on through gaps up to this many records rather than seek again
 
-    def __init__(self, bootstrap: str, max_fetch_bytes: int) -> None:
-        self.bootstrap, self.max_fetch_bytes = bootstrap, max_fetch_bytes
+    def __init__(self, connection: dict[str, Any], max_fetch_bytes: int) -> None:
+        self.connection, self.max_fetch_bytes = connection, max_fetch_bytes
         self._consumer: Any = None
 
     async def _ensure(self) -> Any:
@@ -255,7 +255,7 @@ class ImageLookup:
             from aiokafka import AIOKafkaConsumer
 
             self._consumer = AIOKafkaConsumer(
-                bootstrap_servers=self.bootstrap,
+                **self.connection,
                 group_id=None,
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
@@ -342,13 +342,14 @@ def create_joiner_app(settings: Settings, registry: Any = None) -> Any:
         producer_max_request_size=s.max_request_bytes,
         consumer_auto_offset_reset="earliest",
         table_standby_replicas=0,
+        broker_credentials=settings.kafka.faust_credentials(),
         broker_commit_interval=1.0,
     )
     table = app.Table(
         "join", default=None, key_type=bytes, value_type=bytes, partitions=s.partitions, use_partitioner=True
     )
     metrics = JoinerMetrics(registry or CollectorRegistry())
-    lookup = ImageLookup(settings.kafka.bootstrap, s.max_request_bytes)
+    lookup = ImageLookup(settings.kafka.aiokafka_options(), s.max_request_bytes)
 
     async def send_all(records: list[tuple[str, bytes, bytes]]) -> None:
         producer = app.producer._ensure_producer()  # type: ignore[attr-defined]  # the aiokafka producer

@@ -7,10 +7,11 @@ one machine. Build the tree once at the entry point (:func:`load_settings`) and 
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "INFERLOOP_"
@@ -41,10 +42,98 @@ class KafkaSettings(_Group):
     version: str = Field("4.1.1", description="Apache Kafka version resolved from Maven Central.")
     heap_mb: int = Field(512, ge=128, description="Java heap of the local broker, in MiB.")
     start_timeout_s: float = Field(90.0, gt=0, description="How long to wait for the broker to be ready.")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How clients talk to the brokers."
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism (with a SASL_* protocol)."
+    )
+    sasl_username: str | None = Field(None, description="SASL user (with a SASL_* protocol).")
+    sasl_password: SecretStr | None = Field(None, description="SASL password (with a SASL_* protocol); never logged.")
+    ssl_cafile: Path | None = Field(
+        None, description="CA bundle that signed the brokers' certificates (SSL, SASL_SSL)."
+    )
+    ssl_certfile: Path | None = Field(None, description="Client certificate, for brokers that require mutual TLS.")
+    ssl_keyfile: Path | None = Field(None, description="Key of the client certificate.")
+
+    @model_validator(mode="after")
+    def _consistent_security(self) -> KafkaSettings:
+        sasl = self.security_protocol.startswith("SASL_")
+        if sasl and not (self.sasl_username and self.sasl_password and self.sasl_password.get_secret_value()):
+            raise ValueError(
+                f"kafka.security_protocol {self.security_protocol} needs INFERLOOP_KAFKA__SASL_USERNAME and "
+                "INFERLOOP_KAFKA__SASL_PASSWORD"
+            )
+        if not sasl and (self.sasl_username or self.sasl_password):
+            raise ValueError(
+                f"SASL credentials are set but kafka.security_protocol is {self.security_protocol}: "
+                "set INFERLOOP_KAFKA__SECURITY_PROTOCOL=SASL_SSL (or remove the credentials)"
+            )
+        tls = self.security_protocol in ("SSL", "SASL_SSL")
+        if not tls and (self.ssl_cafile or self.ssl_certfile or self.ssl_keyfile):
+            raise ValueError(
+                f"TLS files are set but kafka.security_protocol is {self.security_protocol}: use SSL or SASL_SSL"
+            )
+        if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
+            raise ValueError("kafka.ssl_certfile and kafka.ssl_keyfile go together")
+        for path in (self.ssl_cafile, self.ssl_certfile, self.ssl_keyfile):
+            if path is not None and not path.is_file():
+                raise ValueError(f"kafka TLS file {path} does not exist")
+        return self
 
     @property
     def bootstrap(self) -> str:
         return self.bootstrap_servers or f"{self.host}:{self.port}"
+
+    def client_options(self) -> dict[str, Any]:
+        """Connection options for kafka-python clients (producers, consumers, admin)."""
+        options: dict[str, Any] = {"bootstrap_servers": self.bootstrap, "security_protocol": self.security_protocol}
+        if self.security_protocol.startswith("SASL_"):
+            options |= {
+                "sasl_mechanism": self.sasl_mechanism,
+                "sasl_plain_username": self.sasl_username,
+                "sasl_plain_password": self.sasl_password.get_secret_value() if self.sasl_password else None,
+            }
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            options |= {
+                "ssl_cafile": str(self.ssl_cafile) if self.ssl_cafile else None,
+                "ssl_certfile": str(self.ssl_certfile) if self.ssl_certfile else None,
+                "ssl_keyfile": str(self.ssl_keyfile) if self.ssl_keyfile else None,
+            }
+        return options
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context for asyncio clients (aiokafka, faust); None without TLS."""
+        if self.security_protocol not in ("SSL", "SASL_SSL"):
+            return None
+        context = ssl.create_default_context(cafile=str(self.ssl_cafile) if self.ssl_cafile else None)
+        if self.ssl_certfile and self.ssl_keyfile:
+            context.load_cert_chain(str(self.ssl_certfile), str(self.ssl_keyfile))
+        return context
+
+    def aiokafka_options(self) -> dict[str, Any]:
+        """Connection options for aiokafka clients."""
+        options = {k: v for k, v in self.client_options().items() if not k.startswith("ssl_")}
+        context = self.ssl_context()
+        if context is not None:
+            options["ssl_context"] = context
+        return options
+
+    def faust_credentials(self) -> Any:
+        """``broker_credentials`` for a Faust app (None for PLAINTEXT)."""
+        import faust
+
+        context = self.ssl_context()
+        if self.security_protocol.startswith("SASL_"):
+            return faust.SASLCredentials(
+                username=self.sasl_username,
+                password=self.sasl_password.get_secret_value() if self.sasl_password else None,
+                ssl_context=context,
+                mechanism=self.sasl_mechanism,
+            )
+        if context is not None:
+            return faust.SSLCredentials(context)
+        return None
 
 
 class TritonSettings(_Group):

@@ -35,7 +35,9 @@ def ensure_topics(settings: Settings, names: list[str] | None = None) -> list[st
 
     bootstrap = settings.kafka.bootstrap
     try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="inferloop-admin", request_timeout_ms=15000)
+        admin = KafkaAdminClient(
+            **settings.kafka.client_options(), client_id="inferloop-admin", request_timeout_ms=15000
+        )
     except KafkaError as exc:
         raise BrokerUnavailable(bootstrap, str(exc)) from exc
     try:

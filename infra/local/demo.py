@@ -231,7 +231,7 @@ class Demo:
 
         consumer = KafkaConsumer(
             self.settings.streams.predictions_topic,
-            bootstrap_servers=self.settings.kafka.bootstrap,
+            **self.settings.kafka.client_options(),
             group_id=f"demo-{self.tag}-reader",
             auto_offset_reset="earliest",
             enable_auto_commit=False,
@@ -427,7 +427,7 @@ class Demo:
         from kafka.admin import KafkaAdminClient
 
         with contextlib.suppress(Exception):
-            admin = KafkaAdminClient(bootstrap_servers=self.settings.kafka.bootstrap, client_id="inferloop-demo")
+            admin = KafkaAdminClient(**self.settings.kafka.client_options(), client_id="inferloop-demo")
             try:
                 mine = [t for t in admin.list_topics() if t.startswith(f"demo-{self.tag}")]
                 if mine:
