@@ -167,10 +167,10 @@ class _EpochBar:
 
 
 def _jobs(settings: Settings, bar: _EpochBar | None = None) -> Any:
-    from streams.inference import TritonControl
+    from streams.inference import triton_control
     from trainer.jobs import TrainerJobs
 
-    return TrainerJobs(settings, TritonControl(settings.triton.grpc_url), on_event=err.log, on_epoch=bar)
+    return TrainerJobs(settings, triton_control(settings), on_event=err.log, on_epoch=bar)
 
 
 @app.command()
@@ -314,7 +314,7 @@ def rollback(
     to: Annotated[int | None, typer.Option(help="The version to serve (default: the previous one).")] = None,
 ) -> None:
     """Serve an earlier version again."""
-    from streams.inference import TritonControl
+    from streams.inference import triton_control
     from trainer.jobs import serving_options
     from trainer.publish import Publisher
     from trainer.repository import ModelRepository
@@ -323,7 +323,7 @@ def rollback(
     try:
         publisher = Publisher(
             ModelRepository(settings.model_repository, settings.model.name),
-            TritonControl(settings.triton.grpc_url),
+            triton_control(settings),
             serving_options(settings),
         )
         version = publisher.rollback(to, on_event=err.log)

@@ -159,6 +159,89 @@ class TritonControl:
         return result.as_numpy(output_name), int(result.get_response().model_version)
 
 
+class TritonFleet:
+    """Every replica of a Triton deployment behind one DNS name (a headless Service), controlled together.
+
+    With explicit model control each replica loads versions only when told: the publisher loads, waits for
+    and unloads each version on every replica, so that all of them serve the same versions. Replicas that start
+    later load the repository's configured versions at start (``--load-model=*``).
+    """
+
+    def __init__(self, members: list[TritonControl]) -> None:
+        if not members:
+            raise TritonUnavailable("(no replica)", 0.0, "the Triton service resolved to no address")
+        self.members = members
+        self.url = ",".join(m.url for m in members)
+
+    @staticmethod
+    def resolve(host: str, port: int, timeout_s: float = 10.0) -> TritonFleet:
+        import socket
+
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise TritonUnavailable(f"{host}:{port}", timeout_s, f"cannot resolve {host}: {exc}") from exc
+        addresses = sorted({str(info[4][0]) for info in infos})
+        return TritonFleet(
+            [TritonControl(f"[{a}]:{port}" if ":" in a else f"{a}:{port}", timeout_s) for a in addresses]
+        )
+
+    def close(self) -> None:
+        for m in self.members:
+            m.close()
+
+    def server_live(self) -> bool:
+        return all(m.server_live() for m in self.members)
+
+    def require_live(self) -> None:
+        for m in self.members:
+            m.require_live()
+
+    def load(self, model: str, timeout_s: float = 120.0) -> None:
+        for m in self.members:
+            m.load(model, timeout_s)
+
+    def unload(self, model: str) -> None:
+        for m in self.members:
+            m.unload(model)
+
+    def is_ready(self, model: str, version: int | None = None) -> bool:
+        return all(m.is_ready(model, version) for m in self.members)
+
+    def wait_ready(self, model: str, version: int, timeout_s: float) -> None:
+        for m in self.members:
+            m.wait_ready(model, version, timeout_s)
+
+    def index(self, model: str) -> list[VersionState]:
+        return self.members[0].index(model)
+
+    def config(self, model: str) -> dict[str, Any]:
+        return self.members[0].config(model)
+
+    def infer(
+        self,
+        model: str,
+        x: NDArray[np.float32],
+        version: int | None = None,
+        input_name: str = "image",
+        output_name: str = "probabilities",
+    ) -> tuple[NDArray[np.float32], int]:
+        """Inference on every replica (a smoke test must pass everywhere); the first replica's answer."""
+        results = [m.infer(model, x, version, input_name, output_name) for m in self.members]
+        for member, (outputs, served) in zip(self.members, results, strict=True):
+            if served != results[0][1] or not np.allclose(outputs, results[0][0], atol=1e-5):
+                raise TritonRequestFailed(model, "inference", f"replica {member.url} answers differently")
+        return results[0]
+
+
+def triton_control(settings: Any) -> TritonControl | TritonFleet:
+    """The control client the settings ask for: one server, or every replica behind the host's DNS name."""
+    t = settings.triton
+    if t.fan_out:
+        return TritonFleet.resolve(t.host, t.grpc_port)
+    return TritonControl(t.grpc_url)
+
+
 @dataclass(frozen=True)
 class ModelContract:
     """What a served model expects and answers, read from Triton (never assumed by the worker)."""

@@ -147,6 +147,10 @@ class TritonSettings(_Group):
         None, description="Triton model repository; defaults to <home>/model_repository."
     )
     start_timeout_s: float = Field(120.0, gt=0, description="How long to wait for the server to be ready.")
+    fan_out: bool = Field(
+        False,
+        description="Trainer and rollback: load versions on every address `host` resolves to (a headless Service).",
+    )
 
     @property
     def grpc_url(self) -> str:

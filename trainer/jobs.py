@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 
 from streams.errors import InferloopError
 from streams.images import InputSpec
-from streams.inference import TritonControl, TritonUnavailable
+from streams.inference import TritonControl, TritonFleet, TritonUnavailable
 from streams.metrics import TrainerMetrics
 from streams.settings import Settings
 from trainer.card import Lineage, Metrics, ModelCard, utc_now
@@ -78,7 +78,7 @@ class TrainerJobs:
     def __init__(
         self,
         settings: Settings,
-        triton: TritonControl,
+        triton: TritonControl | TritonFleet,
         reader: LabelledExampleReader | None = None,
         on_event: EventFn = log.info,
         on_epoch: ProgressFn | None = None,

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from streams.images import InputSpec
-from streams.inference import TritonControl, TritonRequestFailed
+from streams.inference import TritonControl, TritonFleet, TritonRequestFailed
 from trainer.card import ModelCard
 from trainer.errors import PublishError, RepositoryError
 from trainer.export import ONNX_FILE, onnx_proba, triton_config
@@ -46,7 +46,7 @@ class ServingOptions:
 class Publisher:
     """Puts versions of one model into service on one Triton server."""
 
-    def __init__(self, repo: ModelRepository, triton: TritonControl, options: ServingOptions) -> None:
+    def __init__(self, repo: ModelRepository, triton: TritonControl | TritonFleet, options: ServingOptions) -> None:
         self.repo, self.triton, self.options = repo, triton, options
 
     def _config_for(self, card: ModelCard, versions: list[int]) -> ModelConfig:

@@ -120,3 +120,18 @@ def test_unknown_model_is_a_clear_error(triton_server: TritonServer) -> None:
     client = grpcclient.InferenceServerClient(triton_server.grpc_url)
     with pytest.raises(InferenceServerException, match=r"unknown model|not found"):
         client.get_model_metadata("no-such-model")
+
+
+def test_a_fleet_loads_and_serves_on_every_replica(bootstrapped: dict[str, str], triton_server: TritonServer) -> None:
+    """Fan-out control (Helm with many Triton replicas): the session server reached under two addresses."""
+    from streams.inference import TritonControl, TritonFleet
+
+    members = [TritonControl(triton_server.grpc_url), TritonControl(f"localhost:{triton_server.grpc_port}")]
+    fleet = TritonFleet(members)
+    assert fleet.server_live() and fleet.is_ready("digits", 1)
+    x = np.zeros((2, 1, 28, 28), np.float32)
+    outputs, version = fleet.infer("digits", x)
+    assert version == 1 and outputs.shape == (2, 10)
+    fleet.wait_ready("digits", 1, 10)
+    resolved = TritonFleet.resolve("127.0.0.1", triton_server.grpc_port)
+    assert [m.url for m in resolved.members] == [triton_server.grpc_url]
