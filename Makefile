@@ -5,8 +5,11 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
+HELM_VERSION ?= v3.22.0
+CACHE  := $(or $(INFERLOOP_CACHE_DIR),$(HOME)/.cache/inferloop)
+export PATH := $(PATH):/usr/local/go/bin:$(CACHE)/bin
 
-.PHONY: help setup system-deps runtimes test lint unit integration demo up status down clean
+.PHONY: help setup system-deps runtimes tools test lint unit integration demo up status down clean
 
 help:
 	@echo "make demo   - the whole loop on the embedded digits: stream, drift, feedback, retrain, recover (<= 5 min)"
@@ -14,7 +17,7 @@ help:
 	@echo "make setup  - install system packages, the virtualenv, Kafka jars and Triton's backend folder"
 	@echo "make up / status / down - keep the local stack running in the background"
 
-setup: system-deps $(STAMP) runtimes
+setup: system-deps $(STAMP) runtimes tools
 
 system-deps:
 	@bash infra/local/system-deps.sh
@@ -27,6 +30,14 @@ $(STAMP): pyproject.toml
 
 runtimes: $(STAMP)
 	$(BIN)/inferloop setup
+
+# helm, for the chart's lint/template checks: an installed one, else built once from the Go module proxy.
+tools:
+	@command -v helm >/dev/null 2>&1 || { \
+	  command -v go >/dev/null 2>&1 || { echo "helm is missing and there is no Go toolchain to build it" >&2; exit 1; }; \
+	  echo "building helm $(HELM_VERSION) with Go into $(CACHE)/bin (once)"; \
+	  GOBIN="$(CACHE)/bin" go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION); }
+	@helm version --short
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages the local stack needs, only where they are missing:
 # Java 17+ runs the Kafka broker, Maven resolves its jars from Maven Central, Prometheus (with promtool) scrapes
-# the stack and checks the alert rules, Go builds helm where no helm is installed.
+# the stack and checks the alert rules. (helm is built with the Go toolchain by `make tools`.)
 set -euo pipefail
 
 missing=()
@@ -14,7 +14,6 @@ java_ok() {
 java_ok || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || missing+=(prometheus)
-command -v go >/dev/null 2>&1 || command -v helm >/dev/null 2>&1 || missing+=(golang-go)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

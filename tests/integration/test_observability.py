@@ -35,8 +35,9 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_promtool_accepts_the_config_and_the_rules_and_their_unit_tests_pass(tmp_path: Path) -> None:
-    result = promtool("check", "config", str(PROMETHEUS_DIR / "prometheus.yml"))
-    assert result.returncode == 0, result.stdout + result.stderr
+    for config_file in ("prometheus.yml", "prometheus-compose.yml"):
+        result = promtool("check", "config", str(PROMETHEUS_DIR / config_file))
+        assert result.returncode == 0, result.stdout + result.stderr
     rules = sorted(str(p) for p in (PROMETHEUS_DIR / "rules").glob("*.yml"))
     result = promtool("check", "rules", *rules)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -47,6 +48,8 @@ def test_promtool_accepts_the_config_and_the_rules_and_their_unit_tests_pass(tmp
               if line.strip().startswith("- alert:")}  # fmt: skip
     tested = "\n".join(p.read_text() for p in (PROMETHEUS_DIR / "tests").glob("*.yml"))
     assert alerts and all(f"alertname: {a}" in tested for a in alerts), alerts
+    runbooks = (REPO / "docs" / "operations.md").read_text()
+    assert all(f"### {a}\n" in runbooks for a in alerts), "an alert has no runbook section in docs/operations.md"
     # the config `up --with-prometheus` renders is valid too
     (tmp_path / "rules").mkdir()
     config = tmp_path / "prometheus.yml"

@@ -1,0 +1,25 @@
+# The inferloop image: worker, joiner, trainer and the CLI (`docker run IMAGE worker|joiner|train|trainer|...`).
+# torch comes from PyTorch's CPU index here (the CUDA build is several GB); use the default index for GPU nodes.
+FROM python:3.11-slim
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    INFERLOOP_HOME=/tmp/inferloop \
+    INFERLOOP_CACHE_DIR=/tmp/inferloop-cache
+
+RUN useradd --uid 10001 --user-group --create-home --shell /usr/sbin/nologin inferloop
+WORKDIR /opt/inferloop
+COPY pyproject.toml README.md ./
+COPY streams ./streams
+COPY trainer ./trainer
+COPY infra ./infra
+COPY helm/inferloop/files ./helm/inferloop/files
+RUN pip install --index-url https://download.pytorch.org/whl/cpu "torch>=2.5" \
+ && pip install .
+
+USER 10001:10001
+# worker, joiner and trainer metrics (INFERLOOP_STREAMS__METRICS_PORT, _FEEDBACK__, _TRAINER__)
+EXPOSE 9100 9101 9102
+ENTRYPOINT ["inferloop"]
+CMD ["worker"]

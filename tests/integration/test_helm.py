@@ -1,0 +1,199 @@
+"""The Helm chart, checked with the real helm: lint and template with the default and a production-like values
+file, then the rendered manifests parsed to check the wiring (settings names, ports, probes, selectors)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import BaseModel
+
+from streams.settings import Settings
+
+pytestmark = [pytest.mark.integration]
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "helm" / "inferloop"
+PRODUCTION = CHART / "values-production.yaml"
+CRDS = ["--api-versions", "monitoring.coreos.com/v1", "--api-versions", "keda.sh/v1alpha1"]
+
+
+def helm_binary() -> str:
+    cache = Path(os.environ.get("INFERLOOP_CACHE_DIR", Path.home() / ".cache" / "inferloop"))
+    found = shutil.which("helm") or (str(cache / "bin" / "helm") if (cache / "bin" / "helm").exists() else None)
+    assert found, "helm is not installed: `make setup` builds it with the Go toolchain"
+    return found
+
+
+def helm(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([helm_binary(), *args], capture_output=True, text=True, timeout=120, cwd=REPO)
+
+
+def render(*args: str) -> list[dict[str, Any]]:
+    result = helm("template", "rel", str(CHART), *args)
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def is_setting(name: str) -> bool:
+    """Whether ``INFERLOOP_A__B`` names a field of the settings object."""
+    model: type[BaseModel] = Settings
+    parts = name.removeprefix("INFERLOOP_").lower().split("__")
+    for n, part in enumerate(parts):
+        field = model.model_fields.get(part)
+        if field is None:
+            return False
+        annotation = field.annotation
+        if n < len(parts) - 1:
+            if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+                return False
+            model = annotation
+    return True
+
+
+def pod_specs(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    out = {name: d["spec"]["template"]["spec"] for name, d in by_kind(docs, "Deployment").items()}
+    out |= {name: d["spec"]["jobTemplate"]["spec"]["template"]["spec"] for name, d in by_kind(docs, "CronJob").items()}
+    return out
+
+
+@pytest.mark.parametrize("values", [[], ["-f", str(PRODUCTION)]], ids=["default", "production"])
+def test_helm_lint_passes(values: list[str]) -> None:
+    result = helm("lint", "--strict", str(CHART), *values)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("values", "crds"), [([], False), (["-f", str(PRODUCTION)], True)], ids=["default", "production-with-crds"]
+)
+def test_rendered_manifests_are_wired_together(values: list[str], crds: bool) -> None:
+    docs = render(*values, *(CRDS if crds else []))
+    config = by_kind(docs, "ConfigMap")["rel-inferloop-env"]["data"]
+    specs = pod_specs(docs)
+    assert set(specs) == {
+        "rel-inferloop-worker",
+        "rel-inferloop-joiner",
+        "rel-inferloop-triton",
+        "rel-inferloop-trainer",
+    }
+
+    # every INFERLOOP_* variable is a field of the settings object
+    names = set(config)
+    for spec in specs.values():
+        for container in spec["containers"]:
+            names |= {e["name"] for e in container.get("env") or [] if e["name"].startswith("INFERLOOP_")}
+    unknown = sorted(n for n in names if n.startswith("INFERLOOP_") and not is_setting(n))
+    assert unknown == [], f"not settings: {unknown}"
+
+    # ports: containers, Services and the settings agree
+    worker = specs["rel-inferloop-worker"]["containers"][0]
+    joiner = specs["rel-inferloop-joiner"]["containers"][0]
+    triton = specs["rel-inferloop-triton"]["containers"][0]
+    assert worker["args"] == ["worker"] and joiner["args"] == ["joiner"]
+    assert {p["name"]: p["containerPort"] for p in worker["ports"]} == {
+        "metrics": int(config["INFERLOOP_STREAMS__METRICS_PORT"])
+    }
+    assert joiner["ports"][0]["containerPort"] == int(config["INFERLOOP_FEEDBACK__METRICS_PORT"])
+    triton_ports = {p["name"]: p["containerPort"] for p in triton["ports"]}
+    assert triton_ports == {
+        "http": int(config["INFERLOOP_TRITON__HTTP_PORT"]),
+        "grpc": int(config["INFERLOOP_TRITON__GRPC_PORT"]),
+        "metrics": int(config["INFERLOOP_TRITON__METRICS_PORT"]),
+    }
+    assert f"--grpc-port={config['INFERLOOP_TRITON__GRPC_PORT']}" in triton["args"]
+    assert "--model-control-mode=explicit" in triton["args"] and "--strict-readiness=false" in triton["args"]
+    assert f"--model-repository={config['INFERLOOP_TRITON__MODEL_REPOSITORY']}" in triton["args"]
+
+    # probes: Triton's health endpoints; the Faust apps' metrics endpoints
+    assert triton["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    assert triton["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    for container in (worker, joiner):
+        assert container["readinessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+
+    # labels and selectors: every Service, PDB and policy selects the pods it means
+    deployments = by_kind(docs, "Deployment")
+    pod_labels = {name: d["spec"]["template"]["metadata"]["labels"] for name, d in deployments.items()}
+    for name, d in deployments.items():
+        assert d["spec"]["selector"]["matchLabels"].items() <= pod_labels[name].items(), name
+    services = by_kind(docs, "Service")
+    assert config["INFERLOOP_TRITON__HOST"] in services
+    for name, svc in services.items():
+        targets = [n for n, labels in pod_labels.items() if svc["spec"]["selector"].items() <= labels.items()]
+        assert len(targets) == 1, f"service {name} selects {targets}"
+        container_ports = {p["name"] for p in specs[targets[0]]["containers"][0]["ports"]}
+        assert {p["targetPort"] for p in svc["spec"]["ports"]} <= container_ports, name
+    for pdb in by_kind(docs, "PodDisruptionBudget").values():
+        assert any(pdb["spec"]["selector"]["matchLabels"].items() <= labels.items() for labels in pod_labels.values())
+    assert by_kind(docs, "NetworkPolicy")
+
+    # the trainer reaches every Triton replica through the headless Service, and writes the shared volume
+    trainer = specs["rel-inferloop-trainer"]["containers"][0]
+    trainer_env = {e["name"]: e.get("value") for e in trainer["env"]}
+    assert trainer_env["INFERLOOP_TRITON__FAN_OUT"] == "true"
+    headless = services[trainer_env["INFERLOOP_TRITON__HOST"]]
+    assert headless["spec"]["clusterIP"] == "None"
+    claims = {
+        v["persistentVolumeClaim"]["claimName"]
+        for name in ("rel-inferloop-trainer", "rel-inferloop-triton")
+        for v in specs[name]["volumes"]
+        if "persistentVolumeClaim" in v
+    }
+    assert claims == set(by_kind(docs, "PersistentVolumeClaim")), claims
+
+    # non-root everywhere, no privilege escalation, shared memory sized for the python backend
+    for name, spec in specs.items():
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        for container in spec["containers"]:
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False, name
+            assert container["resources"]["requests"], name
+    dshm = next(v for v in specs["rel-inferloop-triton"]["volumes"] if v["name"] == "dshm")
+    assert dshm["emptyDir"]["medium"] == "Memory"
+
+    # autoscaling: KEDA on the workers' consumer lag when the CRD exists, else a CPU HPA
+    if crds:
+        (scaled,) = by_kind(docs, "ScaledObject").values()
+        assert scaled["spec"]["scaleTargetRef"]["name"] == "rel-inferloop-worker"
+        trigger = scaled["spec"]["triggers"][0]
+        assert trigger["metadata"]["consumerGroup"] == config["INFERLOOP_STREAMS__APP_ID"]
+        assert trigger["metadata"]["topic"] == config["INFERLOOP_STREAMS__IMAGES_TOPIC"]
+        assert scaled["spec"]["maxReplicaCount"] <= int(config["INFERLOOP_STREAMS__PARTITIONS"])
+        assert not by_kind(docs, "HorizontalPodAutoscaler")
+        rules = yaml.safe_load((CHART / "files" / "inferloop.rules.yml").read_text())
+        (rule,) = by_kind(docs, "PrometheusRule").values()
+        assert rule["spec"] == rules
+        monitors = by_kind(docs, "ServiceMonitor")
+        assert len(monitors) == 3
+        for monitor in monitors.values():
+            selected = [s for s in services.values() if monitor["spec"]["selector"]["matchLabels"].items()
+                        <= s["metadata"]["labels"].items()]  # fmt: skip
+            assert len(selected) == 1 and any(p["name"] == "metrics" for p in selected[0]["spec"]["ports"])
+        # SASL credentials come from the Secret, never from the ConfigMap
+        env = {e["name"]: e for e in worker["env"]}
+        assert env["INFERLOOP_KAFKA__SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "inferloop-kafka-sasl"
+        assert "INFERLOOP_KAFKA__SASL_PASSWORD" not in config
+    else:
+        (hpa,) = by_kind(docs, "HorizontalPodAutoscaler").values()
+        assert hpa["spec"]["maxReplicas"] <= int(config["INFERLOOP_STREAMS__PARTITIONS"])
+        assert not by_kind(docs, "ServiceMonitor") and not by_kind(docs, "ScaledObject")
+    dashboard = by_kind(docs, "ConfigMap")["rel-inferloop-dashboard"]
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(dashboard["data"]["inferloop.json"]) == json.loads(
+        (CHART / "files" / "inferloop-dashboard.json").read_text()
+    )
+
+
+def test_the_chart_refuses_inconsistent_values() -> None:
+    result = helm("template", "rel", str(CHART), "--set", "worker.autoscaling.enabled=false", "--set",
+                  "worker.replicas=9")  # fmt: skip
+    assert result.returncode != 0 and "more than topics.partitions" in result.stderr
+    result = helm("template", "rel", str(CHART), "--set", "kafka.securityProtocol=SASL_SSL")
+    assert result.returncode != 0 and "kafka.sasl.existingSecret is required" in result.stderr
