@@ -25,11 +25,14 @@ from streams.topics import ensure_topics
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> faust.App:
+def faust_app(settings: Settings, app_id: str, **options: Any) -> faust.App:
+    """A Faust app as inferloop configures them all: raw bytes in and out, acks from all replicas, offsets from
+    the earliest record, commits every second, the Kafka connection and security of the settings."""
     s = settings.streams
-    app = faust.App(
-        s.app_id,
+    return faust.App(
+        app_id,
         broker=[f"kafka://{server}" for server in settings.kafka.bootstrap.split(",")],
+        broker_credentials=settings.kafka.faust_credentials(),
         store="memory://",
         key_serializer="raw",
         value_serializer="raw",
@@ -38,11 +41,19 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         producer_acks=-1,
         producer_max_request_size=s.max_request_bytes,
         consumer_auto_offset_reset="earliest",
-        broker_commit_every=1000,
         broker_commit_interval=1.0,
+        **options,
+    )
+
+
+def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> faust.App:
+    s = settings.streams
+    app = faust_app(
+        settings,
+        s.app_id,
+        broker_commit_every=1000,
         stream_buffer_maxsize=4 * s.max_batch,
         producer_max_batch_size=256 * 1024,
-        broker_credentials=settings.kafka.faust_credentials(),
     )
     images = app.topic(s.images_topic, key_type=bytes, value_type=bytes, partitions=s.partitions)
     metrics = WorkerMetrics(registry or CollectorRegistry())

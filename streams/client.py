@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from streams.errors import InferloopError, PoisonError
 from streams.events import (
@@ -74,7 +74,31 @@ def expand_paths(paths: Iterable[str]) -> list[Path]:
     return found
 
 
-class ImageProducer:
+class _Producer:
+    """A kafka-python producer whose sends are confirmed together by :meth:`flush`."""
+
+    _producer: Any
+    _pending: list[Any]
+
+    def flush(self, timeout_s: float = 60.0) -> None:
+        """Wait until the broker acknowledged everything published so far; raise if anything failed."""
+        self._producer.flush(timeout=timeout_s)
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.get(timeout=timeout_s)
+
+    def close(self) -> None:
+        self.flush()
+        self._producer.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ImageProducer(_Producer):
     """Publishes image events to the images topic, keyed by event id."""
 
     def __init__(self, settings: Settings, source: str = "cli") -> None:
@@ -132,23 +156,6 @@ class ImageProducer:
             )
             return self.publish(event)
         return self.publish_bytes(path.read_bytes(), content_type, event_id, metadata)
-
-    def flush(self, timeout_s: float = 60.0) -> None:
-        """Wait until the broker acknowledged everything published so far; raise if anything failed."""
-        self._producer.flush(timeout=timeout_s)
-        pending, self._pending = self._pending, []
-        for future in pending:
-            future.get(timeout=timeout_s)
-
-    def close(self) -> None:
-        self.flush()
-        self._producer.close()
-
-    def __enter__(self) -> ImageProducer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 @dataclass(frozen=True)
@@ -265,7 +272,7 @@ class FeedbackError(InferloopError):
     """Feedback that cannot be sent as given (a bad line in a bulk file, an empty label)."""
 
 
-class FeedbackProducer:
+class FeedbackProducer(_Producer):
     """Publishes feedback (the true label of an event) to the feedback topic, keyed by event id."""
 
     def __init__(self, settings: Settings, source: str = "cli") -> None:
@@ -292,22 +299,6 @@ class FeedbackProducer:
             self._producer.send(self.settings.feedback.topic, key=event_id.encode(), value=encode_feedback(feedback))
         )
         return feedback
-
-    def flush(self, timeout_s: float = 60.0) -> None:
-        self._producer.flush(timeout=timeout_s)
-        pending, self._pending = self._pending, []
-        for future in pending:
-            future.get(timeout=timeout_s)
-
-    def close(self) -> None:
-        self.flush()
-        self._producer.close()
-
-    def __enter__(self) -> FeedbackProducer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def parse_feedback_file(path: Path) -> list[tuple[str, str, str | None]]:

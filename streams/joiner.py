@@ -326,25 +326,13 @@ class TritonLabels:
 
 
 def create_joiner_app(settings: Settings, registry: Any = None) -> Any:
-    import faust
     from prometheus_client import CollectorRegistry, start_http_server
 
+    from streams.app import faust_app
+
     s, f = settings.streams, settings.feedback
-    app = faust.App(
-        f.app_id,
-        broker=[f"kafka://{server}" for server in settings.kafka.bootstrap.split(",")],
-        store="memory://",
-        key_serializer="raw",
-        value_serializer="raw",
-        web_enabled=False,
-        topic_partitions=s.partitions,
-        producer_acks=-1,
-        producer_max_request_size=s.max_request_bytes,
-        consumer_auto_offset_reset="earliest",
-        table_standby_replicas=0,
-        broker_credentials=settings.kafka.faust_credentials(),
-        broker_commit_interval=1.0,
-    )
+    # no standby replicas: the timer sweeps the table of the partitions this instance owns, and only those
+    app = faust_app(settings, f.app_id, table_standby_replicas=0)
     table = app.Table(
         "join", default=None, key_type=bytes, value_type=bytes, partitions=s.partitions, use_partitioner=True
     )

@@ -43,6 +43,21 @@ def stack_env(
     return env | extra
 
 
+def own_stack_env(home: Path, cache_dir: Path, ports: list[int], **extra: str) -> dict[str, str]:
+    """The environment of a stack of a test's own (``inferloop up`` or the demo start it) on free ``ports``:
+    Kafka client and controller, Triton HTTP, gRPC and metrics, in that order."""
+    return stack_env(
+        home,
+        cache_dir,
+        INFERLOOP_KAFKA__PORT=str(ports[0]),
+        INFERLOOP_KAFKA__CONTROLLER_PORT=str(ports[1]),
+        INFERLOOP_TRITON__HTTP_PORT=str(ports[2]),
+        INFERLOOP_TRITON__GRPC_PORT=str(ports[3]),
+        INFERLOOP_TRITON__METRICS_PORT=str(ports[4]),
+        **extra,
+    )
+
+
 def inferloop(env: dict[str, str], *args: str, timeout_s: float = 300) -> subprocess.CompletedProcess[str]:
     """Run the ``inferloop`` CLI as a user would."""
     return subprocess.run(

@@ -34,7 +34,8 @@ def render_config(targets: Mapping[str, Sequence[str]], scrape_interval_s: float
     for job in config["scrape_configs"]:
         if job["job_name"] in targets:
             job["static_configs"] = [{"targets": list(targets[job["job_name"]])}]
-    return yaml.safe_dump(config, sort_keys=False)
+    text: str = yaml.safe_dump(config, sort_keys=False)
+    return text
 
 
 class PrometheusServer(LocalService):

@@ -10,22 +10,14 @@ import pytest
 from infra.local.process import free_ports, port_is_free
 from infra.local.stack import LocalStack
 from streams.settings import Settings
-from tests.helpers import inferloop, settings_from_env, stack_env
+from tests.helpers import inferloop, own_stack_env, settings_from_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_demo_shows_drift_and_recovery_and_leaves_nothing_running(base_settings: Settings, tmp_path: Path) -> None:
     ports = free_ports(5)
-    env = stack_env(
-        tmp_path / "home",
-        base_settings.cache_dir,
-        INFERLOOP_KAFKA__PORT=str(ports[0]),
-        INFERLOOP_KAFKA__CONTROLLER_PORT=str(ports[1]),
-        INFERLOOP_TRITON__HTTP_PORT=str(ports[2]),
-        INFERLOOP_TRITON__GRPC_PORT=str(ports[3]),
-        INFERLOOP_TRITON__METRICS_PORT=str(ports[4]),
-    )
+    env = own_stack_env(tmp_path / "home", base_settings.cache_dir, ports)
     report_dir = tmp_path / "report"
     result = inferloop(env, "demo", "--report", str(report_dir), "--json", timeout_s=420)
     assert result.returncode == 0, result.stderr[-6000:]

@@ -20,7 +20,7 @@ from infra.local.worker import JoinerProcess, TrainerProcess, WorkerProcess
 from streams.client import FeedbackProducer, ImageProducer
 from streams.settings import Settings
 from tests.conftest import SERVER_LOGS
-from tests.helpers import inferloop, png_bytes, settings_from_env, stack_env, wait_for
+from tests.helpers import inferloop, own_stack_env, png_bytes, settings_from_env, wait_for
 from trainer.data import digits_images
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -80,14 +80,10 @@ def test_prometheus_scrapes_the_stack_and_every_dashboard_query_returns_data(
     base_settings: Settings, tmp_path: Path
 ) -> None:
     ports = free_ports(9)
-    env = stack_env(
+    env = own_stack_env(
         tmp_path / "home",
         base_settings.cache_dir,
-        INFERLOOP_KAFKA__PORT=str(ports[0]),
-        INFERLOOP_KAFKA__CONTROLLER_PORT=str(ports[1]),
-        INFERLOOP_TRITON__HTTP_PORT=str(ports[2]),
-        INFERLOOP_TRITON__GRPC_PORT=str(ports[3]),
-        INFERLOOP_TRITON__METRICS_PORT=str(ports[4]),
+        ports,
         INFERLOOP_PROMETHEUS__PORT=str(ports[5]),
         INFERLOOP_PROMETHEUS__SCRAPE_INTERVAL_S="2",
         INFERLOOP_STREAMS__METRICS_PORT=str(ports[6]),
