@@ -224,18 +224,22 @@ class Demo:
 
     def _consume(self) -> None:
         """Follow the predictions: record each against the truth; send feedback where a user would."""
-        from kafka import KafkaConsumer
+        from kafka import KafkaConsumer, TopicPartition
 
         from streams.client import FeedbackProducer
         from streams.events import EventDecodeError, decode_prediction
 
-        consumer = KafkaConsumer(
-            self.settings.streams.predictions_topic,
-            **self.settings.kafka.client_options(),
-            group_id=f"demo-{self.tag}-reader",
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-        )
+        topic = self.settings.streams.predictions_topic
+        consumer = KafkaConsumer(**self.settings.kafka.client_options(), enable_auto_commit=False)
+        # Assigned, not subscribed: a group subscription made right after the topic was created can see no
+        # partitions and wait for the next metadata refresh (minutes) before it reads anything.
+        deadline = time.monotonic() + 30
+        while not (partitions := consumer.partitions_for_topic(topic)):
+            if time.monotonic() > deadline:
+                raise InferloopError(f"topic {topic} has no partitions after 30 s")
+            consumer.poll(timeout_ms=200)
+        consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
+        consumer.seek_to_beginning()
         try:
             with FeedbackProducer(self.settings, source="demo-user") as feedback:
                 while not self.stop.is_set():
@@ -367,6 +371,11 @@ class Demo:
                     break
                 if not all(t.is_alive() for t in threads):
                     raise InferloopError("a demo thread stopped unexpectedly (see the logs in the report folder)")
+                if not self.observations and time.time() - self.state.started > 60:
+                    raise InferloopError(
+                        f"no prediction arrived in 60 s (sent {self.state.sent}); see "
+                        f"{self.options.report_dir / 'logs' / 'worker.log'}"
+                    )
             return self._report(baseline, time.monotonic() - began, notes)
         finally:
             self.stop.set()

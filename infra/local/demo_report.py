@@ -101,7 +101,8 @@ def write_chart(
     ax.set_xlabel("seconds since the stream began")
     ax.set_ylabel("accuracy (last 100 predictions)")
     ax.set_title("inferloop demo: online accuracy by serving version")
-    ax.legend(title="model version", loc="lower right", markerscale=3)
+    if versions:
+        ax.legend(title="model version", loc="lower right", markerscale=3)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
