@@ -1,0 +1,196 @@
+"""Bad-input fuzzing (marker ``fuzz``): whatever bytes arrive, each event becomes exactly one prediction or one
+dead letter with a known reason, never an unhandled exception; decompression bombs are refused before they
+allocate; feedback and training-log decoders raise only their decode error.
+
+Hypothesis, derandomized so that CI runs the same cases every time: 10,500 cases in all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import struct
+import tracemalloc
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+from prometheus_client import CollectorRegistry
+
+from streams.agents import Classifier, RawEvent
+from streams.events import (
+    EventDecodeError,
+    ImageEvent,
+    decode_dead_letter,
+    decode_feedback,
+    decode_labelled_example,
+    decode_prediction,
+    encode_image_event,
+)
+from streams.images import ImageLimits, ImageRejected, InputSpec, decode_image, to_model_input
+from streams.metrics import WorkerMetrics
+from streams.settings import Settings
+from tests.unit.test_classifier import FakeBroker, FakeTriton
+
+pytestmark = [pytest.mark.fuzz]
+FUZZ = settings(
+    max_examples=3000, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
+KNOWN_REASONS = {
+    "empty_value", "not_an_image_event", "unknown_schema_version", "bad_header", "missing_field", "bad_field",
+    "missing_image", "disallowed_content_type", "too_large", "empty_image", "not_an_image", "undecodable",
+    "content_type_mismatch", "decompression_bomb", "uri_unreadable",
+}  # fmt: skip
+CONTENT_TYPES = ["image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp", "image/tiff", "text/plain", ""]
+
+
+def _png(width: int = 8, height: int = 8, value: int = 128) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", (width, height), value).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+VALID_PNG = _png()
+VALID_FRAME = encode_image_event(ImageEvent("seed", "image/png", VALID_PNG))
+
+
+class Harness:
+    """One classifier over fakes (the real decoder, limits and dead-lettering; Triton and Kafka faked)."""
+
+    def __init__(self) -> None:
+        settings_ = Settings(streams={"max_image_bytes": 64 * 1024, "max_image_pixels": 1_000_000})  # type: ignore[arg-type]
+        self.broker = FakeBroker()
+        self.classifier = Classifier(settings_, FakeTriton([]), WorkerMetrics(CollectorRegistry()), self.broker.send)  # type: ignore[arg-type]
+        self.loop = asyncio.new_event_loop()
+        self.offset = 0
+
+    def outputs_for(self, values: list[bytes | None]) -> list[tuple[str, Any]]:
+        self.broker.records.clear()
+        batch = []
+        for value in values:
+            self.offset += 1
+            batch.append(RawEvent(value, b"k", "images", 0, self.offset))
+        self.loop.run_until_complete(self.classifier.process(batch))
+        out = []
+        for topic, _, value in self.broker.records:
+            if topic.endswith("predictions"):
+                out.append(("prediction", decode_prediction(value)))
+            else:
+                out.append(("dead", decode_dead_letter(value)))
+        return out
+
+
+HARNESS = Harness()
+
+
+def check_one_output_each(values: list[bytes | None]) -> None:
+    outputs = HARNESS.outputs_for(values)
+    assert len(outputs) == len(values), "an event was dropped or duplicated"
+    for kind, output in outputs:
+        if kind == "dead":
+            assert output.reason in KNOWN_REASONS, (output.reason, output.message)
+            assert output.message
+
+
+def mutate(data: bytes, edits: list[tuple[int, int, int]]) -> bytes:
+    """Apply (kind, position, byte) edits: 0 flips a byte, 1 inserts one, 2 deletes one, 3 truncates."""
+    out = bytearray(data)
+    for kind, position, byte in edits:
+        if not out:
+            break
+        at = position % len(out)
+        if kind == 0:
+            out[at] ^= byte or 1
+        elif kind == 1:
+            out.insert(at, byte)
+        elif kind == 2:
+            del out[at]
+        else:
+            del out[at:]
+    return bytes(out)
+
+
+EDITS = st.lists(st.tuples(st.integers(0, 3), st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=8)
+
+
+@FUZZ
+@given(st.lists(st.one_of(st.none(), st.binary(max_size=2048)), min_size=1, max_size=4))
+def test_any_bytes_give_a_prediction_or_a_dead_letter(values: list[bytes | None]) -> None:
+    check_one_output_each(values)
+
+
+@FUZZ
+@given(EDITS, st.booleans())
+def test_damaged_frames_and_images_give_a_prediction_or_a_dead_letter(edits: list[tuple[int, int, int]], frame: bool) -> None:
+    if frame:  # damage anywhere in the frame: magic, version, header length, JSON, image
+        check_one_output_each([mutate(VALID_FRAME, edits)])
+    else:  # a well-formed frame around a damaged image
+        check_one_output_each([encode_image_event(ImageEvent("e", "image/png", mutate(VALID_PNG, edits)))])
+
+
+HEADER_VALUES = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=40),
+                          st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=3))  # fmt: skip
+
+
+@FUZZ
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "event_id": HEADER_VALUES | st.text(min_size=1, max_size=300),
+            "content_type": HEADER_VALUES | st.sampled_from(CONTENT_TYPES),
+            "produced_at_ms": HEADER_VALUES,
+            "image_uri": HEADER_VALUES | st.sampled_from(["file:///etc/hostname", "file:///nonexistent", "s3://x/y", "::"]),
+            "metadata": HEADER_VALUES,
+            "source": HEADER_VALUES,
+        },
+    ),
+    st.sampled_from([b"", VALID_PNG, _png(2000, 2000), b"GIF89a\x00\x00", b"\x00" * 64]),
+    st.integers(0, 3),
+)
+def test_arbitrary_headers_give_a_prediction_or_a_dead_letter(header: dict[str, Any], image: bytes, version: int) -> None:
+    raw = json.dumps(header).encode()
+    value = b"ILE" + struct.pack(">BI", version, len(raw)) + raw + image
+    check_one_output_each([value])
+
+
+@settings(max_examples=1500, deadline=None, derandomize=True)
+@given(st.binary(max_size=512))
+def test_feedback_and_log_decoders_raise_only_their_decode_error(value: bytes) -> None:
+    for decode in (decode_feedback, decode_labelled_example):
+        try:
+            decode(value)
+        except EventDecodeError as exc:
+            assert exc.reason
+
+
+def _bomb(width: int, height: int, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", (width, height), 0).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(("width", "height", "fmt"), [(20_000, 20_000, "PNG"), (30_000, 1_000, "GIF"), (16_000, 16_000, "WEBP")])
+def test_decompression_bombs_are_refused_before_they_allocate(width: int, height: int, fmt: str) -> None:
+    data = _bomb(width, height, fmt)
+    assert len(data) < 8 * 1024 * 1024, "the bomb should be small on the wire"
+    tracemalloc.start()
+    try:
+        with pytest.raises(ImageRejected) as info:
+            decode_image(data, f"image/{fmt.lower()}", ImageLimits(max_bytes=16 * 1024 * 1024, max_pixels=4_000_000))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert info.value.reason == "decompression_bomb"
+    assert peak < 32 * 1024 * 1024, f"refusing a {width}x{height} bomb took {peak / 2**20:.0f} MiB"
+
+
+def test_the_largest_accepted_image_stays_within_its_limit() -> None:
+    limits = ImageLimits(max_bytes=16 * 1024 * 1024, max_pixels=4_000_000)
+    image = decode_image(_png(2000, 2000), "image/png", limits)
+    x = to_model_input(image, InputSpec(1, 28, 28))
+    assert x.shape == (1, 28, 28) and x.dtype == np.float32
