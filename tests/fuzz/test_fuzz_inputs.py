@@ -37,9 +37,7 @@ from streams.settings import Settings
 from tests.unit.test_classifier import FakeBroker, FakeTriton
 
 pytestmark = [pytest.mark.fuzz]
-FUZZ = settings(
-    max_examples=3000, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
-)
+FUZZ = settings(max_examples=3000, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 KNOWN_REASONS = {
     "empty_value", "not_an_image_event", "unknown_schema_version", "bad_header", "missing_field", "bad_field",
     "missing_image", "disallowed_content_type", "too_large", "empty_image", "not_an_image", "undecodable",
@@ -125,15 +123,25 @@ def test_any_bytes_give_a_prediction_or_a_dead_letter(values: list[bytes | None]
 
 @FUZZ
 @given(EDITS, st.booleans())
-def test_damaged_frames_and_images_give_a_prediction_or_a_dead_letter(edits: list[tuple[int, int, int]], frame: bool) -> None:
+def test_damaged_frames_and_images_give_a_prediction_or_a_dead_letter(
+    edits: list[tuple[int, int, int]], frame: bool
+) -> None:
     if frame:  # damage anywhere in the frame: magic, version, header length, JSON, image
         check_one_output_each([mutate(VALID_FRAME, edits)])
     else:  # a well-formed frame around a damaged image
         check_one_output_each([encode_image_event(ImageEvent("e", "image/png", mutate(VALID_PNG, edits)))])
 
 
-HEADER_VALUES = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=40),
-                          st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=3))  # fmt: skip
+HEADER_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.text(max_size=40),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=3),
+)
+URIS = st.sampled_from(["file:///etc/hostname", "file:///nonexistent", "s3://x/y", "::"])
 
 
 @FUZZ
@@ -144,7 +152,8 @@ HEADER_VALUES = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(all
             "event_id": HEADER_VALUES | st.text(min_size=1, max_size=300),
             "content_type": HEADER_VALUES | st.sampled_from(CONTENT_TYPES),
             "produced_at_ms": HEADER_VALUES,
-            "image_uri": HEADER_VALUES | st.sampled_from(["file:///etc/hostname", "file:///nonexistent", "s3://x/y", "::"]),
+            "image_uri": HEADER_VALUES
+            | st.sampled_from(["file:///etc/hostname", "file:///nonexistent", "s3://x/y", "::"]),
             "metadata": HEADER_VALUES,
             "source": HEADER_VALUES,
         },
@@ -152,7 +161,9 @@ HEADER_VALUES = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(all
     st.sampled_from([b"", VALID_PNG, _png(2000, 2000), b"GIF89a\x00\x00", b"\x00" * 64]),
     st.integers(0, 3),
 )
-def test_arbitrary_headers_give_a_prediction_or_a_dead_letter(header: dict[str, Any], image: bytes, version: int) -> None:
+def test_arbitrary_headers_give_a_prediction_or_a_dead_letter(
+    header: dict[str, Any], image: bytes, version: int
+) -> None:
     raw = json.dumps(header).encode()
     value = b"ILE" + struct.pack(">BI", version, len(raw)) + raw + image
     check_one_output_each([value])
@@ -174,7 +185,9 @@ def _bomb(width: int, height: int, fmt: str) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize(("width", "height", "fmt"), [(20_000, 20_000, "PNG"), (30_000, 1_000, "GIF"), (16_000, 16_000, "WEBP")])
+@pytest.mark.parametrize(
+    ("width", "height", "fmt"), [(20_000, 20_000, "PNG"), (30_000, 1_000, "GIF"), (16_000, 16_000, "WEBP")]
+)
 def test_decompression_bombs_are_refused_before_they_allocate(width: int, height: int, fmt: str) -> None:
     data = _bomb(width, height, fmt)
     assert len(data) < 8 * 1024 * 1024, "the bomb should be small on the wire"
