@@ -17,6 +17,7 @@ import tempfile
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from infra.local.errors import RuntimeMissing
 from infra.local.process import LocalService, Port, port_accepts
@@ -92,7 +93,12 @@ class KafkaBroker(LocalService):
         start_timeout_s: float = 90.0,
         port_env_vars: Mapping[str, str] | None = None,
         extra_properties: Mapping[str, str] | None = None,
+        format_args: Sequence[str] = (),
+        client_options: Mapping[str, Any] | None = None,
     ) -> None:
+        """``extra_properties`` override the generated ``server.properties`` (other listeners, TLS, SASL);
+        ``format_args`` go to the storage format (``--add-scram ...`` users); ``client_options`` are how the
+        readiness probe connects (kafka-python options: security protocol, SASL, CA file)."""
         super().__init__(log_path)
         self.libs_dir, self.data_dir = libs_dir, data_dir
         self.host, self.port, self.controller_port = host, port, controller_port
@@ -100,6 +106,8 @@ class KafkaBroker(LocalService):
         self._start_timeout_s = start_timeout_s
         self._port_env_vars = dict(port_env_vars or {})
         self.extra_properties = dict(extra_properties or {})
+        self.format_args = list(format_args)
+        self.client_options = dict(client_options or {})
 
     @property
     def bootstrap_servers(self) -> str:
@@ -179,7 +187,9 @@ class KafkaBroker(LocalService):
         self.write_config()
         if (self.log_dirs / "meta.properties").exists():
             return
-        cmd = self._java("kafka.tools.StorageTool", "format", "-t", new_cluster_id(), "-c", str(self.config_path))
+        cmd = self._java(
+            "kafka.tools.StorageTool", "format", "-t", new_cluster_id(), "-c", str(self.config_path), *self.format_args
+        )
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as out:
             subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, check=True, timeout=120)
@@ -188,24 +198,26 @@ class KafkaBroker(LocalService):
         return self._java("kafka.Kafka", str(self.config_path))
 
     def is_ready(self) -> bool:
-        return kafka_ready(self.bootstrap_servers)
+        return kafka_ready(self.bootstrap_servers, **self.client_options)
 
 
-def kafka_ready(bootstrap_servers: str, timeout_s: float = 5.0) -> bool:
+def kafka_ready(bootstrap_servers: str, timeout_s: float = 5.0, **client_options: Any) -> bool:
     """Ready when a client fetched the cluster's metadata (a cheap TCP check first, so a down broker is quick)."""
     host, _, port = bootstrap_servers.split(",")[0].rpartition(":")
-    return port_accepts(host, int(port)) and fetch_metadata(bootstrap_servers, timeout_s=timeout_s)
+    return port_accepts(host, int(port)) and fetch_metadata(bootstrap_servers, timeout_s=timeout_s, **client_options)
 
 
-def fetch_metadata(bootstrap_servers: str, timeout_s: float = 5.0) -> bool:
+def fetch_metadata(bootstrap_servers: str, timeout_s: float = 5.0, **client_options: Any) -> bool:
     """Whether a Kafka client can fetch cluster metadata from ``bootstrap_servers``."""
     from kafka import KafkaAdminClient  # the client is imported lazily: most callers never probe
 
+    options = {k: v for k, v in client_options.items() if k != "bootstrap_servers"}
     try:
         admin = KafkaAdminClient(
             bootstrap_servers=bootstrap_servers,
             request_timeout_ms=int(timeout_s * 1000),
             client_id="inferloop-probe",
+            **options,
         )
     except Exception:  # any failure means "not ready yet"
         return False

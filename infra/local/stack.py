@@ -214,7 +214,8 @@ class LocalStack:
 
     def _probe(self, name: str) -> bool:
         if name == "kafka":
-            return kafka_ready(self.settings.kafka.bootstrap, timeout_s=3.0)
+            options = {k: v for k, v in self.settings.kafka.client_options().items() if k != "bootstrap_servers"}
+            return kafka_ready(self.settings.kafka.bootstrap, timeout_s=3.0, **options)
         if name == "prometheus":
             return prometheus_service(self.settings).is_ready()
         return triton_ready(self.settings.triton.http_url)
