@@ -42,6 +42,8 @@ def faust_app(settings: Settings, app_id: str, **options: Any) -> faust.App:
         producer_max_request_size=s.max_request_bytes,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
+        broker_session_timeout=s.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, s.session_timeout_s / 3),
         **options,
     )
 

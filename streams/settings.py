@@ -185,6 +185,9 @@ class StreamsSettings(_Group):
     retry_initial_s: float = Field(0.2, gt=0, description="First back-off while Triton is unavailable.")
     retry_max_s: float = Field(5.0, gt=0, description="Longest back-off while Triton is unavailable.")
     max_request_bytes: int = Field(1_000_000, ge=1024, description="Largest Kafka record the producers send.")
+    session_timeout_s: float = Field(
+        30.0, ge=6, description="A worker silent this long loses its partitions to the others (Kafka session timeout)."
+    )
 
 
 class FeedbackSettings(_Group):

@@ -29,7 +29,76 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.failed and SERVER_LOGS:  # type: ignore[attr-defined]
         for label, path in SERVER_LOGS.items():
             report.sections.append((f"server log: {label} ({path})", tail(path, 60)))  # type: ignore[attr-defined]
+    _record_reliability(item, report)
     return report
+
+
+# -- the results table of docs/reliability.md ---------------------------------------------------------------------
+# Every test marked `faults` or `fuzz` is a row: what was tried (its docstring), the test, its result. When a run
+# covers all of them, the table it produces must equal the one in docs/reliability.md (the run fails otherwise);
+# WRITE_RELIABILITY_TABLE=1 writes it there instead.
+
+RELIABILITY_DOC = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
+TABLE_START = "<!-- results: written by the test run (WRITE_RELIABILITY_TABLE=1); do not edit by hand -->"
+TABLE_END = "<!-- end of results -->"
+_MARKED: set[str] = set()
+_RESULTS: dict[str, tuple[str, str, str, str]] = {}  # nodeid -> (kind, what was tried, test, result)
+
+
+def _kind(item: pytest.Item) -> str | None:
+    return next((k for k in ("faults", "fuzz") if item.get_closest_marker(k)), None)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    _MARKED.update(item.nodeid for item in items if _kind(item))
+
+
+def _record_reliability(item: pytest.Item, report: pytest.TestReport) -> None:
+    kind = _kind(item)
+    if kind is None or (report.when != "call" and report.passed):
+        return
+    doc = " ".join((getattr(item, "function", None).__doc__ or "").split())  # type: ignore[union-attr]
+    what = doc or getattr(item, "originalname", item.name).removeprefix("test_").replace("_", " ")
+    params = getattr(item, "callspec", None)
+    if params is not None:
+        what += f" ({item.callspec.id})"  # type: ignore[attr-defined]
+    test = f"`{item.nodeid.split('::')[0].removeprefix('tests/')}::{item.name}`"
+    result = "passed" if report.passed else "failed" if report.failed else "skipped"
+    if item.nodeid not in _RESULTS or result != "passed":
+        _RESULTS[item.nodeid] = (kind, what, test, result)
+
+
+def reliability_table() -> str:
+    rows = sorted(_RESULTS.values(), key=lambda r: (r[0], r[2]))
+    lines = ["| kind | what was tried, and what must hold | test | result |", "| --- | --- | --- | --- |"]
+    lines += [f"| {kind} | {what} | {test} | {result} |" for kind, what, test, result in rows]
+    return "\n".join(lines)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    import os
+
+    kinds = {r[0] for r in _RESULTS.values()}
+    if not _MARKED or set(_RESULTS) != _MARKED or kinds != {"faults", "fuzz"}:
+        return  # not a run of every fault and fuzz test
+    text = RELIABILITY_DOC.read_text()
+    head, _, rest = text.partition(TABLE_START)
+    _, _, tail_ = rest.partition(TABLE_END)
+    table = reliability_table()
+    if os.environ.get("WRITE_RELIABILITY_TABLE") == "1":
+        RELIABILITY_DOC.write_text(f"{head}{TABLE_START}\n{table}\n{TABLE_END}{tail_}")
+        return
+    current = rest.partition(TABLE_END)[0].strip()
+    if current != table:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(
+                "docs/reliability.md's results table does not match this run; "
+                "rerun with WRITE_RELIABILITY_TABLE=1 and commit it",
+                red=True,
+            )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @dataclass

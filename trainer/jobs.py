@@ -124,8 +124,22 @@ class TrainerJobs:
     def _candidate(self, model: SmallCNN, card: ModelCard, parity_inputs: NDArray[np.float32]) -> Path:
         self.repo.ensure()
         folder = self.repo.candidates_dir / card.candidate_id
-        write_artifact(model, card, folder, parity_inputs)
+        try:
+            write_artifact(model, card, folder, parity_inputs)
+        except OSError as exc:  # a full or read-only volume: nothing was published, the serving version serves
+            shutil.rmtree(folder, ignore_errors=True)
+            raise RepositoryError(
+                f"cannot write candidate {card.candidate_id} to {folder}: {exc.strerror or exc}; "
+                "nothing was published and the serving version is unchanged"
+            ) from exc
         return folder
+
+    def _write_card(self, card: ModelCard, folder: Path) -> None:
+        try:
+            card.write(folder)
+        except OSError as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise RepositoryError(f"cannot write the model card into {folder}: {exc.strerror or exc}") from exc
 
     @staticmethod
     def _new_card(
@@ -168,7 +182,7 @@ class TrainerJobs:
         card.training_seconds = round(time.monotonic() - began, 2)
         folder = self._candidate(model, card, holdout.x[:64])
         card.metrics = measure(folder, holdout, ExampleSet.empty(spec, data.classes))
-        card.write(folder)
+        self._write_card(card, folder)
         self.on_event(f"holdout accuracy {card.metrics.holdout_accuracy:.4f}")
         version = self.publisher.publish(folder, card, self.on_event)
         shutil.rmtree(folder, ignore_errors=True)
@@ -225,7 +239,7 @@ class TrainerJobs:
         folder = self._candidate(model, card, holdout.x[:64])
         card.metrics = measure(folder, holdout, feedback_holdout)
         card.serving_metrics = measure(self.repo.version_dir(parent), holdout, feedback_holdout)
-        card.write(folder)
+        self._write_card(card, folder)
         decision = gate(card.metrics, card.serving_metrics, t.tolerance)
         self.on_event(
             f"candidate: holdout {card.metrics.holdout_accuracy:.4f}, feedback {_fmt(card.metrics.feedback_accuracy)}; "

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from streams.images import InputSpec
 from streams.inference import TritonControl
 from streams.settings import Settings
 from tests.helpers import inferloop, stack_env
+from tests.integration.conftest import settings_for
 from trainer.card import ModelCard
 from trainer.data import digits_images, load_digits_dataset, split_holdout, write_image_folder
 from trainer.errors import CandidateRejected, NotEnoughData, PublishError
@@ -28,37 +28,6 @@ from trainer.publish import Publisher
 from trainer.repository import ModelRepository
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def settings_for(triton: TritonServer, home: Path, model: str, **trainer: object) -> Settings:
-    return Settings(
-        home=home,
-        triton={
-            "http_port": triton.http_port,
-            "grpc_port": triton.grpc_port,
-            "model_repository": triton.model_repository,
-        },
-        model={"name": model},
-        trainer={"feedback_dir": home / "labelled", "feedback_source": "folder", "min_new_labels": 20, **trainer},
-    )  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def fresh_model(
-    bootstrapped: dict[str, str], triton_server: TritonServer, tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[Settings]:
-    """A model of this test's own whose version 1 is the bootstrapped artifact (no retraining per test)."""
-    name = "m-" + "".join(c for c in request.node.name if c.isalnum())[-40:]
-    settings = settings_for(triton_server, tmp_path, name)
-    source = triton_server.model_repository / "digits" / "1"
-    card = ModelCard.read(source)
-    card.model_name = name
-    control = TritonControl(triton_server.grpc_url)
-    Publisher(ModelRepository(triton_server.model_repository, name), control, serving_options(settings)).publish(
-        source, card
-    )
-    yield settings
-    control.unload(name)
 
 
 def drifted_digits(count: int, seed: int = 0) -> tuple[np.ndarray, list[str]]:
@@ -150,9 +119,12 @@ def test_bootstrap_refuses_to_overwrite(bootstrapped: dict[str, str]) -> None:
     assert "already has versions" in again.stderr
 
 
+@pytest.mark.faults
 def test_train_publishes_v2_under_load_with_zero_failed_requests(
     fresh_model: Settings, triton_server: TritonServer
 ) -> None:
+    """Model hot swap under load: v2 trained and published while 4 clients keep inferring; no request fails and
+    answers move from v1 to v2, never back."""
     images, labels = drifted_digits(240)
     write_image_folder(fresh_model.feedback_dir, images, labels, prefix="inv")
     jobs = TrainerJobs(fresh_model, TritonControl(triton_server.grpc_url))
@@ -251,9 +223,12 @@ def test_rollback_serves_the_previous_version_again(fresh_model: Settings, trito
     assert control.infer(name, holdout_batch(2))[1] == 2
 
 
+@pytest.mark.faults
 def test_publisher_killed_between_write_and_rename_leaves_the_repository_serving(
     fresh_model: Settings, triton_server: TritonServer
 ) -> None:
+    """A publisher (the trainer) SIGKILLed mid-publish, between writing a version and renaming it into place: v1
+    keeps serving, the repository stays consistent, the next publish cleans up and succeeds."""
     name = fresh_model.model.name
     repo = ModelRepository(triton_server.model_repository, name)
     # A real publisher process: takes the lock, writes the version under staging, and dies before the rename.

@@ -7,9 +7,7 @@ import json
 import shutil
 import struct
 import threading
-import urllib.request
 import uuid
-from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -17,95 +15,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from infra.local.kafka_broker import KafkaBroker
 from infra.local.process import free_ports, kill_pid, pid_alive, start, stop_pid
 from infra.local.triton_server import TritonServer
-from infra.local.worker import WorkerProcess
-from streams.client import ImageProducer, read_dead_letters, read_predictions
-from streams.events import DeadLetter, ImageEvent, Prediction, encode_image_event
-from streams.settings import Settings
+from streams.client import read_dead_letters
+from streams.events import DeadLetter, ImageEvent, encode_image_event
 from tests.conftest import SERVER_LOGS
-from tests.helpers import inferloop, png_bytes, settings_from_env, stack_env, wait_for
+from tests.helpers import inferloop, png_bytes, wait_for
+from tests.integration.conftest import Stream, labelled_digits, publish
 from trainer.data import digits_images
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-class Stream:
-    """One test's topics, settings and worker processes."""
-
-    def __init__(self, env: dict[str, str], tmp_path: Path) -> None:
-        self.env, self.tmp_path = env, tmp_path
-        self.workers: list[int] = []
-
-    @property
-    def settings(self) -> Settings:
-        return settings_from_env(self.env)
-
-    def start_worker(self) -> WorkerProcess:
-        (port,) = free_ports(1)
-        worker = WorkerProcess(self.env, port, self.tmp_path / f"worker-{len(self.workers)}.log")
-        SERVER_LOGS[f"worker {len(self.workers)}"] = worker.log_path
-        proc = start(worker)
-        self.workers.append(proc.pid)
-        return worker
-
-    def predictions(self) -> list[Prediction]:
-        return list(read_predictions(self.settings, idle_timeout_s=0.5))
-
-    def wait_predicted(self, ids: set[str], timeout_s: float = 120) -> list[Prediction]:
-        def probe() -> list[Prediction] | None:
-            got = self.predictions()
-            return got if ids <= {p.event_id for p in got} else None
-
-        return wait_for(probe, timeout_s, f"predictions for {len(ids)} events")
-
-    def metric(self, worker: WorkerProcess, name: str) -> float:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{worker.metrics_port}/metrics", timeout=5).read().decode()
-        return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
-
-    def stop(self) -> None:
-        for pid in self.workers:
-            stop_pid(pid, timeout_s=20)
-
-
-@pytest.fixture
-def stream(
-    bootstrapped: dict[str, str],
-    kafka_broker: KafkaBroker,
-    triton_server: TritonServer,
-    base_settings: Settings,
-    tmp_path: Path,
-) -> Iterator[Stream]:
-    tag = uuid.uuid4().hex[:8]
-    env = stack_env(
-        tmp_path / "home",
-        base_settings.cache_dir,
-        triton_server,
-        kafka_broker,
-        INFERLOOP_STREAMS__APP_ID=f"worker-{tag}",
-        INFERLOOP_STREAMS__IMAGES_TOPIC=f"images-{tag}",
-        INFERLOOP_STREAMS__PREDICTIONS_TOPIC=f"predictions-{tag}",
-        INFERLOOP_STREAMS__DEAD_LETTER_TOPIC=f"dead-{tag}",
-        INFERLOOP_STREAMS__PARTITIONS="4",
-    )
-    s = Stream(env, tmp_path)
-    yield s
-    s.stop()
-
-
-def labelled_digits(n: int, offset: int = 0) -> list[tuple[str, bytes, str]]:
-    images, labels = digits_images()
-    return [
-        (uuid.uuid4().hex, png_bytes(images[i % len(images)]), str(int(labels[i % len(images)])))
-        for i in range(offset, offset + n)
-    ]
-
-
-def publish(settings: Settings, items: list[tuple[str, bytes, str]]) -> None:
-    with ImageProducer(settings, source="test") as producer:
-        for event_id, data, _ in items:
-            producer.publish_bytes(data, "image/png", event_id=event_id)
 
 
 def test_thousand_images_become_a_thousand_distinct_predictions(stream: Stream) -> None:
@@ -238,9 +157,12 @@ def test_bad_events_are_dead_lettered_with_their_reason_and_the_worker_carries_o
     wait_for(lambda: stream.metric(worker, 'inferloop_dead_letters_total{reason="undecodable"}') == 2, 60, "the replay")
 
 
+@pytest.mark.faults
 def test_triton_down_for_ten_seconds_loses_nothing(
     stream: Stream, bootstrapped: dict[str, str], triton_backends: Path, tmp_path: Path
 ) -> None:
+    """Triton stopped for 10 s mid-stream and restarted: the worker retries with back-off, holding its batch;
+    all 400 events predicted, none dead-lettered."""
     # A Triton of this test's own, serving a copy of the bootstrapped repository.
     source = Path(bootstrapped["INFERLOOP_TRITON__MODEL_REPOSITORY"]) / "digits"
     repository = tmp_path / "models"
@@ -279,7 +201,9 @@ def test_triton_down_for_ten_seconds_loses_nothing(
         stop_pid(triton.pid)
 
 
+@pytest.mark.faults
 def test_worker_killed_mid_stream_loses_nothing_and_duplicates_are_identical(stream: Stream) -> None:
+    """The worker SIGKILLed mid-stream and a new one started: all 6,000 events predicted, duplicates identical."""
     items = labelled_digits(6000)  # enough that the kill lands mid-stream at a few thousand images/s
     worker = stream.start_worker()
     publish(stream.settings, items)

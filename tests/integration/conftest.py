@@ -1,0 +1,135 @@
+"""Fixtures shared by the integration tests: a stream of one test's own (topics, worker processes, data) and a
+model of one test's own (its version 1 the session's bootstrapped artifact)."""
+
+from __future__ import annotations
+
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from infra.local.kafka_broker import KafkaBroker
+from infra.local.process import free_ports, start, stop_pid
+from infra.local.triton_server import TritonServer
+from infra.local.worker import WorkerProcess
+from streams.client import ImageProducer, read_predictions
+from streams.events import Prediction
+from streams.inference import TritonControl
+from streams.settings import Settings
+from tests.conftest import SERVER_LOGS
+from tests.helpers import png_bytes, settings_from_env, stack_env, wait_for
+from trainer.card import ModelCard
+from trainer.data import digits_images
+from trainer.jobs import serving_options
+from trainer.publish import Publisher
+from trainer.repository import ModelRepository
+
+
+class Stream:
+    """One test's topics, settings and worker processes."""
+
+    def __init__(self, env: dict[str, str], tmp_path: Path) -> None:
+        self.env, self.tmp_path = env, tmp_path
+        self.workers: list[int] = []
+
+    @property
+    def settings(self) -> Settings:
+        return settings_from_env(self.env)
+
+    def start_worker(self) -> WorkerProcess:
+        (port,) = free_ports(1)
+        worker = WorkerProcess(self.env, port, self.tmp_path / f"worker-{len(self.workers)}.log")
+        SERVER_LOGS[f"worker {len(self.workers)}"] = worker.log_path
+        proc = start(worker)
+        self.workers.append(proc.pid)
+        return worker
+
+    def predictions(self) -> list[Prediction]:
+        return list(read_predictions(self.settings, idle_timeout_s=0.5))
+
+    def wait_predicted(self, ids: set[str], timeout_s: float = 120) -> list[Prediction]:
+        def probe() -> list[Prediction] | None:
+            got = self.predictions()
+            return got if ids <= {p.event_id for p in got} else None
+
+        return wait_for(probe, timeout_s, f"predictions for {len(ids)} events")
+
+    def metric(self, worker: WorkerProcess, name: str) -> float:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{worker.metrics_port}/metrics", timeout=5).read().decode()
+        return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
+
+    def stop(self) -> None:
+        for pid in self.workers:
+            stop_pid(pid, timeout_s=20)
+
+
+@pytest.fixture
+def stream(
+    bootstrapped: dict[str, str],
+    kafka_broker: KafkaBroker,
+    triton_server: TritonServer,
+    base_settings: Settings,
+    tmp_path: Path,
+) -> Iterator[Stream]:
+    tag = uuid.uuid4().hex[:8]
+    env = stack_env(
+        tmp_path / "home",
+        base_settings.cache_dir,
+        triton_server,
+        kafka_broker,
+        INFERLOOP_STREAMS__APP_ID=f"worker-{tag}",
+        INFERLOOP_STREAMS__IMAGES_TOPIC=f"images-{tag}",
+        INFERLOOP_STREAMS__PREDICTIONS_TOPIC=f"predictions-{tag}",
+        INFERLOOP_STREAMS__DEAD_LETTER_TOPIC=f"dead-{tag}",
+        INFERLOOP_STREAMS__PARTITIONS="4",
+    )
+    s = Stream(env, tmp_path)
+    yield s
+    s.stop()
+
+
+def labelled_digits(n: int, offset: int = 0) -> list[tuple[str, bytes, str]]:
+    images, labels = digits_images()
+    return [
+        (uuid.uuid4().hex, png_bytes(images[i % len(images)]), str(int(labels[i % len(images)])))
+        for i in range(offset, offset + n)
+    ]
+
+
+def publish(settings: Settings, items: list[tuple[str, bytes, str]]) -> None:
+    with ImageProducer(settings, source="test") as producer:
+        for event_id, data, _ in items:
+            producer.publish_bytes(data, "image/png", event_id=event_id)
+
+
+def settings_for(triton: TritonServer, home: Path, model: str, **trainer: object) -> Settings:
+    return Settings(
+        home=home,
+        triton={
+            "http_port": triton.http_port,
+            "grpc_port": triton.grpc_port,
+            "model_repository": triton.model_repository,
+        },
+        model={"name": model},
+        trainer={"feedback_dir": home / "labelled", "feedback_source": "folder", "min_new_labels": 20, **trainer},
+    )  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def fresh_model(
+    bootstrapped: dict[str, str], triton_server: TritonServer, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Settings]:
+    """A model of this test's own whose version 1 is the bootstrapped artifact (no retraining per test)."""
+    name = "m-" + "".join(c for c in request.node.name if c.isalnum())[-40:]
+    settings = settings_for(triton_server, tmp_path, name)
+    source = triton_server.model_repository / "digits" / "1"
+    card = ModelCard.read(source)
+    card.model_name = name
+    control = TritonControl(triton_server.grpc_url)
+    Publisher(ModelRepository(triton_server.model_repository, name), control, serving_options(settings)).publish(
+        source, card
+    )
+    yield settings
+    control.unload(name)
