@@ -108,19 +108,31 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             classifier.stop()
             await triton.close()
 
+    observe(app, s.app_id, metrics.registry, metrics.consumer_lag, {s.images_topic}, s.metrics_port)
+    return app
+
+
+def observe(
+    app: faust.App, app_id: str, registry: CollectorRegistry, lag: Any, topics: set[str], metrics_port: int
+) -> None:
+    """Serve ``registry`` on ``/metrics`` (port 0: not at all) and refresh the consumer lag of ``topics``."""
+
     @app.timer(5.0)  # type: ignore[untyped-decorator]
     async def _lag() -> None:
-        await export_consumer_lag(app, s.app_id, metrics.consumer_lag, {s.images_topic})
+        await export_consumer_lag(app, app_id, lag, topics)
 
     @app.task  # type: ignore[untyped-decorator]
     async def _serve_metrics() -> None:
-        if s.metrics_port:
+        if metrics_port:
             await asyncio.get_running_loop().run_in_executor(
-                None, lambda: start_http_server(s.metrics_port, registry=metrics.registry)
+                None, lambda: start_http_server(metrics_port, registry=registry)
             )
-            log.info("metrics on :%d/metrics", s.metrics_port)
+            log.info("%s metrics on :%d/metrics", app_id, metrics_port)
 
-    return app
+
+def run_app(app: faust.App, loglevel: str) -> None:
+    """Run a Faust app in the foreground until SIGTERM/SIGINT."""
+    faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False).execute_from_commandline()
 
 
 def run_worker(settings: Settings, loglevel: str = "WARNING") -> None:
@@ -131,6 +143,4 @@ def run_worker(settings: Settings, loglevel: str = "WARNING") -> None:
     # consumer thread nor the agent waits a whole interval for the other (measured: +7 % images/s).
     sys.setswitchinterval(0.0005)
     ensure_topics(settings)
-    app = create_app(settings)
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
-    worker.execute_from_commandline()
+    run_app(create_app(settings), loglevel)

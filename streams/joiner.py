@@ -35,7 +35,7 @@ from streams.events import (
     encode_labelled_example,
 )
 from streams.join import FeedbackJoin, Join, Origin, Reject
-from streams.metrics import JoinerMetrics, consumer_lag_gauge, export_consumer_lag
+from streams.metrics import JoinerMetrics
 from streams.quality import RollingQuality
 from streams.settings import Settings
 
@@ -326,9 +326,9 @@ class TritonLabels:
 
 
 def create_joiner_app(settings: Settings, registry: Any = None) -> Any:
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import CollectorRegistry
 
-    from streams.app import faust_app
+    from streams.app import faust_app, observe
 
     s, f = settings.streams, settings.feedback
     # no standby replicas: the timer sweeps the table of the partitions this instance owns, and only those
@@ -365,30 +365,14 @@ def create_joiner_app(settings: Settings, registry: Any = None) -> Any:
             return  # the table is not whole yet
         await joiner.sweep()
 
-    lag = consumer_lag_gauge(metrics.registry)
-
-    @app.timer(5.0)  # type: ignore[untyped-decorator]
-    async def _lag() -> None:
-        await export_consumer_lag(app, f.app_id, lag, {s.predictions_topic, f.topic})
-
-    @app.task  # type: ignore[untyped-decorator]
-    async def _serve_metrics() -> None:
-        if f.metrics_port:
-            await asyncio.get_running_loop().run_in_executor(
-                None, lambda: start_http_server(f.metrics_port, registry=metrics.registry)
-            )
-            log.info("joiner metrics on :%d/metrics", f.metrics_port)
-
+    observe(app, f.app_id, metrics.registry, metrics.consumer_lag, {s.predictions_topic, f.topic}, f.metrics_port)
     return app
 
 
 def run_joiner(settings: Settings, loglevel: str = "WARNING") -> None:
     """Run the joiner in the foreground until SIGTERM/SIGINT."""
-    import faust
-
+    from streams.app import run_app
     from streams.topics import ensure_topics
 
     ensure_topics(settings)
-    app = create_joiner_app(settings)
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
-    worker.execute_from_commandline()
+    run_app(create_joiner_app(settings), loglevel)

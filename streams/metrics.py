@@ -109,6 +109,7 @@ class JoinerMetrics:
             ["model", "version"],
             registry=registry,
         )
+        self.consumer_lag = consumer_lag_gauge(registry)
         self.confidence_drift = Gauge(
             "inferloop_confidence_drift",
             "Mean top-1 score of a version's first window of predictions minus that of its last window.",

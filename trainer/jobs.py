@@ -322,37 +322,39 @@ def online_accuracy(jobs: TrainerJobs, window: int) -> tuple[float | None, int]:
 
 def due(
     jobs: TrainerJobs, triggers: Triggers, since_last_run_s: float, new_at_last_attempt: int
-) -> tuple[str, int, str]:
-    """Which trigger fires now ('' for none), the fewest new labels that run needs, and what was seen."""
+) -> tuple[str, int, str, int]:
+    """Which trigger fires now ('' for none), the fewest new labels that run needs, what was seen, and how many
+    new labels there are."""
     new, _ = jobs.new_labels()
-    fresh = len(new) - new_at_last_attempt  # labels that arrived since a rejected attempt (if any)
-    seen = f"{len(new)} new labels (count trigger at {triggers.min_new_labels})"
-    if len(new) >= triggers.min_new_labels and fresh > 0:
-        return f"{len(new)} new labels", triggers.min_new_labels, seen
+    pending = len(new)
+    fresh = pending - new_at_last_attempt  # labels that arrived since a rejected attempt (if any)
+    seen = f"{pending} new labels (count trigger at {triggers.min_new_labels})"
+    if pending >= triggers.min_new_labels and fresh > 0:
+        return f"{pending} new labels", triggers.min_new_labels, seen, pending
     floor = triggers.min_labels_per_run
-    if len(new) < floor or (new_at_last_attempt and fresh < floor):
-        return "", floor, seen
+    if pending < floor or (new_at_last_attempt and fresh < floor):
+        return "", floor, seen, pending
     if triggers.schedule_s is not None:
         if since_last_run_s >= triggers.schedule_s:
-            return f"schedule ({triggers.schedule_s:g} s)", floor, seen
+            return f"schedule ({triggers.schedule_s:g} s)", floor, seen, pending
         seen += f", next scheduled run in {triggers.schedule_s - since_last_run_s:.0f} s"
     threshold = triggers.min_online_accuracy
     if threshold is not None:
         accuracy, labelled = online_accuracy(jobs, triggers.online_window)
         if accuracy is not None and labelled >= floor and accuracy < threshold:
-            return f"online accuracy {accuracy:.3f} < {threshold:g} over {labelled} labels", floor, seen
+            return f"online accuracy {accuracy:.3f} < {threshold:g} over {labelled} labels", floor, seen, pending
         if accuracy is not None:
             seen += f", online accuracy {accuracy:.3f} over {labelled} labels (trigger below {threshold:g})"
-    return "", floor, seen
+    return "", floor, seen, pending
 
 
-def _export_serving(jobs: TrainerJobs, metrics: TrainerMetrics, model: str) -> None:
+def _export_serving(metrics: TrainerMetrics, card: ModelCard, pending: int | None) -> None:
     from datetime import datetime
 
-    card = jobs.serving_card()
-    metrics.serving_version.labels(model).set(card.version or 0)
-    metrics.serving_created.labels(model).set(datetime.fromisoformat(card.created_at).timestamp())
-    metrics.new_labels.labels(model).set(len(jobs.new_labels()[0]))
+    metrics.serving_version.labels(card.model_name).set(card.version or 0)
+    metrics.serving_created.labels(card.model_name).set(datetime.fromisoformat(card.created_at).timestamp())
+    if pending is not None:
+        metrics.new_labels.labels(card.model_name).set(pending)
 
 
 def run_trainer_loop(
@@ -373,31 +375,26 @@ def run_trainer_loop(
     last_run = time.monotonic()
     new_at_last_attempt = 0
     while not stop.is_set() and (max_runs is None or len(outcomes) < max_runs):
+        pending = 0
         try:
-            reason, need, seen = due(jobs, triggers, time.monotonic() - last_run, new_at_last_attempt)
+            reason, need, seen, pending = due(jobs, triggers, time.monotonic() - last_run, new_at_last_attempt)
             if metrics is not None:
-                _export_serving(jobs, metrics, model)
+                _export_serving(metrics, jobs.serving_card(), pending)
             if not reason:
                 outcomes.append(f"skipped: {seen}")
+            else:
+                jobs.on_event(f"retraining: {reason}")
+                last_run = time.monotonic()
+                outcome = jobs.retrain(need)
+                new_at_last_attempt = 0
+                outcomes.append(f"published v{outcome.version}")
                 if metrics is not None:
-                    metrics.runs.labels(model, "skipped").inc()
-                jobs.on_event(outcomes[-1])
-                if max_runs is not None and len(outcomes) >= max_runs:
-                    break
-                stop.wait(interval_s)
-                continue
-            jobs.on_event(f"retraining: {reason}")
-            last_run = time.monotonic()
-            outcome = jobs.retrain(need)
-            new_at_last_attempt = 0
-            outcomes.append(f"published v{outcome.version}")
-            if metrics is not None:
-                metrics.training_seconds.labels(model).set(outcome.card.training_seconds)
-                _export_serving(jobs, metrics, model)
+                    metrics.training_seconds.labels(model).set(outcome.card.training_seconds)
+                    _export_serving(metrics, outcome.card, None)
         except NotEnoughData as exc:
             outcomes.append(f"skipped: {exc}")
         except CandidateRejected as exc:
-            new_at_last_attempt = len(jobs.new_labels()[0])
+            new_at_last_attempt = pending  # the examples it was trained on; it waits for newer ones
             outcomes.append(f"rejected: {exc}")
         except (TritonUnavailable, InferloopError) as exc:
             outcomes.append(f"failed: {exc}")

@@ -3,9 +3,11 @@ model of one test's own (its version 1 the session's bootstrapped artifact)."""
 
 from __future__ import annotations
 
+import json
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -133,3 +135,14 @@ def fresh_model(
     )
     yield settings
     control.unload(name)
+
+
+def assert_each_event_once_or_identically(predictions: list[Prediction], ids: set[str]) -> None:
+    assert {p.event_id for p in predictions} == ids, "an event was lost"
+    answers: dict[str, set[str]] = {}
+    for p in predictions:
+        answer = asdict(p)
+        for volatile in ("received_at_ms", "predicted_at_ms"):
+            answer.pop(volatile)
+        answers.setdefault(p.event_id, set()).add(json.dumps(answer, sort_keys=True))
+    assert all(len(a) == 1 for a in answers.values()), "a duplicate differed from the first prediction"

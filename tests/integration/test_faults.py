@@ -4,12 +4,10 @@ subject lives: test_streaming, test_model_lifecycle.)"""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -20,23 +18,12 @@ from streams.inference import TritonControl
 from streams.settings import Settings
 from tests.conftest import Running
 from tests.helpers import wait_for
-from tests.integration.conftest import Stream, labelled_digits, publish
+from tests.integration.conftest import Stream, assert_each_event_once_or_identically, labelled_digits, publish
 from tests.integration.test_model_lifecycle import drifted_digits, holdout_batch
 from trainer.data import write_image_folder
 from trainer.repository import ModelRepository
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.faults]
-
-
-def assert_each_event_once_or_identically(predictions: list[Prediction], ids: set[str]) -> None:
-    assert {p.event_id for p in predictions} == ids, "an event was lost"
-    answers: dict[str, set[str]] = {}
-    for p in predictions:
-        answer = asdict(p)
-        for volatile in ("received_at_ms", "predicted_at_ms"):
-            answer.pop(volatile)
-        answers.setdefault(p.event_id, set()).add(json.dumps(answer, sort_keys=True))
-    assert all(len(a) == 1 for a in answers.values()), "a duplicate differed from the first prediction"
 
 
 def test_two_workers_share_the_partitions_and_one_killed_loses_nothing(stream: Stream) -> None:

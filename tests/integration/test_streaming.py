@@ -8,7 +8,6 @@ import shutil
 import struct
 import threading
 import uuid
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ from streams.client import read_dead_letters
 from streams.events import DeadLetter, ImageEvent, encode_image_event
 from tests.conftest import SERVER_LOGS
 from tests.helpers import inferloop, png_bytes, wait_for
-from tests.integration.conftest import Stream, labelled_digits, publish
+from tests.integration.conftest import Stream, assert_each_event_once_or_identically, labelled_digits, publish
 from trainer.data import digits_images
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -214,14 +213,7 @@ def test_worker_killed_mid_stream_loses_nothing_and_duplicates_are_identical(str
 
     stream.start_worker()
     predictions = stream.wait_predicted({e for e, _, _ in items}, timeout_s=180)
-    assert {p.event_id for p in predictions} == {e for e, _, _ in items}
-    by_id: dict[str, set[str]] = {}
-    for p in predictions:
-        answer = asdict(p)
-        for volatile in ("received_at_ms", "predicted_at_ms"):
-            answer.pop(volatile)
-        by_id.setdefault(p.event_id, set()).add(json.dumps(answer, sort_keys=True))
-    assert all(len(answers) == 1 for answers in by_id.values()), "a duplicate differed from the first prediction"
+    assert_each_event_once_or_identically(predictions, {e for e, _, _ in items})
 
 
 def test_cli_produces_files_folders_and_large_images_by_uri(stream: Stream) -> None:

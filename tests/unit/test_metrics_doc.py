@@ -13,14 +13,12 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
 
 
 def registered() -> dict[str, str]:
-    registry = CollectorRegistry()
-    WorkerMetrics(registry)
-    JoinerMetrics(registry)
-    TrainerMetrics(registry)
     out = {}
-    for family in registry.collect():
-        name = family.name + ("_total" if family.type == "counter" else "")
-        out[name] = family.type
+    for metrics in (WorkerMetrics, JoinerMetrics, TrainerMetrics):  # each process has a registry of its own
+        registry = CollectorRegistry()
+        metrics(registry)
+        for family in registry.collect():
+            out[family.name + ("_total" if family.type == "counter" else "")] = family.type
     return out
 
 

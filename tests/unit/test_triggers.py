@@ -25,7 +25,7 @@ class FakeJobs:
 def test_the_count_trigger() -> None:
     triggers = Triggers(min_new_labels=50)
     assert due(FakeJobs(49), triggers, 0, 0)[0] == ""  # type: ignore[arg-type]
-    reason, need, _ = due(FakeJobs(50), triggers, 0, 0)  # type: ignore[arg-type]
+    reason, need, _, _ = due(FakeJobs(50), triggers, 0, 0)  # type: ignore[arg-type]
     assert reason == "50 new labels" and need == 50
 
 
@@ -33,14 +33,14 @@ def test_the_schedule_trigger_needs_a_minimum_of_labels() -> None:
     triggers = Triggers(min_new_labels=1000, schedule_s=60, min_labels_per_run=20)
     assert due(FakeJobs(30), triggers, 59, 0)[0] == ""  # type: ignore[arg-type]
     assert due(FakeJobs(19), triggers, 61, 0)[0] == ""  # type: ignore[arg-type]
-    reason, need, _ = due(FakeJobs(30), triggers, 61, 0)  # type: ignore[arg-type]
+    reason, need, _, _ = due(FakeJobs(30), triggers, 61, 0)  # type: ignore[arg-type]
     assert reason.startswith("schedule") and need == 20
 
 
 def test_the_accuracy_trigger(monkeypatch: pytest.MonkeyPatch) -> None:
     triggers = Triggers(min_new_labels=1000, min_online_accuracy=0.8, min_labels_per_run=20)
     monkeypatch.setattr(jobs_module, "online_accuracy", lambda jobs, window: (0.85, 100))
-    reason, _, seen = due(FakeJobs(100), triggers, 0, 0)  # type: ignore[arg-type]
+    reason, _, seen, _ = due(FakeJobs(100), triggers, 0, 0)  # type: ignore[arg-type]
     assert reason == "" and "online accuracy 0.850" in seen
     monkeypatch.setattr(jobs_module, "online_accuracy", lambda jobs, window: (0.3, 100))
     assert due(FakeJobs(100), triggers, 0, 0)[0].startswith("online accuracy 0.300 < 0.8")  # type: ignore[arg-type]
