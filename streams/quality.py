@@ -14,6 +14,10 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from streams.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -81,13 +85,11 @@ class RollingQuality:
         return [self.get(model, version) for model, version in sorted(self._by_version)]
 
 
-def read_online_quality(settings: object, model: str) -> dict[int, VersionQuality]:
+def read_online_quality(settings: Settings, model: str) -> dict[int, VersionQuality]:
     """Online quality of ``model``'s versions from the tails of the training log and the predictions topic."""
     from streams.client import end_offsets, read_topic
     from streams.events import EventDecodeError, decode_labelled_example, decode_prediction
-    from streams.settings import Settings
 
-    assert isinstance(settings, Settings)
     window = settings.feedback.online_window
     quality = RollingQuality(window)
     examples = []
