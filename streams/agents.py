@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from streams.errors import PoisonError
 from streams.events import (
     DeadLetter,
     EventDecodeError,
@@ -31,6 +30,7 @@ from streams.events import (
     encode_prediction,
     now_ms,
 )
+from streams.image_uris import UriNotAllowed, UriUnreadable
 from streams.images import ImageLimits, ImageRejected, InputSpec, decode_image, to_model_input
 from streams.inference import ModelContract, TritonInference, TritonRequestFailed, TritonUnavailable
 from streams.metrics import WorkerMetrics
@@ -63,24 +63,6 @@ class Decoded:
     received_at_ms: int
 
 
-class UriUnreadable(PoisonError):
-    reason = "uri_unreadable"
-
-
-def read_uri(uri: str, max_bytes: int) -> bytes:
-    """The bytes behind an image URI (fsspec: file://, s3://, gs://, ... where the filesystem is installed)."""
-    import fsspec
-
-    try:
-        with fsspec.open(uri, "rb") as f:
-            data: bytes = f.read(max_bytes + 1)
-    except (OSError, ValueError, ImportError) as exc:
-        raise UriUnreadable(f"cannot read {uri}: {exc}") from exc
-    if len(data) > max_bytes:
-        raise ImageRejected("too_large", f"{uri} is over the {max_bytes}-byte limit")
-    return data
-
-
 class Classifier:
     """Turns batches of raw events into predictions and dead letters."""
 
@@ -94,6 +76,7 @@ class Classifier:
         s = settings.streams
         self.settings, self.triton, self.metrics, self.send = settings, triton, metrics, send
         self.limits = ImageLimits(max_bytes=s.max_image_bytes, max_pixels=s.max_image_pixels)
+        self.uris = s.image_uris()
         self.contract: ModelContract | None = None
         self.on_delivery_failure: Callable[[Prediction | DeadLetter, BaseException], None] = exit_on_delivery_failure
         self._stopping = False
@@ -129,10 +112,10 @@ class Classifier:
             event: ImageEvent | None = None
             try:
                 event = decode_image_event(raw.value)
-                data = event.image or read_uri(event.image_uri or "", self.limits.max_bytes)
+                data = event.image or self.uris.read(event.image_uri or "", self.limits.max_bytes)
                 image = decode_image(data, event.content_type, self.limits)
                 good.append(Decoded(raw, event, to_model_input(image, spec), received_at))
-            except (EventDecodeError, ImageRejected, UriUnreadable) as exc:
+            except (EventDecodeError, ImageRejected, UriNotAllowed, UriUnreadable) as exc:
                 dead.append(self._dead_letter(raw, event, exc.reason, str(exc)))
             except Exception as exc:  # a decoder bug must not lose the event: it is dead-lettered too
                 log.exception("unexpected error decoding %s[%d]@%d", raw.topic, raw.partition, raw.offset)

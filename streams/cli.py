@@ -15,6 +15,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from streams.errors import InferloopError
@@ -44,7 +45,7 @@ def _settings() -> Settings:
 
 
 def _fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -360,9 +361,10 @@ def produce(
     """Publish images as events; prints the event ids (or writes them with --ids-out)."""
     from rich.progress import Progress
 
-    from streams.client import ImageProducer, expand_paths
+    from streams.client import EventTooLarge, ImageProducer, expand_paths
 
     settings = _settings()
+    refused: list[str] = []
     try:
         files = expand_paths(paths)
         if not files:
@@ -371,7 +373,10 @@ def produce(
         with ImageProducer(settings, source=source) as producer, Progress(console=err, transient=True) as bar:
             task = bar.add_task("publishing", total=len(files))
             for path in files:
-                sent.append((producer.publish_file(path), str(path)))
+                try:
+                    sent.append((producer.publish_file(path), str(path)))
+                except EventTooLarge as exc:  # one file refused, the others still go
+                    refused.append(str(exc))
                 bar.advance(task)
     except InferloopError as exc:
         _fail(str(exc))
@@ -382,6 +387,10 @@ def produce(
     elif ids_out is None:
         sys.stdout.write("".join(f"{event_id}\t{path}\n" for event_id, path in sent))
     err.print(f"published {len(sent)} events to {settings.streams.images_topic}", highlight=False)
+    if refused:
+        for reason in refused:
+            err.print(f"[bold red]refused:[/] {escape(reason)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_FAILURE)
 
 
 @app.command()

@@ -44,11 +44,12 @@ logging.getLogger("kafka.cluster").addFilter(_drop_close_noise)
 class EventTooLarge(PoisonError):
     """An event over the Kafka record size limit: refused before it is sent."""
 
-    def __init__(self, size: int, limit: int) -> None:
+    def __init__(self, size: int, limit: int, what: str = "the event") -> None:
         self.size, self.limit = size, limit
         super().__init__(
-            f"the event is {size} bytes, over the {limit}-byte record limit "
-            "(INFERLOOP_STREAMS__MAX_REQUEST_BYTES); large images travel as a URI instead"
+            f"{what} is {size} bytes as an event, over the {limit}-byte Kafka record limit "
+            "(INFERLOOP_STREAMS__MAX_REQUEST_BYTES); larger images travel as a URI: put them in a folder named by "
+            "INFERLOOP_STREAMS__IMAGE_URI_ROOTS, which the workers can read"
         )
 
 
@@ -119,10 +120,11 @@ class ImageProducer(_Producer):
             raise BrokerUnavailable(settings.kafka.bootstrap, str(exc)) from exc
         self._pending: list[Any] = []
 
-    def publish(self, event: ImageEvent) -> str:
+    def publish(self, event: ImageEvent, what: str = "the event") -> str:
+        """Send ``event`` (confirmed by :meth:`flush`); :class:`EventTooLarge` before sending if it cannot fit."""
         value = encode_image_event(event)
         if len(value) > self.settings.streams.max_request_bytes - 512:  # record overhead
-            raise EventTooLarge(len(value), self.settings.streams.max_request_bytes)
+            raise EventTooLarge(len(value), self.settings.streams.max_request_bytes, what)
         self._pending.append(
             self._producer.send(self.settings.streams.images_topic, key=event.event_id.encode(), value=value)
         )
@@ -142,11 +144,12 @@ class ImageProducer(_Producer):
         )
 
     def publish_file(self, path: Path, event_id: str | None = None) -> str:
-        """Inline when small enough, else as a ``file://`` URI the worker reads."""
+        """Inline, or as a ``file://`` URI when larger than ``inline_max_bytes`` and inside an image URI root."""
         content_type = content_type_of(path)
         size = path.stat().st_size
         metadata = {"filename": path.name}
-        if size > self.settings.streams.inline_max_bytes:
+        s = self.settings.streams
+        if size > s.inline_max_bytes and s.image_uris().allows_path(path):
             event = ImageEvent(
                 event_id=event_id or new_event_id(),
                 content_type=content_type,
@@ -155,7 +158,14 @@ class ImageProducer(_Producer):
                 metadata=metadata,
             )
             return self.publish(event)
-        return self.publish_bytes(path.read_bytes(), content_type, event_id, metadata)
+        event = ImageEvent(
+            event_id=event_id or new_event_id(),
+            content_type=content_type,
+            image=path.read_bytes(),
+            source=self.source,
+            metadata=metadata,
+        )
+        return self.publish(event, what=str(path))
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from streams.agents import UriUnreadable, read_uri
 from streams.events import (
     DeadLetter,
     EventDecodeError,
@@ -34,6 +33,8 @@ from streams.events import (
     encode_dead_letter,
     encode_labelled_example,
 )
+from streams.image_uris import UriNotAllowed, UriUnreadable
+from streams.images import ImageRejected
 from streams.join import FeedbackJoin, Join, Origin, Reject
 from streams.metrics import JoinerMetrics
 from streams.quality import RollingQuality
@@ -81,6 +82,7 @@ class Joiner:
         )
         self.join = FeedbackJoin(store, retention_s=f.retention_s, wait_s=f.wait_s)
         self.quality = RollingQuality(f.online_window)
+        self.uris = settings.streams.image_uris()
         self.clock = clock
 
     async def process(self, records: Sequence[Record]) -> None:
@@ -190,8 +192,8 @@ class Joiner:
             event = decode_image_event(frame)
             if event.event_id != j.event_id:
                 raise EventDecodeError("image_unavailable", f"{where} holds event {event.event_id}, not {j.event_id}")
-            image = event.image or read_uri(event.image_uri or "", self.settings.streams.max_image_bytes)
-        except (EventDecodeError, UriUnreadable) as exc:
+            image = event.image or self.uris.read(event.image_uri or "", self.settings.streams.max_image_bytes)
+        except (EventDecodeError, UriNotAllowed, UriUnreadable, ImageRejected) as exc:
             return Reject(j.event_id, "image_unavailable", str(exc), j.origin, j.original)
         if len(image) > self.settings.streams.max_request_bytes - 4096:
             return Reject(

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from streams.image_uris import ImageUriPolicy
 
 ENV_PREFIX = "INFERLOOP_"
 ENV_NESTED_DELIMITER = "__"
@@ -176,7 +179,16 @@ class StreamsSettings(_Group):
     max_image_bytes: int = Field(8 * 1024 * 1024, ge=1, description="Largest image accepted, in bytes.")
     max_image_pixels: int = Field(4_000_000, ge=1, description="Most pixels accepted (decompression bombs).")
     inline_max_bytes: int = Field(
-        512 * 1024, ge=1, description="Producer: larger images travel as a file:// URI instead of inline."
+        512 * 1024,
+        ge=1,
+        description="Producer: larger images travel as a file:// URI when under an image URI root, else inline.",
+    )
+    image_uri_roots: tuple[str, ...] = Field(
+        (),
+        description=(
+            "Where image URIs may point (JSON list): local folders or prefixes like s3://bucket/images/; "
+            "empty: URIs are refused (uri_not_allowed) and images travel inline."
+        ),
     )
     dead_letter_max_original_bytes: int = Field(
         256 * 1024, ge=0, description="Dead letters keep the original bytes up to this size."
@@ -188,6 +200,20 @@ class StreamsSettings(_Group):
     session_timeout_s: float = Field(
         30.0, ge=6, description="A worker silent this long loses its partitions to the others (Kafka session timeout)."
     )
+
+    @field_validator("image_uri_roots")
+    @classmethod
+    def _valid_roots(cls, roots: tuple[str, ...]) -> tuple[str, ...]:
+        from streams.image_uris import ImageUriPolicy
+
+        ImageUriPolicy.from_roots(roots)  # raises ValueError with the offending root
+        return roots
+
+    def image_uris(self) -> ImageUriPolicy:
+        """What image URIs the worker and the joiner may read."""
+        from streams.image_uris import ImageUriPolicy
+
+        return ImageUriPolicy.from_roots(self.image_uri_roots)
 
 
 class FeedbackSettings(_Group):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -93,5 +94,5 @@ def settings_from_env(env: dict[str, str]) -> Settings:
         target = nested
         for group in groups:
             target = target.setdefault(group, {})
-        target[field] = value
+        target[field] = json.loads(value) if value.startswith(("[", "{")) else value  # as pydantic-settings does
     return Settings(**nested)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import struct
 import threading
@@ -97,15 +98,40 @@ def bad_events(tmp_path: Path) -> list[tuple[str, bytes, str | None]]:
     event("content_type_mismatch", jpeg.getvalue())
     event("decompression_bomb", bomb.getvalue())
     event("too_large", big)
-    event("uri_unreadable", b"", image_uri=(tmp_path / "missing.png").as_uri())
+    # Images by reference: only the folder named by INFERLOOP_STREAMS__IMAGE_URI_ROOTS may be read.
+    allowed, secret = uri_folders(tmp_path)
+    event("uri_unreadable", b"", image_uri=(allowed / "missing.png").as_uri())
+    event("uri_unreadable", b"", image_uri=(allowed / "pipe.png").as_uri())  # a FIFO: would block a plain open()
+    event("uri_not_allowed", b"", image_uri=secret.as_uri())  # a valid digit, outside the folder
+    event("uri_not_allowed", b"", image_uri=f"file://{allowed}/../{secret.name}")
+    event("uri_not_allowed", b"", image_uri=(allowed / "link.png").as_uri())  # a symlink to the secret
+    event("uri_not_allowed", b"", image_uri="http://127.0.0.1:9/metadata")
+    event("uri_not_allowed", b"", image_uri=f"simplecache::file://{allowed}/good.png")
     return cases
+
+
+def uri_folders(tmp_path: Path) -> tuple[Path, Path]:
+    """An allowed image folder (a digit, a FIFO, a symlink leading out) and a readable digit outside it."""
+    allowed = tmp_path / "shared-images"
+    if not allowed.exists():
+        allowed.mkdir()
+        secret = tmp_path / "secret.png"
+        secret.write_bytes(png_bytes(digits_images()[0][3]))
+        (allowed / "good.png").write_bytes(png_bytes(digits_images()[0][4]))
+        os.mkfifo(allowed / "pipe.png")
+        (allowed / "link.png").symlink_to(secret)
+    return allowed, tmp_path / "secret.png"
 
 
 def test_bad_events_are_dead_lettered_with_their_reason_and_the_worker_carries_on(stream: Stream) -> None:
     stream.env["INFERLOOP_STREAMS__MAX_IMAGE_BYTES"] = "100000"
+    bad = bad_events(stream.tmp_path)
+    allowed, _ = uri_folders(stream.tmp_path)
+    stream.env["INFERLOOP_STREAMS__IMAGE_URI_ROOTS"] = json.dumps([str(allowed)])
     worker = stream.start_worker()
     good = labelled_digits(30)
-    bad = bad_events(stream.tmp_path)
+    by_uri = uuid.uuid4().hex  # an allowed URI is read and predicted
+    uri_event = _frame(1, _header(event_id=by_uri, image_uri=(allowed / "good.png").as_uri()), b"")
     from kafka import KafkaProducer
 
     records = [((event_id or f"bad-{n}").encode(), value) for n, (_, value, event_id) in enumerate(bad)]
@@ -115,12 +141,13 @@ def test_bad_events_are_dead_lettered_with_their_reason_and_the_worker_carries_o
     )
     producer = KafkaProducer(bootstrap_servers=stream.settings.kafka.bootstrap, acks="all")
     topic = stream.settings.streams.images_topic
-    for key, value in mixed:
+    for key, value in [*mixed, (by_uri.encode(), uri_event)]:
         producer.send(topic, key=key, value=value)
     producer.flush()
     producer.close()
 
-    stream.wait_predicted({e for e, _, _ in good})
+    predicted = stream.wait_predicted({e for e, _, _ in good} | {by_uri})
+    assert next(p for p in predicted if p.event_id == by_uri).label == str(digits_images()[1][4])
 
     def all_dead_letters() -> list[DeadLetter] | None:
         letters = list(read_dead_letters(stream.settings, idle_timeout_s=0.5))
@@ -218,6 +245,7 @@ def test_worker_killed_mid_stream_loses_nothing_and_duplicates_are_identical(str
 
 def test_cli_produces_files_folders_and_large_images_by_uri(stream: Stream) -> None:
     stream.env["INFERLOOP_STREAMS__INLINE_MAX_BYTES"] = "20000"
+    stream.env["INFERLOOP_STREAMS__IMAGE_URI_ROOTS"] = json.dumps([str(stream.tmp_path)])
     stream.start_worker()
     images, labels = digits_images()
     folder = stream.tmp_path / "incoming"
@@ -229,11 +257,14 @@ def test_cli_produces_files_folders_and_large_images_by_uri(stream: Stream) -> N
     noise = np.random.default_rng(1).integers(0, 8, big.shape, dtype=np.uint8)
     large.write_bytes(png_bytes(big.clip(0, 247) + noise))  # noise keeps the PNG large
     assert large.stat().st_size > 20000
+    huge = stream.tmp_path / "huge.png"  # over the 1 MB record limit: it can only travel by URI
+    huge.write_bytes(noise_png(1100))
+    assert huge.stat().st_size > stream.settings.streams.max_request_bytes
     ids_file = stream.tmp_path / "ids.tsv"
-    result = inferloop(stream.env, "produce", str(folder), str(large), "--ids-out", str(ids_file))
+    result = inferloop(stream.env, "produce", str(folder), str(large), str(huge), "--ids-out", str(ids_file))
     assert result.returncode == 0, result.stderr
     sent = dict(line.split("\t") for line in ids_file.read_text().splitlines())
-    assert len(sent) == 13
+    assert len(sent) == 14
     predictions = {p.event_id: p for p in stream.wait_predicted(set(sent))}
     large_id = next(e for e, path in sent.items() if path.endswith("large.png"))
     assert predictions[large_id].label == str(labels[0]), "the image read through its file:// URI"
@@ -241,3 +272,46 @@ def test_cli_produces_files_folders_and_large_images_by_uri(stream: Stream) -> N
     assert listed.returncode == 0 and len(listed.stdout.splitlines()) == 5
     missing = inferloop(stream.env, "produce", str(stream.tmp_path / "nope"))
     assert missing.returncode == 1 and "no such file" in missing.stderr
+
+
+def noise_png(side: int) -> bytes:
+    """A PNG of random grey pixels: it barely compresses (side 1100 is about 1.2 MB)."""
+    return png_bytes(np.random.default_rng(side).integers(0, 256, (side, side), dtype=np.uint8))
+
+
+@pytest.mark.fuzz
+def test_an_event_over_the_record_limit_is_refused_by_the_producer(stream: Stream) -> None:
+    """An image over the 1 MB Kafka record limit with no image URI root: the producer refuses it before sending,
+    naming the file, its size and the setting to change; the CLI publishes the other files and exits 1; the topic
+    itself refuses such a record from a producer that skips the check; nothing partial reaches the topic."""
+    from kafka import KafkaProducer
+    from kafka.errors import MessageSizeTooLargeError
+
+    from streams.client import EventTooLarge, ImageProducer, end_offsets
+
+    settings = stream.settings
+    limit = settings.streams.max_request_bytes
+    huge = noise_png(1100)
+    assert len(huge) > limit
+    with ImageProducer(settings, source="test") as producer, pytest.raises(EventTooLarge) as refused:
+        producer.publish_bytes(huge, "image/png")
+    message = str(refused.value)
+    assert f"{refused.value.size} bytes" in message and f"{limit}-byte" in message
+    assert "INFERLOOP_STREAMS__MAX_REQUEST_BYTES" in message and "IMAGE_URI_ROOTS" in message
+
+    folder = stream.tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "huge.png").write_bytes(huge)
+    (folder / "small.png").write_bytes(png_bytes(digits_images()[0][0]))
+    result = inferloop(stream.env, "produce", str(folder), "--json")
+    assert result.returncode == 1
+    assert "refused:" in result.stderr and str(folder / "huge.png") in result.stderr
+    assert [p["path"] for p in json.loads(result.stdout)] == [str(folder / "small.png")]
+
+    raw = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap, max_request_size=4 * limit)
+    try:
+        with pytest.raises(MessageSizeTooLargeError):
+            raw.send(settings.streams.images_topic, value=huge).get(timeout=30)
+    finally:
+        raw.close()
+    assert sum(end_offsets(settings, settings.streams.images_topic).values()) == 1, "only the small image"

@@ -1,0 +1,151 @@
+"""Reading images that travel by reference: an ``image_uri`` the worker (and the joiner) may read, and no other.
+
+An event's URI comes from whoever can write to the images topic, so it is untrusted input: without a check a
+producer could make the worker read any file it can see (keys, credentials, ``/dev/zero``) or fetch any URL it
+can reach. :class:`ImageUriPolicy` allows only what ``streams.image_uri_roots`` names:
+
+- local folders (``/data/images`` or ``file:///data/images``): the URI's path, with every symlink resolved, must
+  lie inside one of them, and must be a regular file (no FIFO, device or socket, which could block or never
+  end); it is opened without following a last-moment symlink;
+- URI prefixes of other filesystems (``s3://bucket/images/``), read through fsspec: same scheme, the URI starts
+  with the prefix, and no ``..``/``.`` segments, query, fragment or fsspec chaining (``::``) that could step out.
+
+With no roots configured (the default) every image URI is refused: images travel inline.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+from urllib.request import url2pathname
+
+from streams.errors import PoisonError
+from streams.images import ImageRejected
+
+
+class UriNotAllowed(PoisonError):
+    """An image URI outside the allowed roots (or of a form that could escape them)."""
+
+    reason = "uri_not_allowed"
+
+
+class UriUnreadable(PoisonError):
+    """An allowed image URI that cannot be read (missing, not a regular file, a failing store)."""
+
+    reason = "uri_unreadable"
+
+
+def _is_local(scheme: str) -> bool:
+    return scheme in ("", "file")
+
+
+def _local_path(uri: str) -> Path:
+    parts = urlsplit(uri)
+    if parts.scheme == "file" and parts.netloc not in ("", "localhost"):
+        raise UriNotAllowed(f"{uri}: file URIs on another host ({parts.netloc}) are not read")
+    return Path(url2pathname(parts.path) if parts.scheme == "file" else uri)
+
+
+@dataclass(frozen=True)
+class ImageUriPolicy:
+    """The places image URIs may point to (see the module's documentation)."""
+
+    folders: tuple[Path, ...]
+    prefixes: tuple[str, ...]
+
+    @classmethod
+    def from_roots(cls, roots: tuple[str, ...] | list[str]) -> ImageUriPolicy:
+        folders: list[Path] = []
+        prefixes: list[str] = []
+        for root in roots:
+            scheme = urlsplit(root).scheme
+            if _is_local(scheme):
+                path = _local_path(root)
+                if not path.is_absolute():
+                    raise ValueError(f"image URI root {root!r} is not an absolute path")
+                folders.append(Path(os.path.realpath(path)))
+            else:
+                prefixes.append(root if root.endswith("/") else root + "/")
+        return cls(tuple(folders), tuple(prefixes))
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.folders or self.prefixes)
+
+    def describe(self) -> str:
+        roots = [str(f) for f in self.folders] + list(self.prefixes)
+        return ", ".join(roots) if roots else "nowhere (INFERLOOP_STREAMS__IMAGE_URI_ROOTS is empty)"
+
+    def allows_path(self, path: Path) -> bool:
+        real = Path(os.path.realpath(path))
+        return any(real.is_relative_to(folder) for folder in self.folders)
+
+    def check(self, uri: str) -> Path | str:
+        """The local file (symlinks resolved) or the remote URI ``uri`` names; :class:`UriNotAllowed` if outside."""
+        try:
+            return self._check(uri)
+        except ValueError as exc:  # urlsplit, url2pathname and realpath on malformed input (a bad IPv6 host, NUL)
+            raise UriNotAllowed(f"{uri!r} is not a well-formed image URI: {exc}") from exc
+
+    def _check(self, uri: str) -> Path | str:
+        if not self.enabled:
+            raise UriNotAllowed(f"image URIs are not read here ({uri}): set INFERLOOP_STREAMS__IMAGE_URI_ROOTS")
+        if "\x00" in uri or "::" in uri:
+            raise UriNotAllowed(f"{uri!r}: NUL bytes and chained filesystems ('::') are not allowed")
+        parts = urlsplit(uri)
+        if _is_local(parts.scheme):
+            path = _local_path(uri)
+            if not path.is_absolute():
+                raise UriNotAllowed(f"{uri}: a relative path")
+            real = Path(os.path.realpath(path))
+            if not any(real.is_relative_to(folder) for folder in self.folders):
+                raise UriNotAllowed(f"{uri} is outside the allowed image folders ({self.describe()})")
+            return real
+        if parts.query or parts.fragment:
+            raise UriNotAllowed(f"{uri}: a query or fragment is not allowed in an image URI")
+        segments = unquote(parts.path).split("/")
+        if any(s in ("..", ".") for s in segments) or "\\" in unquote(parts.path):
+            raise UriNotAllowed(f"{uri}: '.', '..' or '\\' segments are not allowed")
+        if not any(uri.startswith(prefix) for prefix in self.prefixes):
+            raise UriNotAllowed(f"{uri} is outside the allowed image URI roots ({self.describe()})")
+        return uri
+
+    def read(self, uri: str, max_bytes: int) -> bytes:
+        """The bytes behind an allowed ``uri``, at most ``max_bytes`` (:class:`ImageRejected` beyond)."""
+        where = self.check(uri)
+        data = _read_local(where, max_bytes) if isinstance(where, Path) else _read_remote(where, max_bytes)
+        if len(data) > max_bytes:
+            raise ImageRejected("too_large", f"{uri} is over the {max_bytes}-byte limit")
+        return data
+
+
+def _read_local(path: Path, max_bytes: int) -> bytes:
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise UriUnreadable(f"cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UriUnreadable(f"{path} is not a regular file")
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read(max_bytes + 1)
+    except OSError as exc:
+        raise UriUnreadable(f"cannot read {path}: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)
+
+
+def _read_remote(uri: str, max_bytes: int) -> bytes:
+    import fsspec
+
+    try:
+        with fsspec.open(uri, "rb") as f:
+            data: bytes = f.read(max_bytes + 1)
+    except (OSError, ValueError, ImportError) as exc:
+        raise UriUnreadable(f"cannot read {uri}: {exc}") from exc
+    return data
