@@ -17,7 +17,7 @@ from aiokafka.partitioner import murmur2
 from prometheus_client import CollectorRegistry, start_http_server
 
 from streams.agents import Classifier, RawEvent
-from streams.inference import TritonInference
+from streams.inference import triton_inference
 from streams.metrics import WorkerMetrics, export_consumer_lag
 from streams.settings import Settings
 from streams.topics import ensure_topics
@@ -95,7 +95,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
 
     @app.agent(images, concurrency=1)
     async def classify(stream: faust.StreamT[bytes]) -> None:
-        triton = TritonInference(settings.triton.grpc_url, settings.model.name, timeout_s=s.triton_timeout_s)
+        triton = triton_inference(settings)
         classifier = Classifier(settings, triton, metrics, send)
         try:
             batches = stream.take_events(s.max_batch, within=s.batch_within_ms / 1000)  # type: ignore[attr-defined]

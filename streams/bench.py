@@ -31,7 +31,7 @@ from streams.client import read_predictions
 from streams.errors import InferloopError
 from streams.events import ImageEvent, encode_image_event, new_event_id
 from streams.images import ImageLimits, InputSpec, decode_image, to_model_input
-from streams.inference import ModelContract, TritonControl, TritonInference
+from streams.inference import ModelContract, TritonControl, triton_inference
 from streams.settings import Settings
 from streams.topics import ensure_topics
 
@@ -194,7 +194,7 @@ class Bench:
         spec = InputSpec(*contract.input_shape)
         limits = ImageLimits()
         x = np.stack([to_model_input(decode_image(p, "image/png", limits), spec) for p in self.pngs[:batch]])
-        client = TritonInference(self.settings.triton.grpc_url, self.settings.model.name)
+        client = triton_inference(self.settings)
         calls = max(concurrency, images // batch)
         counter = iter(range(calls))
 
@@ -211,7 +211,7 @@ class Bench:
 
     def raw_triton(self) -> tuple[float, dict[str, int]]:
         async def grid() -> tuple[float, dict[str, int]]:
-            client = TritonInference(self.settings.triton.grpc_url, self.settings.model.name)
+            client = triton_inference(self.settings)
             contract = await client.contract()
             await client.close()
             best, best_at = 0.0, {}
@@ -234,7 +234,7 @@ class Bench:
 
         from streams.events import decode_image_event
 
-        control = TritonControl(self.settings.triton.grpc_url)
+        control = TritonControl(self.settings.triton.grpc_url, options=self.settings.triton.grpc_client_options())
         config = control.config(self.settings.model.name)
         contract = ModelContract.from_config(config)
         spec = InputSpec(*contract.input_shape)
@@ -267,7 +267,7 @@ class Bench:
     # -- (a) the pipeline -------------------------------------------------------------------------------------
 
     def run(self) -> BenchResult:
-        control = TritonControl(self.settings.triton.grpc_url)
+        control = TritonControl(self.settings.triton.grpc_url, options=self.settings.triton.grpc_client_options())
         if not control.is_ready(self.settings.model.name):
             raise InferloopError(
                 f"model {self.settings.model.name!r} is not served by Triton at {self.settings.triton.grpc_url}: "

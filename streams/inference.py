@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from streams.errors import InferloopError, RetryableError
+
+if TYPE_CHECKING:
+    from streams.settings import Settings
 
 
 class TritonUnavailable(RetryableError):
@@ -54,12 +58,13 @@ class VersionState:
 class TritonControl:
     """Synchronous control-plane client of one Triton server (gRPC)."""
 
-    def __init__(self, url: str, timeout_s: float = 10.0) -> None:
+    def __init__(self, url: str, timeout_s: float = 10.0, options: Mapping[str, Any] | None = None) -> None:
+        """``options``: TLS and channel arguments (:meth:`TritonSettings.grpc_client_options`)."""
         import tritonclient.grpc as grpcclient
 
         self.url, self.timeout_s = url, timeout_s
         self._grpc = grpcclient
-        self._client = grpcclient.InferenceServerClient(url)
+        self._client = grpcclient.InferenceServerClient(url, **(options or {}))
 
     def close(self) -> None:
         self._client.close()
@@ -174,7 +179,7 @@ class TritonFleet:
         self.url = ",".join(m.url for m in members)
 
     @staticmethod
-    def resolve(host: str, port: int, timeout_s: float = 10.0) -> TritonFleet:
+    def resolve(host: str, port: int, timeout_s: float = 10.0, options: Mapping[str, Any] | None = None) -> TritonFleet:
         import socket
 
         try:
@@ -183,7 +188,7 @@ class TritonFleet:
             raise TritonUnavailable(f"{host}:{port}", timeout_s, f"cannot resolve {host}: {exc}") from exc
         addresses = sorted({str(info[4][0]) for info in infos})
         return TritonFleet(
-            [TritonControl(f"[{a}]:{port}" if ":" in a else f"{a}:{port}", timeout_s) for a in addresses]
+            [TritonControl(f"[{a}]:{port}" if ":" in a else f"{a}:{port}", timeout_s, options) for a in addresses]
         )
 
     def close(self) -> None:
@@ -234,12 +239,22 @@ class TritonFleet:
         return results[0]
 
 
-def triton_control(settings: Any) -> TritonControl | TritonFleet:
+def triton_control(settings: Settings) -> TritonControl | TritonFleet:
     """The control client the settings ask for: one server, or every replica behind the host's DNS name."""
     t = settings.triton
     if t.fan_out:
-        return TritonFleet.resolve(t.host, t.grpc_port)
-    return TritonControl(t.grpc_url)
+        return TritonFleet.resolve(t.host, t.grpc_port, options=t.grpc_client_options())
+    return TritonControl(t.grpc_url, options=t.grpc_client_options())
+
+
+def triton_inference(settings: Settings, timeout_s: float | None = None) -> TritonInference:
+    """The worker's data-plane client of the served model, with the settings' address and TLS."""
+    return TritonInference(
+        settings.triton.grpc_url,
+        settings.model.name,
+        timeout_s=timeout_s or settings.streams.triton_timeout_s,
+        options=settings.triton.grpc_client_options(),
+    )
 
 
 @dataclass(frozen=True)
@@ -273,12 +288,12 @@ class ModelContract:
 class TritonInference:
     """Asynchronous data-plane client (gRPC) for the worker: one model, batched float32 inputs."""
 
-    def __init__(self, url: str, model: str, timeout_s: float = 10.0) -> None:
+    def __init__(self, url: str, model: str, timeout_s: float = 10.0, options: Mapping[str, Any] | None = None) -> None:
         import tritonclient.grpc.aio as aioclient
 
         self.url, self.model, self.timeout_s = url, model, timeout_s
         self._aio = aioclient
-        self._client = aioclient.InferenceServerClient(url)
+        self._client = aioclient.InferenceServerClient(url, **(options or {}))
 
     async def close(self) -> None:
         await self._client.close()

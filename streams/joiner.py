@@ -305,8 +305,8 @@ class ImageLookup:
 class TritonLabels:
     """The class labels of each model, from Triton's model config, cached for a while."""
 
-    def __init__(self, grpc_url: str, ttl_s: float = 30.0) -> None:
-        self.grpc_url, self.ttl_s = grpc_url, ttl_s
+    def __init__(self, grpc_url: str, ttl_s: float = 30.0, options: dict[str, Any] | None = None) -> None:
+        self.grpc_url, self.ttl_s, self.options = grpc_url, ttl_s, options or {}
         self._cache: dict[str, tuple[float, frozenset[str]]] = {}
 
     async def __call__(self, model: str) -> frozenset[str] | None:
@@ -315,7 +315,7 @@ class TritonLabels:
         cached = self._cache.get(model)
         if cached is not None and time.monotonic() - cached[0] < self.ttl_s:
             return cached[1]
-        client = TritonInference(self.grpc_url, model)
+        client = TritonInference(self.grpc_url, model, options=self.options)
         try:
             labels = frozenset((await client.contract()).labels)
         except (TritonUnavailable, TritonRequestFailed) as exc:
@@ -346,7 +346,14 @@ def create_joiner_app(settings: Settings, registry: Any = None) -> Any:
         futures = [await producer.send(topic, value=value, key=key) for topic, key, value in records]
         await asyncio.gather(*futures)
 
-    joiner = Joiner(settings, table, metrics, send_all, lookup, TritonLabels(settings.triton.grpc_url))
+    joiner = Joiner(
+        settings,
+        table,
+        metrics,
+        send_all,
+        lookup,
+        TritonLabels(settings.triton.grpc_url, options=settings.triton.grpc_client_options()),
+    )
     app.inferloop_joiner = joiner  # type: ignore[attr-defined]
 
     topics = app.topic(s.predictions_topic, f.topic, key_type=bytes, value_type=bytes)

@@ -154,6 +154,61 @@ class TritonSettings(_Group):
         False,
         description="Trainer and rollback: load versions on every address `host` resolves to (a headless Service).",
     )
+    tls: bool = Field(False, description="Talk gRPC to Triton over TLS (workers, joiner, trainer, CLI).")
+    tls_ca_file: Path | None = Field(
+        None, description="CA bundle that signed Triton's gRPC certificate (default: the system's roots)."
+    )
+    tls_cert_file: Path | None = Field(None, description="Client certificate, for a Triton that requires mutual TLS.")
+    tls_key_file: Path | None = Field(None, description="Key of the client certificate.")
+    tls_server_name: str | None = Field(
+        None, description="Name to verify Triton's certificate against (default: `host`, also with fan_out)."
+    )
+    tls_server_cert_file: Path | None = Field(
+        None, description="`inferloop up`: serve gRPC over TLS with this certificate (needs tls_server_key_file)."
+    )
+    tls_server_key_file: Path | None = Field(None, description="`inferloop up`: key of the server certificate.")
+
+    @model_validator(mode="after")
+    def _consistent_tls(self) -> TritonSettings:
+        client = {"tls_ca_file": self.tls_ca_file, "tls_cert_file": self.tls_cert_file,
+                  "tls_key_file": self.tls_key_file, "tls_server_name": self.tls_server_name}  # fmt: skip
+        if not self.tls and any(v is not None for v in client.values()):
+            named = ", ".join(env_var(f"triton.{k}") for k, v in client.items() if v is not None)
+            raise ValueError(f"{named} set but Triton TLS is off: set INFERLOOP_TRITON__TLS=true (or remove them)")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("triton.tls_cert_file and triton.tls_key_file go together")
+        if bool(self.tls_server_cert_file) != bool(self.tls_server_key_file):
+            raise ValueError("triton.tls_server_cert_file and triton.tls_server_key_file go together")
+        if self.tls_server_cert_file and not self.tls:
+            raise ValueError(
+                "triton.tls_server_cert_file is set but clients would not use TLS: set INFERLOOP_TRITON__TLS=true"
+            )
+        for path in (self.tls_ca_file, self.tls_cert_file, self.tls_key_file, self.tls_server_cert_file,
+                     self.tls_server_key_file):  # fmt: skip
+            if path is not None and not path.is_file():
+                raise ValueError(f"Triton TLS file {path} does not exist")
+        return self
+
+    def grpc_client_options(self) -> dict[str, Any]:
+        """Keyword arguments of tritonclient's gRPC clients (sync and asyncio) for these settings."""
+        if not self.tls:
+            return {}
+        options: dict[str, Any] = {
+            "ssl": True,
+            "root_certificates": str(self.tls_ca_file) if self.tls_ca_file else None,
+            "private_key": str(self.tls_key_file) if self.tls_key_file else None,
+            "certificate_chain": str(self.tls_cert_file) if self.tls_cert_file else None,
+        }
+        name = self.tls_server_name or (self.host if self.fan_out else None)
+        if name:  # connect by address (a replica's IP), verify the certificate against this name
+            from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE
+
+            options["channel_args"] = [
+                ("grpc.max_send_message_length", MAX_GRPC_MESSAGE_SIZE),
+                ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_SIZE),
+                ("grpc.ssl_target_name_override", name),
+            ]
+        return options
 
     @property
     def grpc_url(self) -> str:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -96,3 +97,43 @@ def settings_from_env(env: dict[str, str]) -> Settings:
             target = target.setdefault(group, {})
         target[field] = json.loads(value) if value.startswith(("[", "{")) else value  # as pydantic-settings does
     return Settings(**nested)
+
+
+def openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+@dataclass(frozen=True)
+class Certificates:
+    """A test CA, a server certificate for 127.0.0.1/localhost and a client certificate, all signed by it."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    server_keystore: Path  # key and certificate in one PEM (Kafka's PEM keystore)
+    client_cert: Path
+    client_key: Path
+
+
+def make_certificates(folder: Path) -> Certificates:
+    """A CA made for one test (openssl), and certificates it signed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+            "-subj", "/CN=inferloop test CA", cwd=folder)  # fmt: skip
+    (folder / "server.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
+    (folder / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+    for name, subject in (("server", "/CN=127.0.0.1"), ("client", "/CN=inferloop client")):
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+                "-subj", subject, cwd=folder)  # fmt: skip
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext", cwd=folder)  # fmt: skip
+    keystore = folder / "server-keystore.pem"
+    keystore.write_text((folder / "server.key").read_text() + (folder / "server.pem").read_text())
+    return Certificates(
+        ca=folder / "ca.pem",
+        server_cert=folder / "server.pem",
+        server_key=folder / "server.key",
+        server_keystore=keystore,
+        client_cert=folder / "client.pem",
+        client_key=folder / "client.key",
+    )

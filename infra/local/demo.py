@@ -136,12 +136,12 @@ class Demo:
 
     def _ensure_baseline(self) -> int:
         """A version trained from scratch serves; returns it."""
-        from streams.inference import TritonControl
+        from streams.inference import triton_control
         from trainer.jobs import TrainerJobs
         from trainer.publish import Publisher
         from trainer.repository import ModelRepository
 
-        control = TritonControl(self.settings.triton.grpc_url)
+        control = triton_control(self.settings)
         jobs = TrainerJobs(self.settings, control, on_event=self.on_event)
         repo = ModelRepository(self.settings.model_repository, self.settings.model.name)
         registry = repo.read_registry()

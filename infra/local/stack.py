@@ -20,7 +20,7 @@ from typing import Any
 from infra.local.kafka_broker import KafkaBroker, ensure_kafka_jars, kafka_ready
 from infra.local.process import LocalService, pid_alive, pid_cmdline, start, stop_pid
 from infra.local.prometheus_server import PrometheusServer
-from infra.local.triton_server import TritonServer, ensure_backend_dir, triton_ready
+from infra.local.triton_server import GrpcTls, TritonServer, ensure_backend_dir, triton_ready
 from streams.settings import Settings, env_var
 
 STATE_FILE = "stack.json"
@@ -82,6 +82,13 @@ def triton_service(settings: Settings) -> TritonServer:
             "grpc_port": env_var("triton.grpc_port"),
             "metrics_port": env_var("triton.metrics_port"),
         },
+        grpc_tls=GrpcTls(
+            t.tls_server_cert_file,
+            t.tls_server_key_file,
+            client_ca_file=t.tls_ca_file if t.tls_cert_file else None,  # clients with certificates: require them
+        )
+        if t.tls_server_cert_file and t.tls_server_key_file
+        else None,
     )
 
 

@@ -15,6 +15,7 @@ import sysconfig
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from infra.local.errors import RuntimeMissing
@@ -60,6 +61,21 @@ def ensure_backend_dir(cache_dir: Path) -> Path:
     return backends
 
 
+@dataclass(frozen=True)
+class GrpcTls:
+    """TLS on Triton's gRPC endpoint: its certificate and key, and a CA to require client certificates from."""
+
+    cert_file: Path
+    key_file: Path
+    client_ca_file: Path | None = None  # mutual TLS: clients must present a certificate this CA signed
+
+    def arguments(self) -> list[str]:
+        args = ["--grpc-use-ssl=true", f"--grpc-server-cert={self.cert_file}", f"--grpc-server-key={self.key_file}"]
+        if self.client_ca_file is not None:
+            args += ["--grpc-use-ssl-mutual=true", f"--grpc-root-cert={self.client_ca_file}"]
+        return args
+
+
 class TritonServer(LocalService):
     """``tritonserver`` on a model repository, with HTTP, gRPC and metrics ports and explicit model control."""
 
@@ -78,8 +94,10 @@ class TritonServer(LocalService):
         load_models: Sequence[str] = ("*",),
         start_timeout_s: float = 120.0,
         port_env_vars: Mapping[str, str] | None = None,
+        grpc_tls: GrpcTls | None = None,
     ) -> None:
         super().__init__(log_path)
+        self.grpc_tls = grpc_tls
         self.model_repository, self.backend_dir = model_repository, backend_dir
         self.host = host
         self.http_port, self.grpc_port, self.metrics_port = http_port, grpc_port, metrics_port
@@ -136,6 +154,8 @@ class TritonServer(LocalService):
             "--exit-timeout-secs=10",
         ]
         cmd += [f"--load-model={name}" for name in self.load_models]
+        if self.grpc_tls is not None:
+            cmd += self.grpc_tls.arguments()
         cmd.append(self.marker)  # last: the marker that tells this server's process apart
         return cmd
 

@@ -158,6 +158,21 @@ def test_rendered_manifests_are_wired_together(values: list[str], crds: bool) ->
     dshm = next(v for v in specs["rel-inferloop-triton"]["volumes"] if v["name"] == "dshm")
     assert dshm["emptyDir"]["medium"] == "Memory"
 
+    # Triton's gRPC over TLS (production values: mutual): the server mounts its Secret, clients get only its CA
+    if config.get("INFERLOOP_TRITON__TLS") == "true":
+        assert "--grpc-use-ssl=true" in triton["args"] and "--grpc-use-ssl-mutual=true" in triton["args"]
+        for name in ("rel-inferloop-worker", "rel-inferloop-joiner", "rel-inferloop-trainer"):
+            container = specs[name]["containers"][0]
+            mounts = {m["mountPath"] for m in container["volumeMounts"]}
+            for setting in ("TLS_CA_FILE", "TLS_CERT_FILE", "TLS_KEY_FILE"):
+                path = Path(config[f"INFERLOOP_TRITON__{setting}"])
+                assert str(path.parent) in mounts, (name, setting)
+            ca_volume = next(v for v in specs[name]["volumes"] if v["name"] == "triton-tls")
+            assert ca_volume["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}], "the server key leaks"
+        assert json.loads(config["INFERLOOP_STREAMS__IMAGE_URI_ROOTS"]) == ["s3://inferloop-images/incoming/"]
+    else:
+        assert not any("ssl" in arg for arg in triton["args"]) and "INFERLOOP_TRITON__TLS_CA_FILE" not in config
+
     # autoscaling: KEDA on the workers' consumer lag when the CRD exists, else a CPU HPA
     if crds:
         (scaled,) = by_kind(docs, "ScaledObject").values()
@@ -197,3 +212,7 @@ def test_the_chart_refuses_inconsistent_values() -> None:
     assert result.returncode != 0 and "more than topics.partitions" in result.stderr
     result = helm("template", "rel", str(CHART), "--set", "kafka.securityProtocol=SASL_SSL")
     assert result.returncode != 0 and "kafka.sasl.existingSecret is required" in result.stderr
+    result = helm(
+        "template", "rel", str(CHART), "--set", "triton.tls.existingSecret=t", "--set", "triton.tls.mutual=true"
+    )
+    assert result.returncode != 0 and "triton.tls.clientSecret is required" in result.stderr

@@ -8,7 +8,6 @@ the password appears in no output or log.
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ from streams.client import ImageProducer, read_predictions
 from streams.settings import Settings
 from streams.topics import BrokerUnavailable, ensure_topics
 from tests.conftest import SERVER_LOGS
-from tests.helpers import inferloop, png_bytes, settings_from_env, stack_env, wait_for
+from tests.helpers import inferloop, make_certificates, png_bytes, settings_from_env, stack_env, wait_for
 from trainer.data import digits_images
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -32,29 +31,11 @@ PASSWORD = "pw-" + uuid.uuid4().hex  # unique: found in a log or an output means
 ADMIN_PASSWORD = "admin-" + uuid.uuid4().hex
 
 
-def openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
-
-
-def make_certificates(folder: Path) -> tuple[Path, Path]:
-    """A CA and a broker certificate for 127.0.0.1 signed by it; returns (CA file, broker keystore PEM)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-            "-subj", "/CN=inferloop test CA", cwd=folder)  # fmt: skip
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "broker.key", "-out", "broker.csr",
-            "-subj", "/CN=127.0.0.1", cwd=folder)  # fmt: skip
-    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    openssl("x509", "-req", "-in", "broker.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-            "-out", "broker.pem", "-days", "2", "-extfile", "san.ext", cwd=folder)  # fmt: skip
-    keystore = folder / "broker-keystore.pem"
-    keystore.write_text((folder / "broker.key").read_text() + (folder / "broker.pem").read_text())
-    return folder / "ca.pem", keystore
-
-
 @pytest.fixture(scope="module")
 def secure_broker(kafka_libs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[KafkaBroker, Path]]:
     folder = tmp_path_factory.mktemp("kafka-sasl")
-    ca, keystore = make_certificates(folder / "tls")
+    certificates = make_certificates(folder / "tls")
+    ca, keystore = certificates.ca, certificates.server_keystore
     port, controller_port = free_ports(2)
     login = "org.apache.kafka.common.security.scram.ScramLoginModule required"
     jaas = f'{login} username="admin" password="{ADMIN_PASSWORD}";'

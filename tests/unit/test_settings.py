@@ -81,3 +81,32 @@ def test_kafka_security_is_consistent_or_refused(tmp_path: Path) -> None:
     assert options["sasl_plain_password"] == SECRET and options["sasl_mechanism"] == "SCRAM-SHA-512"
     assert SECRET not in repr(k), "the password would show in logs"
     assert KafkaSettings().client_options() == {"bootstrap_servers": "127.0.0.1:9092", "security_protocol": "PLAINTEXT"}
+
+
+def test_triton_tls_is_consistent_or_refused(tmp_path: Path) -> None:
+    from infra.local.stack import triton_service
+    from streams.settings import TritonSettings
+
+    pem = tmp_path / "x.pem"
+    pem.write_text("not checked here")
+    with pytest.raises(ValueError, match="INFERLOOP_TRITON__TLS_CA_FILE set but Triton TLS is off"):
+        TritonSettings(tls_ca_file=pem)
+    with pytest.raises(ValueError, match="go together"):
+        TritonSettings(tls=True, tls_cert_file=pem)
+    with pytest.raises(ValueError, match="does not exist"):
+        TritonSettings(tls=True, tls_ca_file=tmp_path / "missing.pem")
+    with pytest.raises(ValueError, match="clients would not use TLS"):
+        TritonSettings(tls_server_cert_file=pem, tls_server_key_file=pem)
+    assert TritonSettings().grpc_client_options() == {}
+    options = TritonSettings(tls=True, tls_ca_file=pem).grpc_client_options()
+    assert options == {"ssl": True, "root_certificates": str(pem), "private_key": None, "certificate_chain": None}
+    fleet = TritonSettings(host="triton.ns.svc", tls=True, fan_out=True).grpc_client_options()
+    assert ("grpc.ssl_target_name_override", "triton.ns.svc") in fleet["channel_args"], "replicas dialled by IP"
+
+    settings = Settings(
+        home=tmp_path,
+        triton={"tls": True, "tls_ca_file": pem, "tls_server_cert_file": pem, "tls_server_key_file": pem},
+    )  # type: ignore[arg-type]
+    command = triton_service(settings).command()
+    assert "--grpc-use-ssl=true" in command and f"--grpc-server-cert={pem}" in command
+    assert not any("mutual" in arg for arg in command), "no client certificate configured: one-way TLS"

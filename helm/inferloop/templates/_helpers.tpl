@@ -60,6 +60,16 @@ app.kubernetes.io/component: {{ .component }}
   mountPath: /etc/inferloop/kafka-tls
   readOnly: true
 {{- end }}
+{{- if .Values.triton.tls.existingSecret }}
+- name: triton-tls
+  mountPath: /etc/inferloop/triton-tls
+  readOnly: true
+{{- if .Values.triton.tls.mutual }}
+- name: triton-client-tls
+  mountPath: /etc/inferloop/triton-client-tls
+  readOnly: true
+{{- end }}
+{{- end }}
 {{- end -}}
 
 {{- define "inferloop.tlsVolume" -}}
@@ -67,6 +77,17 @@ app.kubernetes.io/component: {{ .component }}
 - name: kafka-tls
   secret:
     secretName: {{ .Values.kafka.tls.existingSecret }}
+{{- end }}
+{{- with .Values.triton.tls.existingSecret }}
+- name: triton-tls
+  secret:
+    secretName: {{ . }}
+    items: [{key: ca.crt, path: ca.crt}]  # clients get the CA only, never the server's key
+{{- if $.Values.triton.tls.mutual }}
+- name: triton-client-tls
+  secret:
+    secretName: {{ required "triton.tls.clientSecret is required when triton.tls.mutual is true" $.Values.triton.tls.clientSecret }}
+{{- end }}
 {{- end }}
 {{- end -}}
 
