@@ -38,10 +38,14 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document 
 
 
 def _settings() -> Settings:
+    from streams.redact import redact_secrets
+
     try:
-        return load_settings()
+        settings = load_settings()
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
         _fail(f"invalid settings: {exc}")
+    redact_secrets(settings.secret_values())
+    return settings
 
 
 def _fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:

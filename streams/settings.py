@@ -387,6 +387,11 @@ class Settings(BaseSettings):
     def model_repository(self) -> Path:
         return self.triton.model_repository or self.home / "model_repository"
 
+    def secret_values(self) -> list[str]:
+        """Every secret in the settings (masked in logs by :func:`streams.redact.redact_secrets`)."""
+        password = self.kafka.sasl_password
+        return [password.get_secret_value()] if password is not None else []
+
     @property
     def feedback_dir(self) -> Path:
         return self.trainer.feedback_dir or self.home / "labelled"

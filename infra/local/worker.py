@@ -19,10 +19,16 @@ class WorkerProcess(LocalService):
     metrics_env = "INFERLOOP_STREAMS__METRICS_PORT"
 
     def __init__(
-        self, env: Mapping[str, str], metrics_port: int, log_path: Path, start_timeout_s: float = 90.0
+        self,
+        env: Mapping[str, str],
+        metrics_port: int,
+        log_path: Path,
+        start_timeout_s: float = 90.0,
+        log_level: str = "WARNING",
     ) -> None:
         super().__init__(log_path)
         self.env = {**env, self.metrics_env: str(metrics_port)}
+        self.log_level = log_level
         self.metrics_port = metrics_port
         self._start_timeout_s = start_timeout_s
 
@@ -40,7 +46,7 @@ class WorkerProcess(LocalService):
     def command(self) -> list[str]:
         # The marker is an inert argument that tells this worker's process apart (see LocalService.marker).
         return [sys.executable, "-c", "import sys; from streams.cli import main; sys.argv[1:2] = []; main()",
-                self.marker, self.name]  # fmt: skip
+                self.marker, self.name, "--log-level", self.log_level]  # fmt: skip
 
     def environment(self) -> Mapping[str, str]:
         return {**self.env, "PYTHONUNBUFFERED": "1", "PATH": os.environ.get("PATH", "")}
