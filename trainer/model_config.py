@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # fullmatch: `$` would allow a trailing newline
 
 
 class DataType(StrEnum):
@@ -36,7 +36,7 @@ class TensorSpec:
     dims: tuple[int, ...]
 
     def __post_init__(self) -> None:
-        if not NAME_PATTERN.match(self.name):
+        if not NAME_PATTERN.fullmatch(self.name):
             raise ValueError(f"invalid tensor name {self.name!r}")
         if not self.dims or any(d == 0 or d < -1 for d in self.dims):
             raise ValueError(f"tensor {self.name}: dims must be positive or -1, got {self.dims}")
@@ -67,7 +67,7 @@ class ModelConfig:
     parameters: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not NAME_PATTERN.match(self.name):
+        if not NAME_PATTERN.fullmatch(self.name):
             raise ValueError(
                 f"invalid model name {self.name!r}: letters, digits, '_', '.', '-' only, not starting with a dot"
             )

@@ -81,7 +81,7 @@ class ModelRepository:
     """The folder of one model inside a Triton model repository."""
 
     def __init__(self, root: Path, model_name: str) -> None:
-        if not NAME_PATTERN.match(model_name):
+        if not NAME_PATTERN.fullmatch(model_name):
             raise RepositoryError(f"invalid model name {model_name!r}: letters, digits, '_', '.', '-' only")
         self.root, self.name = root, model_name
         self.model_dir = root / model_name

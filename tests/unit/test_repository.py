@@ -119,3 +119,12 @@ def test_lock_serialises_publishers(tmp_path: Path) -> None:
     other = ModelRepository(tmp_path / "repo", "m")
     with repo.lock(), pytest.raises(RepositoryError, match="another publisher"), other.lock(timeout_s=0.2):
         pass
+
+
+def test_a_model_folder_that_is_a_symlink_out_of_the_repository_is_refused(tmp_path: Path) -> None:
+    root, elsewhere = tmp_path / "models", tmp_path / "elsewhere"
+    root.mkdir()
+    elsewhere.mkdir()
+    (root / "digits").symlink_to(elsewhere)
+    with pytest.raises(RepositoryError, match="outside the repository"):
+        ModelRepository(root, "digits")
