@@ -34,24 +34,25 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 # -- the results table of docs/reliability.md ---------------------------------------------------------------------
-# Every test marked `faults` or `fuzz` is a row: what was tried (its docstring), the test, its result. When a run
-# covers all of them, the table it produces must equal the one in docs/reliability.md (the run fails otherwise);
-# WRITE_RELIABILITY_TABLE=1 writes it there instead.
+# Every test marked `faults`, `fuzz` or `security` is a row: what was tried (its docstring), the test, its result.
+# For each kind a run covers completely (`pytest -m faults`, the whole suite, ...), the rows it produces must equal
+# that kind's rows in docs/reliability.md (the run fails otherwise); WRITE_RELIABILITY_TABLE=1 writes them there.
 
 RELIABILITY_DOC = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
 TABLE_START = "<!-- results: written by the test run (WRITE_RELIABILITY_TABLE=1); do not edit by hand -->"
 TABLE_END = "<!-- end of results -->"
-_MARKED: set[str] = set()
+KINDS = ("faults", "fuzz", "security")
+_MARKED: dict[str, str] = {}  # nodeid -> kind, of every collected test (before -m/-k deselect any)
 _RESULTS: dict[str, tuple[str, str, str, str]] = {}  # nodeid -> (kind, what was tried, test, result)
 
 
 def _kind(item: pytest.Item) -> str | None:
-    return next((k for k in ("faults", "fuzz") if item.get_closest_marker(k)), None)
+    return next((k for k in KINDS if item.get_closest_marker(k)), None)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    _MARKED.update(item.nodeid for item in items if _kind(item))
+    _MARKED.update({item.nodeid: kind for item in items if (kind := _kind(item))})
 
 
 def _record_reliability(item: pytest.Item, report: pytest.TestReport) -> None:
@@ -69,27 +70,40 @@ def _record_reliability(item: pytest.Item, report: pytest.TestReport) -> None:
         _RESULTS[item.nodeid] = (kind, what, test, result)
 
 
-def reliability_table() -> str:
-    rows = sorted(_RESULTS.values(), key=lambda r: (r[0], r[2]))
-    lines = ["| kind | what was tried, and what must hold | test | result |", "| --- | --- | --- | --- |"]
-    lines += [f"| {kind} | {what} | {test} | {result} |" for kind, what, test, result in rows]
-    return "\n".join(lines)
+TABLE_HEAD = ["| kind | what was tried, and what must hold | test | result |", "| --- | --- | --- | --- |"]
+
+
+def reliability_rows(kinds: set[str]) -> list[str]:
+    rows = sorted((r for r in _RESULTS.values() if r[0] in kinds), key=lambda r: (KINDS.index(r[0]), r[2]))
+    return [f"| {kind} | {what} | {test} | {result} |" for kind, what, test, result in rows]
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     import os
 
-    kinds = {r[0] for r in _RESULTS.values()}
-    if not _MARKED or set(_RESULTS) != _MARKED or kinds != {"faults", "fuzz"}:
-        return  # not a run of every fault and fuzz test
+    tests_dir = Path(__file__).resolve().parent
+    if [Path(arg).resolve() for arg in session.config.args] != [tests_dir]:
+        return  # only a run that collected the whole suite knows every test of a kind (-m and -k may narrow it)
+    complete = {
+        kind
+        for kind in set(_MARKED.values())
+        if {n for n, k in _MARKED.items() if k == kind} <= {n for n, r in _RESULTS.items() if r[0] == kind}
+    }
+    if not complete:
+        return  # no kind of reliability test ran completely
     text = RELIABILITY_DOC.read_text()
     head, _, rest = text.partition(TABLE_START)
-    _, _, tail_ = rest.partition(TABLE_END)
-    table = reliability_table()
+    body, _, tail_ = rest.partition(TABLE_END)
+    documented = [line for line in body.strip().splitlines()[len(TABLE_HEAD) :] if line.startswith("|")]
+    kept = [line for line in documented if line.split("|")[1].strip() not in complete]
+    rows = reliability_rows(complete)
+    order = {kind: n for n, kind in enumerate(KINDS)}
+    merged = sorted(kept + rows, key=lambda line: (order.get(line.split("|")[1].strip(), 99), line.split("|")[3]))
+    table = "\n".join(TABLE_HEAD + merged)
     if os.environ.get("WRITE_RELIABILITY_TABLE") == "1":
         RELIABILITY_DOC.write_text(f"{head}{TABLE_START}\n{table}\n{TABLE_END}{tail_}")
         return
-    current = rest.partition(TABLE_END)[0].strip()
+    current = body.strip()
     if current != table:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:

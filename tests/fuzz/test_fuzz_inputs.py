@@ -1,6 +1,7 @@
 """Bad-input fuzzing (marker ``fuzz``): whatever bytes arrive, each event becomes exactly one prediction or one
 dead letter with a known reason, never an unhandled exception; decompression bombs are refused before they
-allocate; feedback and training-log decoders raise only their decode error.
+allocate; feedback and training-log decoders raise only their decode error; hostile image URIs and model names
+never reach outside their folders.
 
 Hypothesis, derandomized so that CI runs the same cases every time: 14,000 cases in all.
 """

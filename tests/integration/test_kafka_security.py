@@ -25,7 +25,7 @@ from tests.conftest import SERVER_LOGS
 from tests.helpers import inferloop, make_certificates, png_bytes, settings_from_env, stack_env, wait_for
 from trainer.data import digits_images
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.security]
 USER = "inferloop"
 PASSWORD = "pw-" + uuid.uuid4().hex  # unique: found in a log or an output means it leaked
 ADMIN_PASSWORD = "admin-" + uuid.uuid4().hex
@@ -98,6 +98,9 @@ def test_clients_cli_and_worker_work_over_sasl_ssl_and_never_show_the_password(
     base_settings: Settings,
     tmp_path: Path,
 ) -> None:
+    """Kafka over SASL_SSL (SCRAM-SHA-512, a test CA): the admin client, producers, the CLI and the Faust worker
+    connect through the settings and 21 images are predicted; with every log at debug level the password shows
+    nowhere (kafka-python's logged configuration shows it masked)."""
     broker, ca = secure_broker
     tag = uuid.uuid4().hex[:8]
     env = secure_env(
@@ -144,6 +147,8 @@ def test_clients_cli_and_worker_work_over_sasl_ssl_and_never_show_the_password(
 def test_wrong_credentials_and_plaintext_are_refused_clearly(
     secure_broker: tuple[KafkaBroker, Path], base_settings: Settings, tmp_path: Path
 ) -> None:
+    """A wrong SASL password and a plaintext client against the SASL_SSL broker: refused (BrokerUnavailable, CLI
+    exit status non-zero), and the wrong password is not echoed."""
     broker, ca = secure_broker
     bad = "not-" + "it"
     wrong = secure_env(broker, ca, tmp_path / "home", base_settings, INFERLOOP_KAFKA__SASL_PASSWORD=bad)
@@ -159,6 +164,8 @@ def test_wrong_credentials_and_plaintext_are_refused_clearly(
 
 
 def test_the_worker_refuses_an_inconsistent_security_configuration(base_settings: Settings, tmp_path: Path) -> None:
+    """A worker started with SASL_SSL but no password, or a password without SASL: it exits 1 with a message that
+    names the variables to set, and does not print the password."""
     env = stack_env(
         tmp_path / "home",
         base_settings.cache_dir,

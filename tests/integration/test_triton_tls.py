@@ -23,7 +23,7 @@ from tests.helpers import Certificates, make_certificates, settings_from_env, st
 from tests.integration.conftest import Stream, labelled_digits, publish
 from tests.integration.test_model_lifecycle import holdout_batch
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.security]
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +60,8 @@ def tls_triton(
 
 
 def test_the_control_client_talks_to_triton_over_mutual_tls(tls_triton: tuple[dict[str, str], Certificates]) -> None:
+    """Triton serving gRPC over mutual TLS (started from the INFERLOOP_TRITON__TLS_* settings): the control client
+    of the trainer checks liveness, reads the repository index and runs an inference with the client settings."""
     env, _ = tls_triton
     control = triton_control(settings_from_env(env))  # what the trainer and `inferloop rollback` use
     try:
@@ -74,6 +76,8 @@ def test_the_control_client_talks_to_triton_over_mutual_tls(tls_triton: tuple[di
 def test_plaintext_no_client_certificate_and_another_ca_are_refused(
     tls_triton: tuple[dict[str, str], Certificates], tmp_path: Path
 ) -> None:
+    """Clients of the mutual-TLS Triton without TLS, without a client certificate, trusting another CA, or with a
+    certificate from another CA: each is refused."""
     env, certificates = tls_triton
     t = settings_from_env(env).triton
     other = make_certificates(tmp_path / "other")
@@ -95,6 +99,8 @@ def test_plaintext_no_client_certificate_and_another_ca_are_refused(
 def test_the_worker_classifies_over_mutual_tls_and_logs_no_key(
     tls_triton: tuple[dict[str, str], Certificates], kafka_broker: KafkaBroker, stream: Stream
 ) -> None:
+    """The Faust worker classifies 40 images through Triton over mutual TLS; its log holds no line of the client's
+    private key."""
     env, certificates = tls_triton
     tls = {k: v for k, v in env.items() if k.startswith("INFERLOOP_TRITON__")}
     stream.env |= tls | {"INFERLOOP_KAFKA__BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers}
