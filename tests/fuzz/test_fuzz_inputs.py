@@ -123,6 +123,8 @@ EDITS = st.lists(st.tuples(st.integers(0, 3), st.integers(0, 10_000), st.integer
 @FUZZ
 @given(st.lists(st.one_of(st.none(), st.binary(max_size=2048)), min_size=1, max_size=4))
 def test_any_bytes_give_a_prediction_or_a_dead_letter(values: list[bytes | None]) -> None:
+    """3,000 batches of 1-4 arbitrary values (None, or up to 2 KiB of any bytes) through the real decoder,
+    limits and dead-lettering: each event becomes exactly one prediction or one dead letter with a known reason."""
     check_one_output_each(values)
 
 
@@ -131,6 +133,8 @@ def test_any_bytes_give_a_prediction_or_a_dead_letter(values: list[bytes | None]
 def test_damaged_frames_and_images_give_a_prediction_or_a_dead_letter(
     edits: list[tuple[int, int, int]], frame: bool
 ) -> None:
+    """3,000 valid events damaged by 1-8 byte flips, insertions, deletions and truncations, in the frame or in
+    the PNG inside: each becomes exactly one prediction or one dead letter with a known reason."""
     if frame:  # damage anywhere in the frame: magic, version, header length, JSON, image
         check_one_output_each([mutate(VALID_FRAME, edits)])
     else:  # a well-formed frame around a damaged image
@@ -169,6 +173,8 @@ URIS = st.sampled_from(["file:///etc/hostname", "file:///nonexistent", "s3://x/y
 def test_arbitrary_headers_give_a_prediction_or_a_dead_letter(
     header: dict[str, Any], image: bytes, version: int
 ) -> None:
+    """3,000 frames with arbitrary JSON headers (any field missing or of any type, hostile URIs), schema versions
+    0-3 and a choice of images: each becomes exactly one prediction or one dead letter with a known reason."""
     raw = json.dumps(header).encode()
     value = b"ILE" + struct.pack(">BI", version, len(raw)) + raw + image
     check_one_output_each([value])
@@ -177,6 +183,8 @@ def test_arbitrary_headers_give_a_prediction_or_a_dead_letter(
 @settings(max_examples=1500, deadline=None, derandomize=True)
 @given(st.binary(max_size=512))
 def test_feedback_and_log_decoders_raise_only_their_decode_error(value: bytes) -> None:
+    """1,500 arbitrary byte strings as feedback and training-log records: the decoders raise only their decode
+    error, with a reason."""
     for decode in (decode_feedback, decode_labelled_example):
         try:
             decode(value)
@@ -194,6 +202,8 @@ def _bomb(width: int, height: int, fmt: str) -> bytes:
     ("width", "height", "fmt"), [(20_000, 20_000, "PNG"), (30_000, 1_000, "GIF"), (16_000, 16_000, "WEBP")]
 )
 def test_decompression_bombs_are_refused_before_they_allocate(width: int, height: int, fmt: str) -> None:
+    """A decompression bomb (a few kB that decode to hundreds of megapixels) is refused as decompression_bomb
+    with under 32 MiB allocated."""
     data = _bomb(width, height, fmt)
     assert len(data) < 8 * 1024 * 1024, "the bomb should be small on the wire"
     tracemalloc.start()
@@ -208,6 +218,7 @@ def test_decompression_bombs_are_refused_before_they_allocate(width: int, height
 
 
 def test_the_largest_accepted_image_stays_within_its_limit() -> None:
+    """The largest image the limits accept (2000x2000, 4 Mpx) decodes and becomes model input."""
     limits = ImageLimits(max_bytes=16 * 1024 * 1024, max_pixels=4_000_000)
     image = decode_image(_png(2000, 2000), "image/png", limits)
     x = to_model_input(image, InputSpec(1, 28, 28))
