@@ -193,8 +193,9 @@ def test_bad_events_are_dead_lettered_with_their_reason_and_the_worker_carries_o
 def test_triton_down_for_ten_seconds_loses_nothing(
     stream: Stream, bootstrapped: dict[str, str], triton_backends: Path, tmp_path: Path
 ) -> None:
-    """Triton stopped for 10 s mid-stream and restarted: the worker retries with back-off, holding its batch;
-    all 400 events predicted, none dead-lettered."""
+    """Triton SIGKILLed mid-stream (its whole process group, backend stubs included), down for 10 s, then
+    restarted: the worker retries with back-off, holding its batch; all 400 events predicted, none
+    dead-lettered."""
     # A Triton of this test's own, serving a copy of the bootstrapped repository.
     source = Path(bootstrapped["INFERLOOP_TRITON__MODEL_REPOSITORY"]) / "digits"
     repository = tmp_path / "models"
@@ -213,6 +214,7 @@ def test_triton_down_for_ten_seconds_loses_nothing(
         )
 
     SERVER_LOGS["triton (own)"] = tmp_path / "triton-own.log"
+    shm_before = set(Path("/dev/shm").iterdir())
     triton = start(server())
     stream.env |= {"INFERLOOP_TRITON__GRPC_PORT": str(grpc), "INFERLOOP_TRITON__HTTP_PORT": str(http)}
     worker = stream.start_worker()
@@ -220,7 +222,9 @@ def test_triton_down_for_ten_seconds_loses_nothing(
     publish(stream.settings, first)
     stream.wait_predicted({e for e, _, _ in first})
 
-    stop_pid(triton.pid)
+    kill_pid(triton.pid)
+    for region in set(Path("/dev/shm").iterdir()) - shm_before:  # what the killed server's python backend left
+        region.unlink(missing_ok=True)
     publish(stream.settings, second)  # arrives while Triton is down
     wait_for(lambda: stream.metric(worker, "inferloop_triton_retries_total") > 0, 30, "the worker to retry")
     threading.Event().wait(10)
