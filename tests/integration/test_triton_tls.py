@@ -19,7 +19,7 @@ from infra.local.stack import triton_service
 from streams.inference import TritonControl, triton_control
 from streams.settings import Settings
 from tests.conftest import SERVER_LOGS
-from tests.helpers import Certificates, make_certificates, settings_from_env, stack_env
+from tests.helpers import Certificates, inferloop, make_certificates, settings_from_env, stack_env
 from tests.integration.conftest import Stream, labelled_digits, publish
 from tests.integration.test_model_lifecycle import holdout_batch
 
@@ -112,3 +112,19 @@ def test_the_worker_classifies_over_mutual_tls_and_logs_no_key(
     assert sum(p.label == truth[p.event_id] for p in predictions) >= 36
     key_body = certificates.client_key.read_text().splitlines()[1]  # a line of the private key itself
     assert key_body not in worker.log_path.read_text(errors="replace")
+
+
+def test_the_worker_refuses_an_inconsistent_triton_tls_configuration(
+    tls_triton: tuple[dict[str, str], Certificates], base_settings: Settings, tmp_path: Path
+) -> None:
+    """A worker given Triton TLS files with TLS off, or a client certificate without its key: it exits 1 before
+    connecting, naming the variables to set."""
+    _, certificates = tls_triton
+    env = stack_env(tmp_path / "home", base_settings.cache_dir, INFERLOOP_TRITON__TLS_CA_FILE=str(certificates.ca))
+    result = inferloop(env, "worker", timeout_s=60)
+    assert result.returncode == 1
+    assert "INFERLOOP_TRITON__TLS_CA_FILE set but Triton TLS is off: set INFERLOOP_TRITON__TLS=true" in result.stderr
+    env = stack_env(tmp_path / "home", base_settings.cache_dir, INFERLOOP_TRITON__TLS="true",
+                    INFERLOOP_TRITON__TLS_CERT_FILE=str(certificates.client_cert))  # fmt: skip
+    result = inferloop(env, "worker", timeout_s=60)
+    assert result.returncode == 1 and "tls_cert_file and triton.tls_key_file go together" in result.stderr
