@@ -119,6 +119,7 @@ class ImageProducer(_Producer):
         except KafkaError as exc:
             raise BrokerUnavailable(settings.kafka.bootstrap, str(exc)) from exc
         self._pending: list[Any] = []
+        self._uris = settings.streams.image_uris()
 
     def publish(self, event: ImageEvent, what: str = "the event") -> str:
         """Send ``event`` (confirmed by :meth:`flush`); :class:`EventTooLarge` before sending if it cannot fit."""
@@ -145,25 +146,14 @@ class ImageProducer(_Producer):
 
     def publish_file(self, path: Path, event_id: str | None = None) -> str:
         """Inline, or as a ``file://`` URI when larger than ``inline_max_bytes`` and inside an image URI root."""
-        content_type = content_type_of(path)
-        size = path.stat().st_size
-        metadata = {"filename": path.name}
-        s = self.settings.streams
-        if size > s.inline_max_bytes and s.image_uris().allows_path(path):
-            event = ImageEvent(
-                event_id=event_id or new_event_id(),
-                content_type=content_type,
-                image_uri=path.resolve().as_uri(),
-                source=self.source,
-                metadata=metadata,
-            )
-            return self.publish(event)
+        by_uri = path.stat().st_size > self.settings.streams.inline_max_bytes and self._uris.allows_path(path)
         event = ImageEvent(
             event_id=event_id or new_event_id(),
-            content_type=content_type,
-            image=path.read_bytes(),
+            content_type=content_type_of(path),
+            image=b"" if by_uri else path.read_bytes(),
+            image_uri=path.resolve().as_uri() if by_uri else None,
             source=self.source,
-            metadata=metadata,
+            metadata={"filename": path.name},
         )
         return self.publish(event, what=str(path))
 

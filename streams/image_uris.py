@@ -19,7 +19,7 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 from urllib.request import url2pathname
 
 from streams.errors import PoisonError
@@ -42,8 +42,7 @@ def _is_local(scheme: str) -> bool:
     return scheme in ("", "file")
 
 
-def _local_path(uri: str) -> Path:
-    parts = urlsplit(uri)
+def _local_path(uri: str, parts: SplitResult) -> Path:
     if parts.scheme == "file" and parts.netloc not in ("", "localhost"):
         raise UriNotAllowed(f"{uri}: file URIs on another host ({parts.netloc}) are not read")
     return Path(url2pathname(parts.path) if parts.scheme == "file" else uri)
@@ -61,9 +60,9 @@ class ImageUriPolicy:
         folders: list[Path] = []
         prefixes: list[str] = []
         for root in roots:
-            scheme = urlsplit(root).scheme
-            if _is_local(scheme):
-                path = _local_path(root)
+            parts = urlsplit(root)
+            if _is_local(parts.scheme):
+                path = _local_path(root, parts)
                 if not path.is_absolute():
                     raise ValueError(f"image URI root {root!r} is not an absolute path")
                 folders.append(Path(os.path.realpath(path)))
@@ -79,9 +78,13 @@ class ImageUriPolicy:
         roots = [str(f) for f in self.folders] + list(self.prefixes)
         return ", ".join(roots) if roots else "nowhere (INFERLOOP_STREAMS__IMAGE_URI_ROOTS is empty)"
 
-    def allows_path(self, path: Path) -> bool:
+    def _inside(self, path: Path) -> Path | None:
+        """``path`` with every symlink resolved, if that lies inside an allowed folder."""
         real = Path(os.path.realpath(path))
-        return any(real.is_relative_to(folder) for folder in self.folders)
+        return real if any(real.is_relative_to(folder) for folder in self.folders) else None
+
+    def allows_path(self, path: Path) -> bool:
+        return self._inside(path) is not None
 
     def check(self, uri: str) -> Path | str:
         """The local file (symlinks resolved) or the remote URI ``uri`` names; :class:`UriNotAllowed` if outside."""
@@ -97,11 +100,11 @@ class ImageUriPolicy:
             raise UriNotAllowed(f"{uri!r}: NUL bytes and chained filesystems ('::') are not allowed")
         parts = urlsplit(uri)
         if _is_local(parts.scheme):
-            path = _local_path(uri)
+            path = _local_path(uri, parts)
             if not path.is_absolute():
                 raise UriNotAllowed(f"{uri}: a relative path")
-            real = Path(os.path.realpath(path))
-            if not any(real.is_relative_to(folder) for folder in self.folders):
+            real = self._inside(path)
+            if real is None:
                 raise UriNotAllowed(f"{uri} is outside the allowed image folders ({self.describe()})")
             return real
         if parts.query or parts.fragment:

@@ -247,12 +247,12 @@ def triton_control(settings: Settings) -> TritonControl | TritonFleet:
     return TritonControl(t.grpc_url, options=t.grpc_client_options())
 
 
-def triton_inference(settings: Settings, timeout_s: float | None = None) -> TritonInference:
-    """The worker's data-plane client of the served model, with the settings' address and TLS."""
+def triton_inference(settings: Settings) -> TritonInference:
+    """The worker's data-plane client of the served model, with the settings' address, timeout and TLS."""
     return TritonInference(
         settings.triton.grpc_url,
         settings.model.name,
-        timeout_s=timeout_s or settings.streams.triton_timeout_s,
+        timeout_s=settings.streams.triton_timeout_s,
         options=settings.triton.grpc_client_options(),
     )
 

@@ -13,28 +13,28 @@ from collections.abc import Iterable
 from typing import Any
 
 MASK = "**********"
-_installed: set[str] = set()
+_SECRETS: list[str] = []  # longest first: a secret containing another is masked whole
 
 
 def redact_secrets(secrets: Iterable[str | None]) -> None:
     """Mask these values in every log record from now on (values shorter than 4 characters are ignored)."""
-    new = {s for s in secrets if s and len(s) >= 4} - _installed
+    new = {s for s in secrets if s and len(s) >= 4} - set(_SECRETS)
     if not new:
         return
-    _installed.update(new)
-    values = sorted(_installed, key=len, reverse=True)  # longest first: a secret containing another
-    base = logging.getLogRecordFactory()
+    if not _SECRETS:  # the first secret: install the factory, once
+        base = logging.getLogRecordFactory()
 
-    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-        record = base(*args, **kwargs)
-        try:
-            message = record.getMessage()
-        except Exception:  # a malformed record: leave it to the handler to report
+        def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            record = base(*args, **kwargs)
+            try:
+                message = record.getMessage()
+            except Exception:  # a malformed record: leave it to the handler to report
+                return record
+            if any(v in message for v in _SECRETS):
+                for v in _SECRETS:
+                    message = message.replace(v, MASK)
+                record.msg, record.args = message, None
             return record
-        if any(v in message for v in values):
-            for v in values:
-                message = message.replace(v, MASK)
-            record.msg, record.args = message, None
-        return record
 
-    logging.setLogRecordFactory(factory)
+        logging.setLogRecordFactory(factory)
+    _SECRETS[:] = sorted(new.union(_SECRETS), key=len, reverse=True)

@@ -29,6 +29,13 @@ def _default_cache() -> Path:
     return Path.home() / ".cache" / "inferloop"
 
 
+def _require_files(what: str, *paths: Path | None) -> None:
+    """A ValueError naming the first of ``paths`` that is set but is no file."""
+    for path in paths:
+        if path is not None and not path.is_file():
+            raise ValueError(f"{what} {path} does not exist")
+
+
 class _Group(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -79,9 +86,7 @@ class KafkaSettings(_Group):
             )
         if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
             raise ValueError("kafka.ssl_certfile and kafka.ssl_keyfile go together")
-        for path in (self.ssl_cafile, self.ssl_certfile, self.ssl_keyfile):
-            if path is not None and not path.is_file():
-                raise ValueError(f"kafka TLS file {path} does not exist")
+        _require_files("kafka TLS file", self.ssl_cafile, self.ssl_certfile, self.ssl_keyfile)
         return self
 
     @property
@@ -183,10 +188,8 @@ class TritonSettings(_Group):
             raise ValueError(
                 "triton.tls_server_cert_file is set but clients would not use TLS: set INFERLOOP_TRITON__TLS=true"
             )
-        for path in (self.tls_ca_file, self.tls_cert_file, self.tls_key_file, self.tls_server_cert_file,
-                     self.tls_server_key_file):  # fmt: skip
-            if path is not None and not path.is_file():
-                raise ValueError(f"Triton TLS file {path} does not exist")
+        _require_files("Triton TLS file", self.tls_ca_file, self.tls_cert_file, self.tls_key_file,
+                       self.tls_server_cert_file, self.tls_server_key_file)  # fmt: skip
         return self
 
     def grpc_client_options(self) -> dict[str, Any]:
