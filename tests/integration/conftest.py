@@ -4,6 +4,7 @@ model of one test's own (its version 1 the session's bootstrapped artifact)."""
 from __future__ import annotations
 
 import json
+import shutil
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -90,6 +91,13 @@ def stream(
     s = Stream(env, tmp_path)
     yield s
     s.stop()
+
+
+def copy_bootstrapped_repository(bootstrapped: dict[str, str], repository: Path) -> Path:
+    """A model repository of a test's own holding the bootstrapped digits model (for a Triton of its own)."""
+    source = Path(bootstrapped["INFERLOOP_TRITON__MODEL_REPOSITORY"]) / "digits"
+    shutil.copytree(source, repository / "digits", ignore=shutil.ignore_patterns("__pycache__", "_inferloop"))
+    return repository
 
 
 def labelled_digits(n: int, offset: int = 0) -> list[tuple[str, bytes, str]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import struct
 import threading
 import uuid
@@ -21,7 +20,13 @@ from streams.client import read_dead_letters
 from streams.events import DeadLetter, ImageEvent, encode_image_event
 from tests.conftest import SERVER_LOGS
 from tests.helpers import inferloop, png_bytes, wait_for
-from tests.integration.conftest import Stream, assert_each_event_once_or_identically, labelled_digits, publish
+from tests.integration.conftest import (
+    Stream,
+    assert_each_event_once_or_identically,
+    copy_bootstrapped_repository,
+    labelled_digits,
+    publish,
+)
 from trainer.data import digits_images
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -197,9 +202,7 @@ def test_triton_down_for_ten_seconds_loses_nothing(
     restarted: the worker retries with back-off, holding its batch; all 400 events predicted, none
     dead-lettered."""
     # A Triton of this test's own, serving a copy of the bootstrapped repository.
-    source = Path(bootstrapped["INFERLOOP_TRITON__MODEL_REPOSITORY"]) / "digits"
-    repository = tmp_path / "models"
-    shutil.copytree(source, repository / "digits", ignore=shutil.ignore_patterns("__pycache__", "_inferloop"))
+    repository = copy_bootstrapped_repository(bootstrapped, tmp_path / "models")
     http, grpc, metrics = free_ports(3)
 
     def server() -> TritonServer:

@@ -7,7 +7,6 @@ Plaintext, a client without a certificate and a client that trusts another CA ar
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from streams.inference import TritonControl, triton_control
 from streams.settings import Settings
 from tests.conftest import SERVER_LOGS
 from tests.helpers import Certificates, inferloop, make_certificates, settings_from_env, stack_env
-from tests.integration.conftest import Stream, labelled_digits, publish
+from tests.integration.conftest import Stream, copy_bootstrapped_repository, labelled_digits, publish
 from tests.integration.test_model_lifecycle import holdout_batch
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.security]
@@ -33,9 +32,7 @@ def tls_triton(
     """A Triton of its own serving gRPC over mutual TLS, and the environment of clients that may connect."""
     folder = tmp_path_factory.mktemp("triton-tls")
     certificates = make_certificates(folder / "tls")
-    repository = folder / "models"
-    source = Path(bootstrapped["INFERLOOP_TRITON__MODEL_REPOSITORY"]) / "digits"
-    shutil.copytree(source, repository / "digits", ignore=shutil.ignore_patterns("__pycache__", "_inferloop"))
+    repository = copy_bootstrapped_repository(bootstrapped, folder / "models")
     http, grpc, metrics = free_ports(3)
     env = stack_env(
         folder / "home",
