@@ -11,9 +11,11 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN useradd --uid 10001 --user-group --create-home --shell /usr/sbin/nologin inferloop
 WORKDIR /opt/inferloop
 COPY pyproject.toml README.md ./
+COPY inferloop ./inferloop
 COPY streams ./streams
 COPY trainer ./trainer
 COPY infra ./infra
+COPY cli ./cli
 COPY helm/inferloop/files ./helm/inferloop/files
 RUN pip install --index-url https://download.pytorch.org/whl/cpu "torch>=2.5" \
  && pip install .

@@ -1,3 +1,7 @@
-"""inferloop's streaming side: settings, event schemas, the Triton client and the Faust app."""
+"""The two Faust apps, on the core library (:mod:`inferloop`):
 
-__version__ = "0.1.0"
+* :mod:`streams.worker`: image events in, predictions and dead letters out (``inferloop worker``);
+* :mod:`streams.joiner`: feedback joined with predictions and images, labelled examples out (``inferloop joiner``).
+
+:mod:`streams.faust_app` configures Faust once for both. Neither app imports the other.
+"""

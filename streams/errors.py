@@ -1,24 +1,29 @@
-"""Exceptions of the streaming side of inferloop.
-
-Each failure mode has its own subclass carrying structured fields. Two families matter to the agents:
-:class:`RetryableError` (back off, pause consumption, try again) and :class:`PoisonError` (the input itself is
-bad: dead-letter it with a reason and carry on).
-"""
+"""Errors of the streaming apps: the dead-letter reasons the worker and the joiner decide themselves."""
 
 from __future__ import annotations
 
-
-class InferloopError(Exception):
-    """Root of every error inferloop raises on purpose."""
+from inferloop.errors import InferloopError, PoisonError
 
 
-class RetryableError(InferloopError):
-    """A transient failure of a dependency: retry later, never drop the event."""
+class StreamsError(InferloopError):
+    """Root of the streaming apps' errors."""
 
 
-class PoisonError(InferloopError):
-    """The input cannot be processed however often it is retried: route it to the dead-letter topic."""
+class InferenceFailed(PoisonError):
+    """Triton refused the event's batch repeatedly (not unavailable: it answered with an error each time)."""
+
+    reason = "inference_failed"
 
 
-class ConfigurationError(InferloopError):
-    """Settings that cannot work together; the message says which variable to change."""
+class UnexpectedInputError(PoisonError):
+    """Decoding an event raised something no decoder declares (a bug): the event is dead-lettered, not lost."""
+
+    reason = "internal_error"
+
+
+class FeedbackRejected(PoisonError):
+    """Feedback that cannot become a labelled example; :attr:`reason` says why (``unknown_event``,
+    ``expired_event``, ``unknown_label``, ``image_unavailable``, ``image_too_large``)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message, reason)

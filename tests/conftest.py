@@ -16,8 +16,8 @@ import pytest
 
 from infra.local.kafka_broker import KafkaBroker, ensure_kafka_jars
 from infra.local.process import LocalService, free_ports, start, stop_pid, tail
+from infra.local.settings import LocalSettings, load_local_settings
 from infra.local.triton_server import TritonServer, ensure_backend_dir
-from streams.settings import Settings, load_settings
 
 # Logs of every server started in this session, newest last: attached to the report of a failing test.
 SERVER_LOGS: dict[str, Path] = {}
@@ -127,18 +127,18 @@ class Running:
 
 
 @pytest.fixture(scope="session")
-def base_settings() -> Settings:
+def base_settings() -> LocalSettings:
     """The environment's settings: where the cached runtimes (Kafka jars, Triton backends) live."""
-    return load_settings()
+    return load_local_settings()
 
 
 @pytest.fixture(scope="session")
-def kafka_libs(base_settings: Settings) -> Path:
+def kafka_libs(base_settings: LocalSettings) -> Path:
     return ensure_kafka_jars(base_settings.cache_dir, base_settings.kafka.version)
 
 
 @pytest.fixture(scope="session")
-def triton_backends(base_settings: Settings) -> Path:
+def triton_backends(base_settings: LocalSettings) -> Path:
     return ensure_backend_dir(base_settings.cache_dir)
 
 
@@ -213,7 +213,7 @@ def topic_name(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="session")
 def bootstrapped(
-    triton_server: TritonServer, base_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+    triton_server: TritonServer, base_settings: LocalSettings, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, str]:
     """`inferloop train --bootstrap` run once, as a user runs it: model 'digits' version 1 serves.
 

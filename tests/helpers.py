@@ -2,47 +2,58 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import numpy as np
-from PIL import Image
-
 from infra.local.kafka_broker import KafkaBroker
+from infra.local.settings import LocalSettings
 from infra.local.triton_server import TritonServer
-from streams.settings import Settings
 
 T = TypeVar("T")
 
 
 def stack_env(
-    home: Path, cache_dir: Path, triton: TritonServer | None = None, kafka: KafkaBroker | None = None, **extra: str
+    home: Path,
+    cache_dir: Path,
+    triton: TritonServer | None = None,
+    kafka: KafkaBroker | None = None,
+    topic_prefix: str | None = None,
+    **extra: str,
 ) -> dict[str, str]:
-    """The ``INFERLOOP_*`` environment that points a CLI or worker process at the test servers."""
-    env = {
-        **os.environ,
-        "INFERLOOP_HOME": str(home),
-        "INFERLOOP_CACHE_DIR": str(cache_dir),
-        "INFERLOOP_TRAINER__METRICS_PORT": "0",  # trainers started by tests serve no metrics unless a test asks
-        "COLUMNS": "200",
+    """The ``INFERLOOP_*`` environment that points a CLI or worker process at the test servers (on topics of
+    their own with ``topic_prefix``); ``extra`` variables win."""
+    overrides: dict[str, Any] = {
+        "home": home,
+        "cache_dir": cache_dir,
+        "trainer": {"metrics_port": 0},  # trainers started by tests serve no metrics unless a test asks
     }
     if triton is not None:
-        env |= {
-            "INFERLOOP_TRITON__HTTP_PORT": str(triton.http_port),
-            "INFERLOOP_TRITON__GRPC_PORT": str(triton.grpc_port),
-            "INFERLOOP_TRITON__MODEL_REPOSITORY": str(triton.model_repository),
+        overrides["triton"] = {
+            "http_port": triton.http_port,
+            "grpc_port": triton.grpc_port,
+            "model_repository": triton.model_repository,
         }
     if kafka is not None:
-        env["INFERLOOP_KAFKA__BOOTSTRAP_SERVERS"] = kafka.bootstrap_servers
-    return env | extra
+        overrides["kafka"] = {"bootstrap_servers": kafka.bootstrap_servers}
+    settings = LocalSettings(**overrides)
+    if topic_prefix is not None:
+        settings = settings.with_topic_prefix(topic_prefix)
+    return {**os.environ, **settings.to_env(), "COLUMNS": "200", **extra}
+
+
+def isolated_env(
+    tmp_path: Path, cache_dir: Path, triton: TritonServer, kafka: KafkaBroker, **extra: str
+) -> dict[str, str]:
+    """The environment of one test's processes: the session's servers, a home and topics of the test's own."""
+    return stack_env(tmp_path / "home", cache_dir, triton, kafka, topic_prefix=f"t-{uuid.uuid4().hex[:8]}", **extra)
 
 
 def own_stack_env(home: Path, cache_dir: Path, ports: list[int], **extra: str) -> dict[str, str]:
@@ -63,14 +74,8 @@ def own_stack_env(home: Path, cache_dir: Path, ports: list[int], **extra: str) -
 def inferloop(env: dict[str, str], *args: str, timeout_s: float = 300) -> subprocess.CompletedProcess[str]:
     """Run the ``inferloop`` CLI as a user would."""
     return subprocess.run(
-        [sys.executable, "-m", "streams", *args], env=env, capture_output=True, text=True, timeout=timeout_s
+        [sys.executable, "-m", "cli", *args], env=env, capture_output=True, text=True, timeout=timeout_s
     )
-
-
-def png_bytes(pixels: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def wait_for(probe: Callable[[], T | None], timeout_s: float, what: str, interval_s: float = 0.25) -> T:
@@ -85,7 +90,7 @@ def wait_for(probe: Callable[[], T | None], timeout_s: float, what: str, interva
         time.sleep(interval_s)
 
 
-def settings_from_env(env: dict[str, str]) -> Settings:
+def settings_from_env(env: dict[str, str]) -> LocalSettings:
     """The settings a process started with ``env`` would read (``INFERLOOP_A__B=v`` → ``a.b = v``)."""
     nested: dict[str, Any] = {}
     for key, value in env.items():
@@ -96,7 +101,7 @@ def settings_from_env(env: dict[str, str]) -> Settings:
         for group in groups:
             target = target.setdefault(group, {})
         target[field] = json.loads(value) if value.startswith(("[", "{")) else value  # as pydantic-settings does
-    return Settings(**nested)
+    return LocalSettings(**nested)
 
 
 def openssl(*args: str, cwd: Path) -> None:

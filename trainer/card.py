@@ -9,7 +9,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from streams import __version__
+from inferloop import __version__
+from inferloop.images.preprocess import InputSpec
+from inferloop.triton.signature import ModelSignature
 
 CARD_FILE = "model_card.json"
 
@@ -69,7 +71,7 @@ class ModelCard:
     created_at: str
     parent: int | None
     classes: list[str]
-    input_spec: dict[str, int]
+    input_spec: InputSpec
     lineage: Lineage
     metrics: Metrics
     fit: dict[str, Any]
@@ -78,6 +80,10 @@ class ModelCard:
     version: int | None = None  # set when published
     serving_metrics: Metrics | None = None  # the serving model on the same holdouts, when there was one
     artifact_sha256: str | None = None
+
+    def signature(self, max_batch_size: int) -> ModelSignature:
+        """What this model takes and answers when Triton serves it with ``max_batch_size``."""
+        return ModelSignature.classifier(self.model_name, self.input_spec.shape, tuple(self.classes), max_batch_size)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -90,6 +96,7 @@ class ModelCard:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ModelCard:
         raw = dict(raw)
+        raw["input_spec"] = InputSpec(**raw["input_spec"])
         raw["lineage"] = Lineage(**raw["lineage"])
         raw["metrics"] = Metrics(**raw["metrics"])
         if raw.get("serving_metrics") is not None:

@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from streams.images import InputSpec, to_model_input
+from inferloop.images.preprocess import InputSpec, to_model_input
 from trainer.errors import DatasetError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"})
@@ -203,3 +203,12 @@ def write_image_folder(root: Path, images: NDArray[np.uint8], labels: Sequence[s
         tmp = folder / f".{prefix}-{n}.png.tmp"
         Image.fromarray(img, mode="L").save(tmp, format="PNG")
         tmp.replace(folder / f"{prefix}-{n}.png")
+
+
+def png_bytes(pixels: NDArray[np.uint8]) -> bytes:
+    """One 8-bit image (grey ``[H, W]`` or RGB ``[H, W, 3]``) encoded as PNG: events made from a dataset."""
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from streams.errors import InferloopError
+from inferloop.errors import InferloopError
 
 
 class TrainerError(InferloopError):

@@ -9,7 +9,8 @@ import numpy as np
 
 from trainer.card import Metrics
 from trainer.data import ExampleSet
-from trainer.export import ONNX_FILE, onnx_proba
+from trainer.export import ONNX_FILE
+from trainer.onnx_inference import onnx_proba
 
 
 def accuracy(artifact_dir: Path, examples: ExampleSet) -> float | None:

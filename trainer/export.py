@@ -1,4 +1,4 @@
-"""From a trained PyTorch model to a servable artifact folder, checked for parity.
+"""From a trained PyTorch model to a servable artifact folder, checked for parity, and its Triton config.
 
 An artifact folder holds what one version folder of the Triton repository holds: ``model.onnx`` (what Triton
 runs), ``model.py`` (the python-backend wrapper), ``weights.pt`` (the PyTorch state, to fine-tune from) and
@@ -18,18 +18,18 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from streams.images import InputSpec
+from inferloop.images.preprocess import InputSpec
+from inferloop.triton.model_config import DataType, DynamicBatching, ModelConfig, TensorSpec
+from inferloop.triton.signature import INPUT_NAME, OUTPUT_NAME, ModelSignature
 from trainer.card import ModelCard
 from trainer.errors import ExportParityError
 from trainer.model import SmallCNN
-from trainer.model_config import DataType, DynamicBatching, ModelConfig, TensorSpec
+from trainer.onnx_inference import onnx_proba
 from trainer.train import predict_proba
 
 ONNX_FILE = "model.onnx"
 WEIGHTS_FILE = "weights.pt"
 MODEL_PY = "model.py"
-INPUT_NAME = "image"
-OUTPUT_NAME = "probabilities"
 TRITON_MODEL_SOURCE = Path(__file__).resolve().parent / "triton_model.py"
 PARITY_ATOL = 1e-4
 
@@ -54,14 +54,6 @@ def export_onnx(model: SmallCNN, path: Path) -> None:
             raise ExportParityError("torch.onnx.export returned no program")
         # One self-contained file: the checksum in the model card then covers every weight.
         program.save(str(path), external_data=False)
-
-
-def onnx_proba(path: Path, x: NDArray[np.float32]) -> NDArray[np.float32]:
-    """Run an exported model with onnxruntime, as Triton's python backend will."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return np.asarray(session.run(None, {session.get_inputs()[0].name: x})[0], dtype=np.float32)
 
 
 def check_parity(model: SmallCNN, onnx_path: Path, x: NDArray[np.float32]) -> float:
@@ -105,23 +97,21 @@ def load_weights(folder: Path, spec: InputSpec, num_classes: int) -> SmallCNN:
 
 
 def triton_config(
-    name: str,
+    signature: ModelSignature,
     spec: InputSpec,
-    classes: list[str],
     serving_versions: list[int],
-    max_batch_size: int = 64,
     instance_count: int = 1,
     max_queue_delay_us: int = 2000,
 ) -> ModelConfig:
-    """The Triton config of the default model, serving exactly ``serving_versions``."""
+    """The Triton config of a classifier with ``signature``, serving exactly ``serving_versions``."""
     return ModelConfig(
-        name=name,
-        inputs=(TensorSpec(INPUT_NAME, DataType.FP32, spec.shape),),
-        outputs=(TensorSpec(OUTPUT_NAME, DataType.FP32, (len(classes),)),),
+        name=signature.model,
+        inputs=(TensorSpec(signature.input_name, DataType.FP32, signature.input_shape),),
+        outputs=(TensorSpec(signature.output_name, DataType.FP32, (len(signature.labels),)),),
         backend="python",
-        max_batch_size=max_batch_size,
+        max_batch_size=signature.max_batch_size,
         dynamic_batching=DynamicBatching(max_queue_delay_us=max_queue_delay_us),
         instance_count=instance_count,
         versions=tuple(serving_versions),
-        parameters={"labels": json.dumps(classes), "input_spec": spec.to_json(), "ort_threads": "1"},
+        parameters={"labels": json.dumps(list(signature.labels)), "input_spec": spec.to_json(), "ort_threads": "1"},
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from streams.images import InputSpec
+from inferloop.images.preprocess import InputSpec
 
 
 class SmallCNN(nn.Module):

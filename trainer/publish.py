@@ -12,18 +12,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from streams.images import InputSpec
-from streams.inference import TritonControl, TritonFleet, TritonRequestFailed
+from inferloop.triton.control import ControlPlane
+from inferloop.triton.errors import TritonError
+from inferloop.triton.model_config import ModelConfig
 from trainer.card import ModelCard
 from trainer.errors import PublishError, RepositoryError
-from trainer.export import ONNX_FILE, onnx_proba, triton_config
-from trainer.model_config import ModelConfig
-from trainer.repository import ModelRepository, Registry
+from trainer.export import ONNX_FILE, triton_config
+from trainer.onnx_inference import onnx_proba
+from trainer.repository import ModelRepository, Registry, Rejection
 
 log = logging.getLogger(__name__)
 SMOKE_ATOL = 1e-4
@@ -46,24 +47,24 @@ class ServingOptions:
 class Publisher:
     """Puts versions of one model into service on one Triton server."""
 
-    def __init__(self, repo: ModelRepository, triton: TritonControl | TritonFleet, options: ServingOptions) -> None:
+    def __init__(self, repo: ModelRepository, triton: ControlPlane, options: ServingOptions) -> None:
         self.repo, self.triton, self.options = repo, triton, options
 
     def _config_for(self, card: ModelCard, versions: list[int]) -> ModelConfig:
         o = self.options
         return triton_config(
-            self.repo.name,
-            InputSpec(**card.input_spec),
-            card.classes,
+            replace(
+                card.signature(o.max_batch_size), model=self.repo.name
+            ),  # the repository's name, whatever the card says
+            card.input_spec,
             versions,
-            max_batch_size=o.max_batch_size,
             instance_count=o.instance_count,
             max_queue_delay_us=o.max_queue_delay_us,
         )
 
     def _smoke(self, version: int, folder: Path, card: ModelCard) -> None:
         """The served version answers, and answers what its artifact computes."""
-        spec = InputSpec(**card.input_spec)
+        spec = card.input_spec
         x = np.random.default_rng(version).random((4, *spec.shape), dtype=np.float32)
         try:
             expected = onnx_proba(folder / ONNX_FILE, x)
@@ -101,7 +102,7 @@ class Publisher:
                 self._serve(after, card)
                 self.triton.wait_ready(self.repo.name, version, self.options.load_timeout_s)
                 self._smoke(version, folder, card)
-            except (TritonRequestFailed, PublishError) as exc:
+            except (TritonError, PublishError) as exc:  # refused, or not ready / unreachable mid-swap
                 self._restore(registry, before, version, card, str(exc), on_event)
                 raise PublishError(f"version {version} of {self.repo.name} was not put in service: {exc}") from exc
             on_event(f"version {version} is serving")
@@ -119,16 +120,7 @@ class Publisher:
     ) -> None:
         on_event(f"version {version} failed ({reason}); restoring {before or 'no version'}")
         self.repo.quarantine(version, card, reason)
-        registry.rejected.append(
-            {
-                "candidate_id": card.candidate_id,
-                "version": version,
-                "at": card.created_at,
-                "reasons": [reason],
-                "metrics": asdict(card.metrics),
-                "parent": card.parent,
-            }
-        )
+        registry.rejected.append(Rejection.of(card, [reason], version))
         registry.event("publish_failed", version=version, reason=reason)
         self.repo.write_registry(registry)
         if before:
@@ -153,7 +145,7 @@ class Publisher:
                 self._serve([target], card)
                 self.triton.wait_ready(self.repo.name, target, self.options.load_timeout_s)
                 self._smoke(target, self.repo.version_dir(target), card)
-            except (TritonRequestFailed, PublishError) as exc:
+            except (TritonError, PublishError) as exc:
                 self._serve(registry.serving, self.repo.card(current))
                 raise PublishError(f"rollback to version {target} failed, {current} still serves: {exc}") from exc
             registry.event("rollback", version=target, previous=registry.serving)

@@ -29,12 +29,40 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from inferloop.triton.model_config import NAME_PATTERN, ModelConfig
 from trainer.card import CARD_FILE, ModelCard, utc_now
 from trainer.errors import RepositoryError
-from trainer.model_config import NAME_PATTERN, ModelConfig
 
 STATE_DIR = "_inferloop"
 CONFIG_FILE = "config.pbtxt"
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A candidate the gate refused, or a version that failed to load or to answer its smoke test."""
+
+    candidate_id: str
+    version: int | None  # None: refused before it was given a number
+    at: str
+    reasons: list[str]
+    metrics: dict[str, Any]
+    parent: int | None
+
+    @classmethod
+    def of(cls, card: ModelCard, reasons: list[str], version: int | None = None) -> Rejection:
+        return cls(card.candidate_id, version, card.created_at, list(reasons), asdict(card.metrics), card.parent)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Rejection:
+        """As recorded in ``registry.json``, tolerating entries an older inferloop wrote with fewer fields."""
+        return cls(
+            candidate_id=str(raw.get("candidate_id", "")),
+            version=raw.get("version"),
+            at=str(raw.get("at", "")),
+            reasons=list(raw.get("reasons", [])),
+            metrics=dict(raw.get("metrics", {})),
+            parent=raw.get("parent"),
+        )
 
 
 @dataclass
@@ -44,7 +72,7 @@ class Registry:
     serving: list[int] = field(default_factory=list)
     last_version: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
-    rejected: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
 
     def event(self, kind: str, **details: Any) -> None:
         self.history.append({"at": utc_now(), "event": kind, **details})
@@ -104,10 +132,12 @@ class ModelRepository:
 
     def read_registry(self) -> Registry:
         try:
-            return Registry(**json.loads(self.registry_path.read_text()))
+            raw = json.loads(self.registry_path.read_text())
+            raw["rejected"] = [Rejection.from_dict(r) for r in raw.get("rejected", [])]
+            return Registry(**raw)
         except FileNotFoundError:
             return Registry()
-        except (json.JSONDecodeError, TypeError) as exc:
+        except (json.JSONDecodeError, TypeError, AttributeError) as exc:
             raise RepositoryError(f"{self.registry_path} is damaged: {exc}") from exc
 
     def write_registry(self, registry: Registry) -> None:
@@ -236,13 +266,13 @@ class ModelRepository:
         for entry in registry.rejected:
             rows.append(
                 {
-                    "version": entry.get("version"),
+                    "version": entry.version,
                     "status": "rejected",
-                    "created_at": entry.get("at"),
-                    "parent": entry.get("parent"),
-                    "candidate_id": entry.get("candidate_id"),
-                    "metrics": entry.get("metrics", {}),
-                    "reasons": entry.get("reasons", []),
+                    "created_at": entry.at,
+                    "parent": entry.parent,
+                    "candidate_id": entry.candidate_id,
+                    "metrics": entry.metrics,
+                    "reasons": entry.reasons,
                 }
             )
         return sorted(rows, key=lambda r: str(r["created_at"]))

@@ -12,7 +12,7 @@ import torch
 from numpy.typing import NDArray
 from torch.nn import functional as F
 
-from streams.images import InputSpec
+from inferloop.images.preprocess import InputSpec
 from trainer.data import ExampleSet
 from trainer.model import SmallCNN
 

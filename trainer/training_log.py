@@ -15,10 +15,12 @@ from collections import Counter
 
 import numpy as np
 
-from streams.client import end_offsets, read_topic
-from streams.events import EventDecodeError, LabelledExample, decode_labelled_example
-from streams.images import ImageLimits, ImageRejected, InputSpec, decode_image, to_model_input
-from streams.settings import Settings
+from inferloop.events import LabelledExample
+from inferloop.images.decode import ImageLimits, decode_image
+from inferloop.images.errors import ImageRejected
+from inferloop.images.preprocess import InputSpec, to_model_input
+from inferloop.kafka.readers import end_offsets, latest_examples
+from inferloop.settings import Settings
 from trainer.data import ExampleSet
 
 log = logging.getLogger(__name__)
@@ -59,20 +61,8 @@ class TrainingLogReader:
 
     def latest(self, after: str | None = None, until: str | None = None) -> dict[str, LabelledExample]:
         """The newest record of each event id between the cursors."""
-        start, stop = self._offsets(after), self._offsets(until)
-        latest: dict[str, tuple[tuple[int, int], LabelledExample]] = {}
         self.skipped = Counter()
-        for record in read_topic(self.settings, self.topic, start=start, until=stop, idle_timeout_s=5.0):
-            try:
-                example = decode_labelled_example(record.value)
-            except EventDecodeError as exc:
-                self.skipped[exc.reason] += 1
-                continue
-            position = (record.partition, record.offset)
-            known = latest.get(example.event_id)
-            if known is None or known[0] < position:
-                latest[example.event_id] = (position, example)
-        return {event_id: example for event_id, (_, example) in latest.items()}
+        return latest_examples(self.settings, self._offsets(after), self._offsets(until), self.skipped)
 
     def read(self, classes: tuple[str, ...], after: str | None, until: str | None = None) -> ExampleSet:
         index = {c: i for i, c in enumerate(classes)}

@@ -1,6 +1,7 @@
 """Local process launchers: the real Apache Kafka broker and the real Triton server, started on this machine.
 
-The CLI (`inferloop up/status/down`) and the test fixtures both use these; nothing else starts servers.
+The CLI (`inferloop up/status/down`, the demo, the bench) and the test fixtures use these; nothing else starts
+servers. :mod:`.settings` holds what only the launchers read.
 """
 
 from infra.local.errors import (

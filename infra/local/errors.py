@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from streams.errors import InferloopError
+from inferloop.errors import InferloopError
 
 
 class StackError(InferloopError):

@@ -17,11 +17,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from inferloop.kafka.options import kafka_options
+from inferloop.settings import env_var
 from infra.local.kafka_broker import KafkaBroker, ensure_kafka_jars, kafka_ready
 from infra.local.process import LocalService, pid_alive, pid_cmdline, start, stop_pid
 from infra.local.prometheus_server import PrometheusServer
+from infra.local.settings import LocalSettings
 from infra.local.triton_server import GrpcTls, TritonServer, ensure_backend_dir, triton_ready
-from streams.settings import Settings, env_var
 
 STATE_FILE = "stack.json"
 
@@ -51,7 +53,12 @@ class ComponentStatus:
     log: str | None
 
 
-def kafka_service(settings: Settings) -> KafkaBroker:
+def prepare_runtimes(settings: LocalSettings) -> tuple[Path, Path]:
+    """The Kafka jars (resolved by Maven) and Triton's backend folder, prepared once in the cache folder."""
+    return ensure_kafka_jars(settings.cache_dir, settings.kafka.version), ensure_backend_dir(settings.cache_dir)
+
+
+def kafka_service(settings: LocalSettings) -> KafkaBroker:
     k = settings.kafka
     return KafkaBroker(
         libs_dir=ensure_kafka_jars(settings.cache_dir, k.version),
@@ -66,7 +73,7 @@ def kafka_service(settings: Settings) -> KafkaBroker:
     )
 
 
-def triton_service(settings: Settings) -> TritonServer:
+def triton_service(settings: LocalSettings) -> TritonServer:
     t = settings.triton
     return TritonServer(
         model_repository=settings.model_repository,
@@ -92,7 +99,7 @@ def triton_service(settings: Settings) -> TritonServer:
     )
 
 
-def prometheus_service(settings: Settings) -> PrometheusServer:
+def prometheus_service(settings: LocalSettings) -> PrometheusServer:
     p, host = settings.prometheus, "127.0.0.1"
     return PrometheusServer(
         data_dir=settings.home / "prometheus",
@@ -113,7 +120,7 @@ def prometheus_service(settings: Settings) -> PrometheusServer:
 class LocalStack:
     """The servers of one state folder: start them, report on them, stop them."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: LocalSettings) -> None:
         self.settings = settings
         self.home = settings.home
         self.state_path = self.home / STATE_FILE
@@ -221,7 +228,7 @@ class LocalStack:
 
     def _probe(self, name: str) -> bool:
         if name == "kafka":
-            options = {k: v for k, v in self.settings.kafka.client_options().items() if k != "bootstrap_servers"}
+            options = {k: v for k, v in kafka_options(self.settings.kafka).items() if k != "bootstrap_servers"}
             return kafka_ready(self.settings.kafka.bootstrap, timeout_s=3.0, **options)
         if name == "prometheus":
             return prometheus_service(self.settings).is_ready()

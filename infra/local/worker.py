@@ -45,7 +45,7 @@ class WorkerProcess(LocalService):
 
     def command(self) -> list[str]:
         # The marker is an inert argument that tells this worker's process apart (see LocalService.marker).
-        return [sys.executable, "-c", "import sys; from streams.cli import main; sys.argv[1:2] = []; main()",
+        return [sys.executable, "-c", "import sys; from cli.main import main; sys.argv[1:2] = []; main()",
                 self.marker, self.name, "--log-level", self.log_level]  # fmt: skip
 
     def environment(self) -> Mapping[str, str]:
@@ -75,7 +75,7 @@ class TrainerProcess(LocalService):
         return []
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "streams", "trainer", "--every", self.every]
+        return [sys.executable, "-m", "cli", "trainer", "--every", self.every]
 
     def environment(self) -> Mapping[str, str]:
         return {**self.env, "PYTHONUNBUFFERED": "1", "PATH": os.environ.get("PATH", "")}

@@ -25,21 +25,25 @@ from hypothesis import strategies as st
 from PIL import Image
 from prometheus_client import CollectorRegistry
 
-from streams.agents import Classifier, RawEvent
-from streams.events import (
-    EventDecodeError,
+from inferloop.errors import EventDecodeError
+from inferloop.events import (
     ImageEvent,
+    Record,
     decode_dead_letter,
     decode_feedback,
     decode_labelled_example,
     decode_prediction,
     encode_image_event,
 )
-from streams.image_uris import ImageUriPolicy, UriNotAllowed, UriUnreadable
-from streams.images import ImageLimits, ImageRejected, InputSpec, decode_image, to_model_input
-from streams.metrics import WorkerMetrics
-from streams.settings import Settings
-from tests.unit.test_classifier import FakeBroker, FakeTriton
+from inferloop.images.decode import ImageLimits, decode_image
+from inferloop.images.errors import ImageRejected, UriUnreadable
+from inferloop.images.preprocess import InputSpec, to_model_input
+from inferloop.images.uris import ImageUriReader
+from inferloop.metrics import WorkerMetrics
+from inferloop.settings import Settings
+from inferloop.uri_policy import ImageUriPolicy, UriNotAllowed
+from streams.worker.classify_step import Classifier
+from tests.fakes import FakeBroker, FakeTriton
 
 pytestmark = [pytest.mark.fuzz]
 FUZZ = settings(max_examples=3000, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
@@ -76,7 +80,7 @@ class Harness:
         batch = []
         for value in values:
             self.offset += 1
-            batch.append(RawEvent(value, b"k", "images", 0, self.offset))
+            batch.append(Record("images", 0, self.offset, b"k", value))
         self.loop.run_until_complete(self.classifier.process(batch))
         out = []
         for topic, _, value in self.broker.records:
@@ -235,7 +239,7 @@ ALLOWED = URI_TREE / "images"
 (ALLOWED / "out.png").symlink_to(URI_TREE / "secret.png")
 (ALLOWED / "up").symlink_to(URI_TREE)
 os.mkfifo(ALLOWED / "fifo.png")
-URI_POLICY = ImageUriPolicy.from_roots([str(ALLOWED)])
+URI_READER = ImageUriReader(ImageUriPolicy.from_roots([str(ALLOWED)]))
 URI_PIECES = st.sampled_from(
     ["..", ".", "", "%2e%2e", "%2E.", "%2f", "sub", "up", "good.png", "out.png", "fifo.png", "secret.png",
      "images", "..\\", "%00", "\x00", "?x=1", "#f", "~", "//", "::", "proc", "self", "environ"]
@@ -257,7 +261,7 @@ def test_hostile_image_uris_never_read_outside_the_allowed_folder(
     uri_unreadable, too_large); the file outside is never read; nothing blocks."""
     uri = start + "/".join([base, *pieces]) + noise
     try:
-        data = URI_POLICY.read(uri, 64 * 1024)
+        data = URI_READER.read(uri, 64 * 1024)
     except (UriNotAllowed, UriUnreadable, ImageRejected) as exc:
         assert str(exc)
         return

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -13,41 +12,48 @@ from pathlib import Path
 
 import pytest
 
+from inferloop.events import Prediction
+from inferloop.kafka.producers import ImageProducer
+from inferloop.kafka.readers import read_predictions
+from inferloop.metrics import scrape
+from inferloop.triton.control import TritonControl
 from infra.local.kafka_broker import KafkaBroker
 from infra.local.process import free_ports, start, stop_pid
+from infra.local.settings import LocalSettings
 from infra.local.triton_server import TritonServer
-from infra.local.worker import WorkerProcess
-from streams.client import ImageProducer, read_predictions
-from streams.events import Prediction
-from streams.inference import TritonControl
-from streams.settings import Settings
+from infra.local.worker import JoinerProcess, WorkerProcess
 from tests.conftest import SERVER_LOGS
-from tests.helpers import png_bytes, settings_from_env, stack_env, wait_for
+from tests.helpers import isolated_env, settings_from_env, wait_for
 from trainer.card import ModelCard
-from trainer.data import digits_images
+from trainer.data import digits_images, png_bytes
 from trainer.jobs import serving_options
 from trainer.publish import Publisher
 from trainer.repository import ModelRepository
 
 
 class Stream:
-    """One test's topics, settings and worker processes."""
+    """One test's topics, settings and worker (and joiner) processes."""
 
     def __init__(self, env: dict[str, str], tmp_path: Path) -> None:
         self.env, self.tmp_path = env, tmp_path
-        self.workers: list[int] = []
+        self.workers: list[int] = []  # pids of every process started, workers and joiners
+        self.joiner: JoinerProcess | None = None
 
     @property
-    def settings(self) -> Settings:
+    def settings(self) -> LocalSettings:
         return settings_from_env(self.env)
 
-    def start_worker(self) -> WorkerProcess:
+    def start(self, kind: type[WorkerProcess] = WorkerProcess) -> WorkerProcess:
         (port,) = free_ports(1)
-        worker = WorkerProcess(self.env, port, self.tmp_path / f"worker-{len(self.workers)}.log")
-        SERVER_LOGS[f"worker {len(self.workers)}"] = worker.log_path
-        proc = start(worker)
-        self.workers.append(proc.pid)
-        return worker
+        process = kind(self.env, port, self.tmp_path / f"{kind.name}-{len(self.workers)}.log")
+        SERVER_LOGS[f"{kind.name} {len(self.workers)}"] = process.log_path
+        self.workers.append(start(process).pid)
+        if isinstance(process, JoinerProcess):
+            self.joiner = process
+        return process
+
+    def start_worker(self) -> WorkerProcess:
+        return self.start(WorkerProcess)
 
     def predictions(self) -> list[Prediction]:
         return list(read_predictions(self.settings, idle_timeout_s=0.5))
@@ -59,9 +65,10 @@ class Stream:
 
         return wait_for(probe, timeout_s, f"predictions for {len(ids)} events")
 
-    def metric(self, worker: WorkerProcess, name: str) -> float:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{worker.metrics_port}/metrics", timeout=5).read().decode()
-        return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
+    def metric(self, process: WorkerProcess, name: str, **labels: str) -> float:
+        """The sum of the samples of ``name`` (with these labels) on the process's /metrics."""
+        samples = scrape(f"http://127.0.0.1:{process.metrics_port}/metrics", name)
+        return sum(value for sample_labels, value in samples if labels.items() <= sample_labels.items())
 
     def stop(self) -> None:
         for pid in self.workers:
@@ -73,20 +80,11 @@ def stream(
     bootstrapped: dict[str, str],
     kafka_broker: KafkaBroker,
     triton_server: TritonServer,
-    base_settings: Settings,
+    base_settings: LocalSettings,
     tmp_path: Path,
 ) -> Iterator[Stream]:
-    tag = uuid.uuid4().hex[:8]
-    env = stack_env(
-        tmp_path / "home",
-        base_settings.cache_dir,
-        triton_server,
-        kafka_broker,
-        INFERLOOP_STREAMS__APP_ID=f"worker-{tag}",
-        INFERLOOP_STREAMS__IMAGES_TOPIC=f"images-{tag}",
-        INFERLOOP_STREAMS__PREDICTIONS_TOPIC=f"predictions-{tag}",
-        INFERLOOP_STREAMS__DEAD_LETTER_TOPIC=f"dead-{tag}",
-        INFERLOOP_STREAMS__PARTITIONS="4",
+    env = isolated_env(
+        tmp_path, base_settings.cache_dir, triton_server, kafka_broker, INFERLOOP_STREAMS__PARTITIONS="4"
     )
     s = Stream(env, tmp_path)
     yield s
@@ -108,14 +106,14 @@ def labelled_digits(n: int, offset: int = 0) -> list[tuple[str, bytes, str]]:
     ]
 
 
-def publish(settings: Settings, items: list[tuple[str, bytes, str]]) -> None:
+def publish(settings: LocalSettings, items: list[tuple[str, bytes, str]]) -> None:
     with ImageProducer(settings, source="test") as producer:
         for event_id, data, _ in items:
             producer.publish_bytes(data, "image/png", event_id=event_id)
 
 
-def settings_for(triton: TritonServer, home: Path, model: str, **trainer: object) -> Settings:
-    return Settings(
+def settings_for(triton: TritonServer, home: Path, model: str, **trainer: object) -> LocalSettings:
+    return LocalSettings(
         home=home,
         triton={
             "http_port": triton.http_port,
@@ -130,7 +128,7 @@ def settings_for(triton: TritonServer, home: Path, model: str, **trainer: object
 @pytest.fixture
 def fresh_model(
     bootstrapped: dict[str, str], triton_server: TritonServer, tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[Settings]:
+) -> Iterator[LocalSettings]:
     """A model of this test's own whose version 1 is the bootstrapped artifact (no retraining per test)."""
     name = "m-" + "".join(c for c in request.node.name if c.isalnum())[-40:]
     settings = settings_for(triton_server, tmp_path, name)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from infra.local.process import free_ports, group_members, pid_alive
-from streams.settings import Settings
+from infra.local.settings import LocalSettings
 from tests.helpers import inferloop
 
 pytestmark = pytest.mark.integration
@@ -32,7 +32,7 @@ def _env(home: Path, cache_dir: Path, ports: list[int]) -> dict[str, str]:
 
 
 @pytest.fixture
-def stack_env(tmp_path: Path, base_settings: Settings) -> dict[str, str]:
+def stack_env(tmp_path: Path, base_settings: LocalSettings) -> dict[str, str]:
     env = _env(tmp_path / "home", base_settings.cache_dir, free_ports(5))
     yield env
     inferloop(env, "down")  # whatever a failing test left behind
@@ -61,6 +61,9 @@ def test_up_status_down(stack_env: dict[str, str]) -> None:
 
     again = inferloop(stack_env, "up")  # idempotent: nothing new is started
     assert again.returncode == 0 and "already running" in again.stderr
+    table = inferloop(stack_env, "status")  # tables go to stdout, so that `inferloop status | grep` works
+    assert table.returncode == 0 and "inferloop local stack" in table.stdout and "kafka" in table.stdout
+    assert "inferloop local stack" not in table.stderr
     assert {n: c["pid"] for n, c in json.loads(inferloop(stack_env, "status", "--json").stdout).items()} == pids
 
     down = inferloop(stack_env, "down")

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 from infra.local.process import free_ports, port_is_free
+from infra.local.settings import LocalSettings
 from infra.local.stack import LocalStack
-from streams.settings import Settings
 from tests.helpers import inferloop, own_stack_env, settings_from_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def test_demo_shows_drift_and_recovery_and_leaves_nothing_running(base_settings: Settings, tmp_path: Path) -> None:
+def test_demo_shows_drift_and_recovery_and_leaves_nothing_running(base_settings: LocalSettings, tmp_path: Path) -> None:
     ports = free_ports(5)
     env = own_stack_env(tmp_path / "home", base_settings.cache_dir, ports)
     report_dir = tmp_path / "report"
@@ -31,7 +31,7 @@ def test_demo_shows_drift_and_recovery_and_leaves_nothing_running(base_settings:
     assert report["duration_s"] <= 300
     assert report["examples_logged"] > 0 and report["feedback_sent"] > 0
     assert (report_dir / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "inferloop demo: summary" in result.stderr
+    assert "inferloop demo: summary" in result.stderr, "with --json the table goes to stderr, stdout is JSON"
 
     settings = settings_from_env(env)
     assert not any(c.running for c in LocalStack(settings).status()), "the demo left its stack running"

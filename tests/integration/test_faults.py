@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from inferloop.events import Prediction
+from inferloop.triton.control import TritonControl
 from infra.local.process import free_ports, kill_pid, pid_alive
-from streams.events import Prediction
-from streams.inference import TritonControl
-from streams.settings import Settings
+from infra.local.settings import LocalSettings
 from tests.conftest import Running
 from tests.helpers import wait_for
 from tests.integration.conftest import Stream, assert_each_event_once_or_identically, labelled_digits, publish
@@ -80,7 +80,7 @@ def test_kafka_broker_killed_and_restarted_loses_nothing(
 
 
 def test_a_full_model_repository_gives_a_clear_error_and_the_old_version_keeps_serving(
-    fresh_model: Settings, tmp_path: Path
+    fresh_model: LocalSettings, tmp_path: Path
 ) -> None:
     """Writes fail as on a full disk (the process may not write files over 20 kB: EFBIG, like ENOSPC midway)."""
     images, labels = drifted_digits(60, seed=5)
@@ -103,7 +103,7 @@ def test_a_full_model_repository_gives_a_clear_error_and_the_old_version_keeps_s
         "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
         "resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))\n"
         "sys.argv = ['inferloop', 'train', '--min-new-labels', '20']\n"
-        "from streams.cli import main\n"
+        "from cli.main import main\n"
         "main()\n"
     )
     result = subprocess.run([sys.executable, "-c", limited], env=env, capture_output=True, text=True, timeout=300)

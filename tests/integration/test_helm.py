@@ -14,7 +14,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from streams.settings import Settings
+from infra.local.settings import LocalSettings
 
 pytestmark = [pytest.mark.integration]
 REPO = Path(__file__).resolve().parents[2]
@@ -46,7 +46,7 @@ def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
 
 def is_setting(name: str) -> bool:
     """Whether ``INFERLOOP_A__B`` names a field of the settings object."""
-    model: type[BaseModel] = Settings
+    model: type[BaseModel] = LocalSettings
     parts = name.removeprefix("INFERLOOP_").lower().split("__")
     for n, part in enumerate(parts):
         field = model.model_fields.get(part)

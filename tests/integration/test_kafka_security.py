@@ -14,16 +14,18 @@ from pathlib import Path
 
 import pytest
 
+from inferloop.kafka.errors import BrokerUnavailable
+from inferloop.kafka.producers import ImageProducer
+from inferloop.kafka.readers import read_predictions
+from inferloop.kafka.topics import ensure_topics
 from infra.local.kafka_broker import KafkaBroker
 from infra.local.process import free_ports, start, stop_pid
+from infra.local.settings import LocalSettings
 from infra.local.triton_server import TritonServer
 from infra.local.worker import WorkerProcess
-from streams.client import ImageProducer, read_predictions
-from streams.settings import Settings
-from streams.topics import BrokerUnavailable, ensure_topics
 from tests.conftest import SERVER_LOGS
-from tests.helpers import inferloop, make_certificates, png_bytes, settings_from_env, stack_env, wait_for
-from trainer.data import digits_images
+from tests.helpers import inferloop, make_certificates, settings_from_env, stack_env, wait_for
+from trainer.data import digits_images, png_bytes
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.security]
 USER = "inferloop"
@@ -79,7 +81,7 @@ def secure_broker(kafka_libs: Path, tmp_path_factory: pytest.TempPathFactory) ->
     stop_pid(proc.pid)
 
 
-def secure_env(broker: KafkaBroker, ca: Path, home: Path, base: Settings, **extra: str) -> dict[str, str]:
+def secure_env(broker: KafkaBroker, ca: Path, home: Path, base: LocalSettings, **extra: str) -> dict[str, str]:
     security = {
         "INFERLOOP_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap_servers,
         "INFERLOOP_KAFKA__SECURITY_PROTOCOL": "SASL_SSL",
@@ -95,7 +97,7 @@ def test_clients_cli_and_worker_work_over_sasl_ssl_and_never_show_the_password(
     secure_broker: tuple[KafkaBroker, Path],
     bootstrapped: dict[str, str],
     triton_server: TritonServer,
-    base_settings: Settings,
+    base_settings: LocalSettings,
     tmp_path: Path,
 ) -> None:
     """Kafka over SASL_SSL (SCRAM-SHA-512, a test CA): the admin client, producers, the CLI and the Faust worker
@@ -145,7 +147,7 @@ def test_clients_cli_and_worker_work_over_sasl_ssl_and_never_show_the_password(
 
 
 def test_wrong_credentials_and_plaintext_are_refused_clearly(
-    secure_broker: tuple[KafkaBroker, Path], base_settings: Settings, tmp_path: Path
+    secure_broker: tuple[KafkaBroker, Path], base_settings: LocalSettings, tmp_path: Path
 ) -> None:
     """A wrong SASL password and a plaintext client against the SASL_SSL broker: refused (BrokerUnavailable, CLI
     exit status non-zero), and the wrong password is not echoed."""
@@ -163,7 +165,9 @@ def test_wrong_credentials_and_plaintext_are_refused_clearly(
         ensure_topics(settings_from_env(plaintext))
 
 
-def test_the_worker_refuses_an_inconsistent_security_configuration(base_settings: Settings, tmp_path: Path) -> None:
+def test_the_worker_refuses_an_inconsistent_security_configuration(
+    base_settings: LocalSettings, tmp_path: Path
+) -> None:
     """A worker started with SASL_SSL but no password, or a password without SASL: it exits 1 with a message that
     names the variables to set, and does not print the password."""
     env = stack_env(

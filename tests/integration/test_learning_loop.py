@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,24 +12,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from inferloop.events import DeadLetter, LabelledExample, Prediction
+from inferloop.kafka.producers import FeedbackProducer, ImageProducer
+from inferloop.kafka.readers import read_dead_letters, read_training_log
+from inferloop.metrics import scrape
+from inferloop.triton.control import TritonControl
 from infra.local.kafka_broker import KafkaBroker
-from infra.local.process import free_ports, start, stop_pid
+from infra.local.settings import LocalSettings
 from infra.local.triton_server import TritonServer
 from infra.local.worker import JoinerProcess, WorkerProcess
-from streams.client import (
-    FeedbackProducer,
-    ImageProducer,
-    read_dead_letters,
-    read_predictions,
-    read_training_log,
-)
-from streams.events import DeadLetter, LabelledExample, Prediction
-from streams.inference import TritonControl
-from streams.settings import Settings
-from tests.conftest import SERVER_LOGS
-from tests.helpers import inferloop, png_bytes, settings_from_env, stack_env, wait_for
+from tests.helpers import inferloop, isolated_env, settings_from_env, wait_for
+from tests.integration.conftest import Stream
 from trainer.card import ModelCard
-from trainer.data import digits_images, in_holdout
+from trainer.data import digits_images, in_holdout, png_bytes
 from trainer.jobs import serving_options
 from trainer.publish import Publisher
 from trainer.repository import ModelRepository
@@ -38,41 +32,16 @@ from trainer.repository import ModelRepository
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-class Loop:
+class Loop(Stream):
     """One test's topics, model, worker and joiner processes."""
-
-    def __init__(self, env: dict[str, str], tmp_path: Path) -> None:
-        self.env, self.tmp_path = env, tmp_path
-        self.pids: list[int] = []
-        self.joiner: JoinerProcess | None = None
-
-    @property
-    def settings(self) -> Settings:
-        return settings_from_env(self.env)
-
-    def start(self, kind: type[WorkerProcess]) -> WorkerProcess:
-        (port,) = free_ports(1)
-        process = kind(self.env, port, self.tmp_path / f"{kind.name}-{len(self.pids)}.log")
-        SERVER_LOGS[f"{kind.name} {len(self.pids)}"] = process.log_path
-        self.pids.append(start(process).pid)
-        if isinstance(process, JoinerProcess):
-            self.joiner = process
-        return process
 
     def publish(self, items: list[tuple[str, bytes]]) -> None:
         with ImageProducer(self.settings, source="test") as producer:
             for event_id, data in items:
                 producer.publish_bytes(data, "image/png", event_id=event_id)
 
-    def predictions(self) -> dict[str, Prediction]:
-        return {p.event_id: p for p in read_predictions(self.settings, idle_timeout_s=0.5)}
-
-    def wait_predicted(self, ids: set[str], timeout_s: float = 120) -> dict[str, Prediction]:
-        def probe() -> dict[str, Prediction] | None:
-            got = self.predictions()
-            return got if ids <= set(got) else None
-
-        return wait_for(probe, timeout_s, f"predictions for {len(ids)} events")
+    def wait_predicted_by_id(self, ids: set[str], timeout_s: float = 120) -> dict[str, Prediction]:
+        return {p.event_id: p for p in self.wait_predicted(ids, timeout_s)}
 
     def log(self) -> list[LabelledExample]:
         return [e for _, e in read_training_log(self.settings, idle_timeout_s=0.5)]
@@ -80,45 +49,19 @@ class Loop:
     def dead(self) -> list[DeadLetter]:
         return list(read_dead_letters(self.settings, idle_timeout_s=0.5))
 
-    def joiner_metric(self, name: str) -> dict[str, float]:
-        assert self.joiner is not None
-        url = f"http://127.0.0.1:{self.joiner.metrics_port}/metrics"
-        text = urllib.request.urlopen(url, timeout=5).read().decode()
-        return {
-            line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name)
-        }
-
-    def stop(self) -> None:
-        for pid in self.pids:
-            stop_pid(pid, timeout_s=20)
-
 
 @pytest.fixture
 def loop(
     bootstrapped: dict[str, str],
     kafka_broker: KafkaBroker,
     triton_server: TritonServer,
-    base_settings: Settings,
+    base_settings: LocalSettings,
     tmp_path: Path,
     request: pytest.FixtureRequest,
 ) -> Iterator[Loop]:
     """Topics and a model of this test's own; the model's version 1 is the session's bootstrapped digits model."""
-    tag = uuid.uuid4().hex[:8]
     model = "loop-" + "".join(c for c in request.node.name if c.isalnum())[-30:]
-    env = stack_env(
-        tmp_path / "home",
-        base_settings.cache_dir,
-        triton_server,
-        kafka_broker,
-        INFERLOOP_MODEL__NAME=model,
-        INFERLOOP_STREAMS__APP_ID=f"worker-{tag}",
-        INFERLOOP_STREAMS__IMAGES_TOPIC=f"images-{tag}",
-        INFERLOOP_STREAMS__PREDICTIONS_TOPIC=f"predictions-{tag}",
-        INFERLOOP_STREAMS__DEAD_LETTER_TOPIC=f"dead-{tag}",
-        INFERLOOP_FEEDBACK__TOPIC=f"feedback-{tag}",
-        INFERLOOP_FEEDBACK__TRAINING_LOG_TOPIC=f"log-{tag}",
-        INFERLOOP_FEEDBACK__APP_ID=f"joiner-{tag}",
-    )
+    env = isolated_env(tmp_path, base_settings.cache_dir, triton_server, kafka_broker, INFERLOOP_MODEL__NAME=model)
     source = triton_server.model_repository / "digits" / "1"
     card = ModelCard.read(source)
     card.model_name = model
@@ -153,7 +96,7 @@ def test_feedback_edge_cases(loop: Loop) -> None:
     truth = {event_id: label for event_id, _, label in items}
     early, plain, dup, corrected, wrong_label, expired, cli_one, cli_file = ids
     loop.publish([(e, d) for e, d, _ in items if e != early])
-    predicted = loop.wait_predicted(set(ids) - {early})
+    predicted = loop.wait_predicted_by_id(set(ids) - {early})
     unknown = uuid.uuid4().hex
     settings = loop.settings
     with FeedbackProducer(settings, source="test") as feedback:
@@ -215,7 +158,7 @@ def test_feedback_edge_cases(loop: Loop) -> None:
             assert example.predicted_label == predicted[event_id].label
     assert by_id[cli_one][0].feedback_source == "person"
 
-    from streams.images import InputSpec
+    from inferloop.images.preprocess import InputSpec
     from trainer.training_log import TrainingLogReader
 
     reader = TrainingLogReader(settings, InputSpec(1, 28, 28))
@@ -223,9 +166,10 @@ def test_feedback_edge_cases(loop: Loop) -> None:
     labels = dict(zip(examples.ids, examples.y, strict=True))
     assert str(labels[f"event:{corrected}"]) == truth[corrected], "the correction did not win"
     assert len(examples) == 6
-    accuracy = loop.joiner_metric("inferloop_online_accuracy")
+    assert loop.joiner is not None
+    accuracy = scrape(f"http://127.0.0.1:{loop.joiner.metrics_port}/metrics", "inferloop_online_accuracy")
     assert accuracy, "no online accuracy exported"
-    assert all(0.0 <= v <= 1.0 for v in accuracy.values())
+    assert all(0.0 <= v <= 1.0 for _, v in accuracy)
 
 
 def split_indices(holdout: bool, n: int, seed: int = 0) -> list[int]:
@@ -250,7 +194,7 @@ def test_drift_feedback_retrain_and_recovery(loop: Loop) -> None:
     holdout_indices = split_indices(holdout=True, n=150, seed=1)
     before_items = digit_items(holdout_indices, invert=True)
     loop.publish([(e, d) for e, d, _ in before_items])
-    before = loop.wait_predicted({e for e, _, _ in before_items})
+    before = loop.wait_predicted_by_id({e for e, _, _ in before_items})
     assert {before[e].model_version for e, _, _ in before_items} == {1}
     accuracy_before = np.mean([before[e].label == label for e, _, label in before_items])
 
@@ -276,7 +220,7 @@ def test_drift_feedback_retrain_and_recovery(loop: Loop) -> None:
 
     after_items = [(uuid.uuid4().hex, d, label) for _, d, label in before_items]  # the same images, new events
     loop.publish([(e, d) for e, d, _ in after_items])
-    after = loop.wait_predicted({e for e, _, _ in after_items})
+    after = loop.wait_predicted_by_id({e for e, _, _ in after_items})
     assert {after[e].model_version for e, _, _ in after_items} == {2}, "predictions did not switch to v2"
     accuracy_after = np.mean([after[e].label == label for e, _, label in after_items])
     assert accuracy_after - accuracy_before >= 0.20, (accuracy_before, accuracy_after)

@@ -14,16 +14,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from inferloop.images.preprocess import InputSpec
+from inferloop.triton.control import TritonControl
+from infra.local.settings import LocalSettings
 from infra.local.triton_server import TritonServer
-from streams.images import InputSpec
-from streams.inference import TritonControl
-from streams.settings import Settings
 from tests.helpers import inferloop, stack_env
 from tests.integration.conftest import settings_for
 from trainer.card import ModelCard
 from trainer.data import digits_images, load_digits_dataset, split_holdout, write_image_folder
 from trainer.errors import CandidateRejected, NotEnoughData, PublishError
-from trainer.jobs import TrainerJobs, Triggers, run_trainer_loop, serving_options
+from trainer.jobs import TrainerJobs, Triggers, retrain, run_trainer_loop, serving_options
 from trainer.publish import Publisher
 from trainer.repository import ModelRepository
 
@@ -103,7 +103,7 @@ def test_bootstrap_serves_v1_with_correct_predictions(
     assert card.lineage.base_dataset == "sklearn-digits"
     assert len(card.lineage.base_examples) + len(holdout) == 1797
     assert not set(card.lineage.base_examples) & set(holdout.ids)
-    assert card.input_spec == {"channels": 1, "height": 28, "width": 28}
+    assert card.input_spec == InputSpec(channels=1, height=28, width=28)
     assert card.classes == [str(d) for d in range(10)]
     assert card.artifact_sha256 and card.code_version
 
@@ -121,7 +121,7 @@ def test_bootstrap_refuses_to_overwrite(bootstrapped: dict[str, str]) -> None:
 
 @pytest.mark.faults
 def test_train_publishes_v2_under_load_with_zero_failed_requests(
-    fresh_model: Settings, triton_server: TritonServer
+    fresh_model: LocalSettings, triton_server: TritonServer
 ) -> None:
     """Model hot swap under load: v2 trained and published while 4 clients keep inferring; no request fails and
     answers move from v1 to v2, never back."""
@@ -129,7 +129,7 @@ def test_train_publishes_v2_under_load_with_zero_failed_requests(
     write_image_folder(fresh_model.feedback_dir, images, labels, prefix="inv")
     jobs = TrainerJobs(fresh_model, TritonControl(triton_server.grpc_url))
     with LoadGenerator(triton_server.grpc_url, fresh_model.model.name, holdout_batch(8)) as load:
-        outcome = jobs.retrain()
+        outcome = retrain(jobs)
         after_publish = len(load.versions)
         while len(load.versions) < after_publish + 50:
             threading.Event().wait(0.05)
@@ -155,10 +155,12 @@ def test_train_publishes_v2_under_load_with_zero_failed_requests(
 
     # Nothing new since v2: the next run has nothing to train on.
     with pytest.raises(NotEnoughData):
-        jobs.retrain()
+        retrain(jobs)
 
 
-def test_worse_candidate_is_rejected_and_v1_keeps_serving(fresh_model: Settings, triton_server: TritonServer) -> None:
+def test_worse_candidate_is_rejected_and_v1_keeps_serving(
+    fresh_model: LocalSettings, triton_server: TritonServer
+) -> None:
     images, labels = digits_images()
     shuffled = list(np.random.default_rng(1).permutation([str(int(v)) for v in labels[:400]]))
     write_image_folder(fresh_model.feedback_dir, images[:400], shuffled, prefix="noise")
@@ -167,7 +169,7 @@ def test_worse_candidate_is_rejected_and_v1_keeps_serving(fresh_model: Settings,
     )
     jobs = TrainerJobs(settings, TritonControl(triton_server.grpc_url))
     with pytest.raises(CandidateRejected) as info:
-        jobs.retrain()
+        retrain(jobs)
     assert any("fixed holdout" in r for r in info.value.reasons)
     _, version = TritonControl(triton_server.grpc_url).infer(settings.model.name, holdout_batch(4))
     assert version == 1
@@ -178,7 +180,7 @@ def test_worse_candidate_is_rejected_and_v1_keeps_serving(fresh_model: Settings,
 
 
 def test_corrupt_artifact_fails_to_load_and_previous_version_keeps_serving(
-    fresh_model: Settings, triton_server: TritonServer, tmp_path: Path
+    fresh_model: LocalSettings, triton_server: TritonServer, tmp_path: Path
 ) -> None:
     name = fresh_model.model.name
     repo = ModelRepository(triton_server.model_repository, name)
@@ -201,7 +203,7 @@ def test_corrupt_artifact_fails_to_load_and_previous_version_keeps_serving(
     assert [r["status"] for r in repo.catalog() if r["version"] == 2] == ["rejected"]
 
 
-def test_rollback_serves_the_previous_version_again(fresh_model: Settings, triton_server: TritonServer) -> None:
+def test_rollback_serves_the_previous_version_again(fresh_model: LocalSettings, triton_server: TritonServer) -> None:
     name = fresh_model.model.name
     repo = ModelRepository(triton_server.model_repository, name)
     control = TritonControl(triton_server.grpc_url)
@@ -225,7 +227,7 @@ def test_rollback_serves_the_previous_version_again(fresh_model: Settings, trito
 
 @pytest.mark.faults
 def test_publisher_killed_between_write_and_rename_leaves_the_repository_serving(
-    fresh_model: Settings, triton_server: TritonServer
+    fresh_model: LocalSettings, triton_server: TritonServer
 ) -> None:
     """A publisher (the trainer) SIGKILLed mid-publish, between writing a version and renaming it into place: v1
     keeps serving, the repository stays consistent, the next publish cleans up and succeeds."""
@@ -262,7 +264,7 @@ with repo.lock():
     assert control.infer(name, holdout_batch(2))[1] == 2
 
 
-def test_concurrent_publishers_get_distinct_versions(fresh_model: Settings, triton_server: TritonServer) -> None:
+def test_concurrent_publishers_get_distinct_versions(fresh_model: LocalSettings, triton_server: TritonServer) -> None:
     repo = ModelRepository(triton_server.model_repository, fresh_model.model.name)
     results: list[int] = []
     errors: list[BaseException] = []
@@ -285,12 +287,13 @@ def test_concurrent_publishers_get_distinct_versions(fresh_model: Settings, trit
     assert repo.read_registry().serving == [3]
 
 
-def test_trainer_loop_retrains_when_enough_labels_arrive(fresh_model: Settings, triton_server: TritonServer) -> None:
+def test_trainer_loop_retrains_when_enough_labels_arrive(
+    fresh_model: LocalSettings, triton_server: TritonServer
+) -> None:
     jobs = TrainerJobs(fresh_model, TritonControl(triton_server.grpc_url))
     stop = threading.Event()
-    assert run_trainer_loop(jobs, 0.01, Triggers(min_new_labels=20), stop=stop, max_runs=1) == [
-        "skipped: 0 new labels (count trigger at 20)"
-    ]
+    checks = run_trainer_loop(jobs, 0.01, Triggers(min_new_labels=20), stop=stop, max_runs=1)
+    assert [str(check) for check in checks] == ["skipped: 0 new labels (count trigger at 20)"]
     images, labels = drifted_digits(60, seed=3)
     write_image_folder(fresh_model.feedback_dir, images, labels, prefix="inv")
     env = stack_env(
@@ -308,7 +311,9 @@ def test_trainer_loop_retrains_when_enough_labels_arrive(fresh_model: Settings, 
     assert TritonControl(triton_server.grpc_url).infer(fresh_model.model.name, holdout_batch(2))[1] == 2
 
 
-def test_bootstrap_from_an_image_folder(triton_server: TritonServer, base_settings: Settings, tmp_path: Path) -> None:
+def test_bootstrap_from_an_image_folder(
+    triton_server: TritonServer, base_settings: LocalSettings, tmp_path: Path
+) -> None:
     images, labels = digits_images()
     keep = [i for i, v in enumerate(labels) if v in (0, 1, 7)][:240]
     names = {0: "zero", 1: "one", 7: "seven"}

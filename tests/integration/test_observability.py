@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
+from inferloop.kafka.producers import FeedbackProducer, ImageProducer
 from infra.local.process import free_ports, port_is_free, start, stop_pid
 from infra.local.prometheus_server import PROMETHEUS_DIR, render_config
+from infra.local.settings import LocalSettings
 from infra.local.worker import JoinerProcess, TrainerProcess, WorkerProcess
-from streams.client import FeedbackProducer, ImageProducer
-from streams.settings import Settings
 from tests.conftest import SERVER_LOGS
-from tests.helpers import inferloop, own_stack_env, png_bytes, settings_from_env, wait_for
-from trainer.data import digits_images
+from tests.helpers import inferloop, own_stack_env, settings_from_env, wait_for
+from trainer.data import digits_images, png_bytes
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
@@ -77,7 +77,7 @@ def dashboard_queries() -> list[tuple[str, str]]:
 
 
 def test_prometheus_scrapes_the_stack_and_every_dashboard_query_returns_data(
-    base_settings: Settings, tmp_path: Path
+    base_settings: LocalSettings, tmp_path: Path
 ) -> None:
     ports = free_ports(9)
     env = own_stack_env(

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from inferloop.events import DeadLetter, ImageEvent, encode_image_event
+from inferloop.kafka.readers import read_dead_letters
 from infra.local.process import free_ports, kill_pid, pid_alive, start, stop_pid
 from infra.local.triton_server import TritonServer
-from streams.client import read_dead_letters
-from streams.events import DeadLetter, ImageEvent, encode_image_event
 from tests.conftest import SERVER_LOGS
-from tests.helpers import inferloop, png_bytes, wait_for
+from tests.helpers import inferloop, wait_for
 from tests.integration.conftest import (
     Stream,
     assert_each_event_once_or_identically,
@@ -27,7 +27,7 @@ from tests.integration.conftest import (
     labelled_digits,
     publish,
 )
-from trainer.data import digits_images
+from trainer.data import digits_images, png_bytes
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -191,7 +191,7 @@ def test_bad_events_are_dead_lettered_with_their_reason_and_the_worker_carries_o
     assert sorted(json.loads(line)["reason"] for line in listed.stdout.splitlines()) == sorted(r for r, _, _ in bad)
     replay = inferloop(stream.env, "dlq", "replay", "--reason", "undecodable")
     assert replay.returncode == 0 and "replayed 1 dead letters" in replay.stderr, replay.stderr
-    wait_for(lambda: stream.metric(worker, 'inferloop_dead_letters_total{reason="undecodable"}') == 2, 60, "the replay")
+    wait_for(lambda: stream.metric(worker, "inferloop_dead_letters_total", reason="undecodable") == 2, 60, "the replay")
 
 
 @pytest.mark.faults
@@ -300,7 +300,9 @@ def test_an_event_over_the_record_limit_is_refused_by_the_producer(stream: Strea
     from kafka import KafkaProducer
     from kafka.errors import MessageSizeTooLargeError
 
-    from streams.client import EventTooLarge, ImageProducer, end_offsets
+    from inferloop.kafka.errors import EventTooLarge
+    from inferloop.kafka.producers import ImageProducer
+    from inferloop.kafka.readers import end_offsets
 
     settings = stream.settings
     limit = settings.streams.max_request_bytes

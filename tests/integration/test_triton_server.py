@@ -11,9 +11,9 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
+from inferloop.triton.model_config import DataType, ModelConfig, TensorSpec
 from infra.local.process import pid_cmdline
 from infra.local.triton_server import TritonServer, http_ok
-from trainer.model_config import DataType, ModelConfig, TensorSpec
 
 pytestmark = pytest.mark.integration
 
@@ -124,7 +124,7 @@ def test_unknown_model_is_a_clear_error(triton_server: TritonServer) -> None:
 
 def test_a_fleet_loads_and_serves_on_every_replica(bootstrapped: dict[str, str], triton_server: TritonServer) -> None:
     """Fan-out control (Helm with many Triton replicas): the session server reached under two addresses."""
-    from streams.inference import TritonControl, TritonFleet
+    from inferloop.triton.control import TritonControl, TritonFleet
 
     members = [TritonControl(triton_server.grpc_url), TritonControl(f"localhost:{triton_server.grpc_port}")]
     fleet = TritonFleet(members)

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from inferloop.triton.control import TritonControl, triton_control
+from inferloop.triton.options import grpc_options
 from infra.local.kafka_broker import KafkaBroker
 from infra.local.process import free_ports, start, stop_pid
+from infra.local.settings import LocalSettings
 from infra.local.stack import triton_service
-from streams.inference import TritonControl, triton_control
-from streams.settings import Settings
 from tests.conftest import SERVER_LOGS
 from tests.helpers import Certificates, inferloop, make_certificates, settings_from_env, stack_env
 from tests.integration.conftest import Stream, copy_bootstrapped_repository, labelled_digits, publish
@@ -27,7 +28,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.security]
 
 @pytest.fixture(scope="module")
 def tls_triton(
-    bootstrapped: dict[str, str], base_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+    bootstrapped: dict[str, str], base_settings: LocalSettings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[dict[str, str], Certificates]]:
     """A Triton of its own serving gRPC over mutual TLS, and the environment of clients that may connect."""
     folder = tmp_path_factory.mktemp("triton-tls")
@@ -81,8 +82,8 @@ def test_plaintext_no_client_certificate_and_another_ca_are_refused(
     attempts = {
         "plaintext": {},
         "no client certificate": {"ssl": True, "root_certificates": str(certificates.ca)},
-        "another CA": t.grpc_client_options() | {"root_certificates": str(other.ca)},
-        "a certificate from another CA": t.grpc_client_options()
+        "another CA": grpc_options(t) | {"root_certificates": str(other.ca)},
+        "a certificate from another CA": grpc_options(t)
         | {"private_key": str(other.client_key), "certificate_chain": str(other.client_cert)},
     }
     for what, options in attempts.items():
@@ -112,7 +113,7 @@ def test_the_worker_classifies_over_mutual_tls_and_logs_no_key(
 
 
 def test_the_worker_refuses_an_inconsistent_triton_tls_configuration(
-    tls_triton: tuple[dict[str, str], Certificates], base_settings: Settings, tmp_path: Path
+    tls_triton: tuple[dict[str, str], Certificates], base_settings: LocalSettings, tmp_path: Path
 ) -> None:
     """A worker given Triton TLS files with TLS off, or a client certificate without its key: it exits 1 before
     connecting, naming the variables to set."""

@@ -1,0 +1,4 @@
+"""The top layer: entry points. ``inferloop`` (:mod:`cli.main`), its commands grouped by what they act on
+(:mod:`.stack_commands`, :mod:`.model_commands`, :mod:`.stream_commands`, :mod:`.demo_commands`), and what only
+the command line runs: the demo (:mod:`.demo`) and the bench (:mod:`.bench`). Commands parse, call one function,
+and print: tables on stdout, progress and logs on stderr."""

@@ -1,0 +1,77 @@
+"""The ``inferloop`` Typer app and what every command shares: the settings, the two consoles, failing, JSON.
+
+Read commands take ``--json`` and print one JSON document on stdout; tables go to stdout too (so that
+``inferloop models | grep serving`` works); progress and logs go to stderr. Exit codes: 0 success, 1 a failure
+the message explains, 2 a usage error, 3 ``status`` found a component not ready, 4 the gate rejected a candidate.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from inferloop import __version__
+from inferloop.errors import InferloopError
+from inferloop.redact import redact_secrets
+from infra.local.settings import LocalSettings, load_local_settings
+
+EXIT_FAILURE = 1
+EXIT_NOT_READY = 3
+EXIT_REJECTED = 4
+
+app = typer.Typer(
+    name="inferloop",
+    help="Streaming image inference with Kafka, Faust and Triton, closed into a learning loop.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()  # tables and results
+err = Console(stderr=True)  # progress, logs, errors
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+LogLevel = Annotated[str, typer.Option(help="Faust's log level.")]
+
+
+def load() -> LocalSettings:
+    """The settings of this command (the whole tree: any command may start or find the local stack)."""
+    try:
+        settings = load_local_settings()
+    except InferloopError as exc:
+        fail(str(exc))
+    redact_secrets(settings.secret_values())
+    return settings
+
+
+def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    raise typer.Exit(code)
+
+
+def emit_json(document: Any) -> None:
+    sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"inferloop {__version__}\n")
+        raise typer.Exit
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details to stderr.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )

@@ -1,0 +1,141 @@
+"""``inferloop demo / bench``: the whole loop shown live, and the pipeline measured against its baselines."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.live import Live
+from rich.table import Table
+
+from cli.app import JsonFlag, app, emit_json, err, fail, load, out
+from inferloop.errors import InferloopError
+
+
+@app.command()
+def demo(
+    report: Annotated[Path | None, typer.Option(help="Report folder (default: <home>/demo/<time>).")] = None,
+    keep_running: Annotated[
+        bool, typer.Option("--keep-running", help="Leave the stack, worker, joiner and trainer running.")
+    ] = False,
+    rate: Annotated[float, typer.Option(help="Images per second streamed.")] = 80.0,
+    clean_s: Annotated[float, typer.Option(help="Seconds of clean images before the drift.")] = 20.0,
+    max_drift_s: Annotated[float, typer.Option(help="Give up on recovery after this many seconds of drift.")] = 180.0,
+    as_json: JsonFlag = False,
+) -> None:
+    """The whole loop on the embedded digits: stream, drift, feedback, retrain, hot swap, recover; then a report."""
+    from cli.demo import Demo
+    from cli.demo_report import DemoOptions
+
+    settings = load()
+    folder = report or settings.home / "demo" / time.strftime("%Y%m%d-%H%M%S")
+    options = DemoOptions(
+        report_dir=folder, rate_per_s=rate, clean_s=clean_s, max_drift_s=max_drift_s, keep_running=keep_running
+    )
+    runner = Demo(settings, options, on_event=err.log)
+    with Live(_demo_view({}), console=err, refresh_per_second=4, transient=False) as live:
+        try:
+            result = runner.run(view=lambda snap: live.update(_demo_view(snap)))
+        except InferloopError as exc:
+            live.stop()
+            fail(f"{exc}\nLogs: {folder / 'logs'}")
+        except KeyboardInterrupt:
+            live.stop()
+            fail("interrupted; what the demo started was stopped", 130)
+    if as_json:
+        emit_json(result.__dict__)
+    table = Table(title="inferloop demo: summary", show_header=False)
+    table.add_column("what")
+    table.add_column("value")
+
+    def pct(value: float | None) -> str:
+        return f"{value:.1%}" if value is not None else "-"
+
+    for what, value in (
+        ("duration", f"{result.duration_s:.0f} s"),
+        ("baseline version", f"v{result.baseline_version}"),
+        ("final serving version", f"v{result.final_serving_version}"),
+        ("versions published", ", ".join(f"v{v['version']} at {v['at_s']:.0f} s" for v in result.versions_published)
+         or "none"),
+        ("accuracy before drift (baseline, clean)", pct(result.accuracy_before_drift)),
+        ("accuracy after drift (baseline, drifted holdout)", pct(result.accuracy_after_drift)),
+        ("accuracy recovered (final, drifted holdout)", pct(result.accuracy_recovered)),
+        ("events / predictions / feedback", f"{result.events_sent} / {result.predictions} / {result.feedback_sent}"),
+        ("latency p50 / p99", f"{result.latency_p50_ms} / {result.latency_p99_ms} ms"),
+        ("report", str(folder / "report.json")),
+        ("chart", str(folder / "accuracy.png")),
+    ):  # fmt: skip
+        table.add_row(what, value)
+    (err if as_json else out).print(table)  # with --json, stdout holds the JSON document alone
+    recovered = result.accuracy_recovered is not None and result.accuracy_after_drift is not None
+    if not recovered or result.final_serving_version <= result.baseline_version:
+        fail("the loop did not publish a recovered version in time (see the trainer log in the report folder)")
+
+
+def _demo_view(snap: dict[str, Any]) -> Table:
+    table = Table(title="inferloop demo (live)", show_header=True, expand=False)
+    for column in ("elapsed", "phase", "sent", "predicted", "images/s", "latency p50/p99", "serving", "accuracy",
+                   "online acc. (joiner)", "feedback"):  # fmt: skip
+        table.add_column(column)
+    if not snap:
+        table.add_row(*["-"] * 10)
+        return table
+    online = snap.get("online") or {}
+    table.add_row(
+        f"{snap['elapsed_s']:.0f} s",
+        {"clean": "[green]clean[/]", "drift": "[red]drift[/]"}.get(snap["phase"], snap["phase"]),
+        str(snap["sent"]),
+        str(snap["predicted"]),
+        f"{snap['throughput']:.0f}",
+        f"{snap['p50'] or '-'} / {snap['p99'] or '-'} ms",
+        f"v{snap['serving']}",
+        f"{snap['accuracy']:.1%}" if snap["accuracy"] is not None else "-",
+        ", ".join(f"v{v}: {a:.0%}" for v, a in sorted(online.items())) or "-",
+        str(snap["feedback"]),
+    )
+    table.caption = f"trainer: {snap['trainer'] or 'waiting'}"
+    return table
+
+
+@app.command()
+def bench(
+    events: Annotated[int, typer.Option(help="Events at full load.")] = 20000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes (one consumer group), at most partitions.")] = 1,
+    as_json: JsonFlag = False,
+) -> None:
+    """Measure the pipeline against raw Triton and a naive consumer, side by side (needs `inferloop up`)."""
+    from cli.bench import run_bench
+
+    settings = load()
+    try:
+        with err.status("benchmarking") as spinner:
+
+            def progress(message: str) -> None:
+                err.log(message)
+                spinner.update(message)
+
+            result = run_bench(settings, events, progress, workers)
+    except InferloopError as exc:
+        fail(str(exc))
+    if as_json:
+        emit_json(result.as_dict())
+        return
+    table = Table(title=f"inferloop bench ({result.machine}, {result.events} events, {result.workers} worker(s))")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    rows = [
+        ("pipeline images/s (full load)", f"{result.pipeline_images_per_s:,.0f}"),
+        ("raw Triton images/s (best of grid)", f"{result.triton_images_per_s:,.0f} {result.triton_best}"),
+        ("naive consumer images/s", f"{result.naive_images_per_s:,.0f}"),
+        ("pipeline / raw Triton", f"{result.pipeline_vs_triton:.2f}"),
+        ("pipeline / naive", f"{result.pipeline_vs_naive:.1f}"),
+        ("latency p50 / p99 at full load (ms)", f"{result.p50_ms:,.0f} / {result.p99_ms:,.0f}"),
+        ("latency p50 / p99 at half load (ms)", f"{result.p50_half_load_ms:,.1f} / {result.p99_half_load_ms:,.1f}"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    for target, met in result.targets_met().items():
+        table.add_row(target, "[green]met[/]" if met else "[red]missed[/]")
+    out.print(table)

@@ -1,0 +1,151 @@
+"""``inferloop worker / joiner / produce / predictions / dlq / feedback``: the streams."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.progress import Progress
+
+from cli.app import EXIT_FAILURE, JsonFlag, LogLevel, app, emit_json, err, fail, load
+from inferloop.errors import InferloopError
+from inferloop.kafka.producers import expand_paths, parse_feedback_file, publish_files, send_feedback
+from inferloop.kafka.readers import read_dead_letters, read_predictions, replay_dead_letters
+from inferloop.settings import Settings
+
+
+def _run_app(run: Callable[[Settings, str], None], banner: str, log_level: str) -> None:
+    """Run one of the Faust apps in the foreground, with its banner on stderr."""
+    settings = load()
+    err.log(banner.format(s=settings))
+    try:
+        run(settings, log_level)
+    except InferloopError as exc:
+        fail(str(exc))
+
+
+@app.command()
+def worker(log_level: LogLevel = "WARNING") -> None:
+    """Run the streaming worker (Faust): image events in, predictions and dead letters out."""
+    from streams.worker.classify_agent import run_worker
+
+    banner = "worker: {s.streams.images_topic} -> {s.model.name}@{s.triton.grpc_url} -> {s.streams.predictions_topic}"
+    _run_app(run_worker, banner + " (metrics on :{s.streams.metrics_port})", log_level)
+
+
+@app.command()
+def joiner(log_level: LogLevel = "WARNING") -> None:
+    """Run the feedback joiner (Faust): feedback + predictions + images in, labelled examples out."""
+    from streams.joiner.join_agent import run_joiner
+
+    banner = "joiner: {s.feedback.topic} + {s.streams.predictions_topic} -> {s.feedback.training_log_topic}"
+    _run_app(run_joiner, banner + " (metrics on :{s.feedback.metrics_port})", log_level)
+
+
+@app.command()
+def produce(
+    paths: Annotated[list[str], typer.Argument(help="Image files, folders (recursive) or globs.")],
+    source: Annotated[str, typer.Option(help="Source recorded in each event.")] = "cli",
+    ids_out: Annotated[Path | None, typer.Option(help="Write 'event_id<TAB>path' lines to this file.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Publish images as events; prints the event ids (or writes them with --ids-out)."""
+    settings = load()
+    try:
+        files = expand_paths(paths)
+        if not files:
+            fail("no image files found in " + " ".join(paths))
+        with Progress(console=err, transient=True) as bar:
+            task = bar.add_task("publishing", total=len(files))
+            published = publish_files(settings, files, source, on_file=lambda: bar.advance(task))
+    except InferloopError as exc:
+        fail(str(exc))
+    sent = [(event_id, str(path)) for event_id, path in published.sent]
+    if ids_out is not None:
+        ids_out.write_text("".join(f"{event_id}\t{path}\n" for event_id, path in sent))
+    if as_json:
+        emit_json([{"event_id": e, "path": p} for e, p in sent])
+    elif ids_out is None:
+        sys.stdout.write("".join(f"{event_id}\t{path}\n" for event_id, path in sent))
+    err.print(f"published {len(sent)} events to {settings.streams.images_topic}", highlight=False)
+    if published.refused:
+        for refusal in published.refused:
+            err.print(f"[bold red]refused:[/] {escape(str(refusal))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_FAILURE)
+
+
+@app.command()
+def predictions(
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep reading new predictions.")] = False,
+    limit: Annotated[int | None, typer.Option(help="Stop after this many.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Read predictions from the beginning of the predictions topic (JSON lines with --json)."""
+    for p in read_predictions(load(), follow=follow, limit=limit):
+        if as_json:
+            sys.stdout.write(json.dumps(asdict(p)) + "\n")
+        else:
+            sys.stdout.write(f"{p.event_id}  {p.label:>8}  {p.scores[0]:.3f}  {p.model_name} v{p.model_version}\n")
+        sys.stdout.flush()
+
+
+dlq_app = typer.Typer(help="Inspect and replay dead letters.", invoke_without_command=True, no_args_is_help=False)
+app.add_typer(dlq_app, name="dlq")
+
+
+@dlq_app.callback()
+def dlq(
+    ctx: typer.Context,
+    limit: Annotated[int | None, typer.Option(help="Stop after this many.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List dead letters: reason, message, origin (JSON lines with --json)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    for d in read_dead_letters(load(), limit=limit):
+        if as_json:
+            raw = asdict(d)
+            raw["original_bytes"] = len(d.original) if d.original is not None else None
+            raw.pop("original")
+            sys.stdout.write(json.dumps(raw) + "\n")
+        else:
+            origin = f"{d.origin_topic}[{d.origin_partition}]@{d.origin_offset}"
+            sys.stdout.write(f"{d.reason:<24} {d.event_id or '-':<34} {origin}  {d.message}\n")
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    reason: Annotated[str | None, typer.Option(help="Only dead letters with this reason.")] = None,
+) -> None:
+    """Publish dead letters' original bytes to the images topic again (after fixing the cause)."""
+    replayed, skipped = replay_dead_letters(load(), reason)
+    err.print(f"replayed {replayed} dead letters, skipped {skipped}", highlight=False)
+
+
+@app.command()
+def feedback(
+    event_id: Annotated[str | None, typer.Argument(help="The event the label is for.")] = None,
+    label: Annotated[str | None, typer.Argument(help="Its true label.")] = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", "-f", help="Bulk: CSV (event_id,label[,source]) or JSON lines.")
+    ] = None,
+    source: Annotated[str, typer.Option(help="Who says so (kept with the example).")] = "cli",
+) -> None:
+    """Send ground truth: the true label of a predicted event (one, or many from a file)."""
+    settings = load()
+    if (file is None) == (event_id is None or label is None):
+        fail("give either EVENT_ID LABEL or --file FILE", 2)
+    try:
+        rows = parse_feedback_file(file) if file is not None else [(event_id or "", label or "", None)]
+        sent = send_feedback(settings, rows, source)
+    except InferloopError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot read {file}: {exc}")
+    err.print(f"sent {sent} feedback record(s) to {settings.feedback.topic}", highlight=False)

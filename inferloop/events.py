@@ -1,0 +1,325 @@
+"""Wire formats of inferloop's topics: image events, predictions, dead letters, feedback and labelled examples.
+
+One encode/decode pair each.
+
+Image events carry the image bytes raw, never base64: a Kafka value is a small binary frame ::
+
+    b"ILE" | schema version (1 byte) | header length (4 bytes, big-endian) | header (JSON) | image bytes
+
+The JSON header holds the event id, time, source, content type, an optional image URI (for images too large to
+travel inline; read through fsspec, so ``file://`` and object stores work) and optional metadata. The key of
+the Kafka record is the event id. Predictions, dead letters and feedback are small JSON documents with a
+``schema_version``. Labelled examples (the training log) use a frame like image events' (magic ``ILX``), since
+they carry the image too. See ``docs/events.md``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from inferloop.errors import EventDecodeError, PoisonError
+
+IMAGE_MAGIC = b"ILE"
+EXAMPLE_MAGIC = b"ILX"
+IMAGE_SCHEMA_VERSION = 1
+FEEDBACK_SCHEMA_VERSION = 1
+EXAMPLE_SCHEMA_VERSION = 1
+PREDICTION_SCHEMA_VERSION = 1
+DEAD_LETTER_SCHEMA_VERSION = 1
+_FRAME_HEAD = struct.Struct(">3sBI")
+MAX_HEADER_BYTES = 64 * 1024
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One Kafka record as consumed: where it came from, its key and value (``None``: a tombstone)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+def new_event_id() -> str:
+    return uuid.uuid4().hex
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True)
+class ImageEvent:
+    """One image to classify: inline ``image`` bytes, or an ``image_uri`` to read them from."""
+
+    event_id: str
+    content_type: str
+    image: bytes = b""
+    image_uri: str | None = None
+    source: str = ""
+    produced_at_ms: int = field(default_factory=now_ms)
+    metadata: dict[str, str] = field(default_factory=dict)
+    schema_version: int = IMAGE_SCHEMA_VERSION
+
+
+def _frame(magic: bytes, version: int, header: dict[str, Any], payload: bytes) -> bytes:
+    raw_header = json.dumps(header, separators=(",", ":")).encode()
+    return _FRAME_HEAD.pack(magic, version, len(raw_header)) + raw_header + payload
+
+
+def _unframe(value: bytes | None, magic: bytes, version_supported: int, what: str) -> tuple[dict[str, Any], bytes]:
+    """``(header, payload)`` of a frame; raises :class:`EventDecodeError` with a specific reason."""
+    if not value:
+        raise EventDecodeError("empty_value", "the record has no value")
+    if len(value) < _FRAME_HEAD.size or value[:3] != magic:
+        article = "an" if what[0] in "aeiou" else "a"
+        raise EventDecodeError(f"not_{article}_{what}", f"the value does not start with an inferloop {what} frame")
+    _, version, header_len = _FRAME_HEAD.unpack_from(value)
+    if version != version_supported:
+        raise EventDecodeError(
+            "unknown_schema_version",
+            f"{what} schema version {version} is not supported (this worker: {version_supported})",
+        )
+    if header_len > MAX_HEADER_BYTES or _FRAME_HEAD.size + header_len > len(value):
+        raise EventDecodeError("bad_header", f"header length {header_len} does not fit the {len(value)}-byte value")
+    try:
+        header = json.loads(value[_FRAME_HEAD.size : _FRAME_HEAD.size + header_len])
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EventDecodeError("bad_header", f"header is not JSON: {exc}") from exc
+    if not isinstance(header, dict):
+        raise EventDecodeError("bad_header", "header is not a JSON object")
+    return header, bytes(value[_FRAME_HEAD.size + header_len :])
+
+
+def encode_image_event(event: ImageEvent) -> bytes:
+    header = {
+        "event_id": event.event_id,
+        "content_type": event.content_type,
+        "source": event.source,
+        "produced_at_ms": event.produced_at_ms,
+    }
+    if event.image_uri is not None:
+        header["image_uri"] = event.image_uri
+    if event.metadata:
+        header["metadata"] = event.metadata
+    return _frame(IMAGE_MAGIC, event.schema_version, header, event.image)
+
+
+def decode_image_event(value: bytes | None) -> ImageEvent:
+    """The event in a Kafka value; raises :class:`EventDecodeError` with a specific reason."""
+    header, image = _unframe(value, IMAGE_MAGIC, IMAGE_SCHEMA_VERSION, "image_event")
+    return _image_event_from_header(header, image)
+
+
+def _image_event_from_header(header: dict[str, Any], image: bytes) -> ImageEvent:
+    def text(name: str, required: bool) -> str:
+        raw = header.get(name)
+        if raw is None and not required:
+            return ""
+        if not isinstance(raw, str) or (required and not raw):
+            raise EventDecodeError("missing_field", f"field {name!r} is missing or not a non-empty string")
+        return raw
+
+    event_id = text("event_id", True)
+    if len(event_id) > 200:
+        raise EventDecodeError("bad_field", "event_id is longer than 200 characters")
+    content_type = text("content_type", True)
+    produced = header.get("produced_at_ms")
+    if not isinstance(produced, int) or isinstance(produced, bool) or produced < 0:
+        raise EventDecodeError("missing_field", "field 'produced_at_ms' is missing or not a non-negative integer")
+    uri = header.get("image_uri")
+    if uri is not None and not isinstance(uri, str):
+        raise EventDecodeError("bad_field", "image_uri is not a string")
+    metadata = header.get("metadata", {})
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise EventDecodeError("bad_field", "metadata must map strings to strings")
+    if not image and not uri:
+        raise EventDecodeError("missing_image", "the event has neither inline image bytes nor an image_uri")
+    return ImageEvent(
+        event_id=event_id,
+        content_type=content_type,
+        image=image,
+        image_uri=uri,
+        source=text("source", False),
+        produced_at_ms=produced,
+        metadata=metadata,
+    )
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The model's answer for one event."""
+
+    event_id: str
+    model_name: str
+    model_version: int
+    labels: list[str]
+    scores: list[float]
+    produced_at_ms: int
+    received_at_ms: int
+    predicted_at_ms: int
+    source: str = ""
+    image_topic: str | None = None  # where the input image is: the learning loop reads it back from there
+    image_partition: int | None = None
+    image_offset: int | None = None
+    schema_version: int = PREDICTION_SCHEMA_VERSION
+
+    @property
+    def label(self) -> str:
+        return self.labels[0]
+
+
+def encode_prediction(prediction: Prediction) -> bytes:
+    return json.dumps(prediction.__dict__, separators=(",", ":")).encode()
+
+
+def _from_json(value: bytes | None, build: Callable[[Any], T], reason: str, what: str) -> T:
+    """``build`` applied to the JSON document in ``value``; :class:`EventDecodeError` with ``reason`` if it fails."""
+    try:
+        return build(json.loads(value or b""))
+    except (ValueError, TypeError, AttributeError) as exc:  # JSON, base64 and the dataclass's own refusals
+        raise EventDecodeError(reason, f"not {what}: {exc}") from exc
+
+
+def _prediction(raw: Any) -> Prediction:
+    if raw.get("schema_version") != PREDICTION_SCHEMA_VERSION:
+        raise EventDecodeError("unknown_schema_version", f"prediction schema {raw.get('schema_version')}")
+    return Prediction(**raw)
+
+
+def decode_prediction(value: bytes | None) -> Prediction:
+    """The prediction in a Kafka value; :class:`EventDecodeError` (``bad_prediction``, ``unknown_schema_version``)."""
+    return _from_json(value, _prediction, "bad_prediction", "a prediction")
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """An event the worker could not process, with why, where it came from and (when small) its bytes."""
+
+    reason: str
+    message: str
+    origin_topic: str
+    origin_partition: int
+    origin_offset: int
+    event_id: str | None = None
+    original: bytes | None = None
+    failed_at_ms: int = field(default_factory=now_ms)
+    schema_version: int = DEAD_LETTER_SCHEMA_VERSION
+
+
+def build_dead_letter(error: PoisonError, origin: Record, event_id: str | None, keep_original_bytes: int) -> DeadLetter:
+    """The dead letter of ``origin``, which failed with ``error``: its reason, where it came from and, up to
+    ``keep_original_bytes``, its bytes (so that ``inferloop dlq replay`` can send it again)."""
+    keep = origin.value is not None and len(origin.value) <= keep_original_bytes
+    return DeadLetter(
+        reason=error.reason,
+        message=str(error),
+        origin_topic=origin.topic,
+        origin_partition=origin.partition,
+        origin_offset=origin.offset,
+        event_id=event_id,
+        original=origin.value if keep else None,
+    )
+
+
+def encode_dead_letter(letter: DeadLetter) -> bytes:
+    raw = {**letter.__dict__}
+    raw["original"] = base64.b64encode(letter.original).decode() if letter.original is not None else None
+    return json.dumps(raw, separators=(",", ":")).encode()
+
+
+def _dead_letter(raw: Any) -> DeadLetter:
+    original = raw.pop("original", None)
+    return DeadLetter(**raw, original=base64.b64decode(original) if original is not None else None)
+
+
+def decode_dead_letter(value: bytes | None) -> DeadLetter:
+    """The dead letter in a Kafka value, its original bytes decoded from base64; :class:`EventDecodeError`
+    (``bad_dead_letter``) if it is not one."""
+    return _from_json(value, _dead_letter, "bad_dead_letter", "a dead letter")
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """The true label of an event, from a person or a downstream system. Keyed by event id on its topic."""
+
+    event_id: str
+    label: str
+    source: str = ""
+    at_ms: int = field(default_factory=now_ms)
+    schema_version: int = FEEDBACK_SCHEMA_VERSION
+
+
+def encode_feedback(feedback: Feedback) -> bytes:
+    return json.dumps(feedback.__dict__, separators=(",", ":")).encode()
+
+
+def decode_feedback(value: bytes | None) -> Feedback:
+    """Feedback in a Kafka value; raises :class:`EventDecodeError` with a specific reason."""
+    if not value:
+        raise EventDecodeError("empty_value", "the record has no value")
+    try:
+        raw = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EventDecodeError("not_feedback", f"feedback is not JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise EventDecodeError("not_feedback", "feedback is not a JSON object")
+    if raw.get("schema_version") != FEEDBACK_SCHEMA_VERSION:
+        raise EventDecodeError(
+            "unknown_schema_version", f"feedback schema version {raw.get('schema_version')!r} is not supported"
+        )
+    for name in ("event_id", "label"):
+        if not isinstance(raw.get(name), str) or not raw[name] or len(raw[name]) > 200:
+            raise EventDecodeError("missing_field", f"field {name!r} is missing or not a string of 1-200 characters")
+    at = raw.get("at_ms")
+    if not isinstance(at, int) or isinstance(at, bool) or at < 0:
+        raise EventDecodeError("missing_field", "field 'at_ms' is missing or not a non-negative integer")
+    source = raw.get("source", "")
+    if not isinstance(source, str):
+        raise EventDecodeError("bad_field", "source is not a string")
+    return Feedback(event_id=raw["event_id"], label=raw["label"], source=source, at_ms=at)
+
+
+@dataclass(frozen=True)
+class LabelledExample:
+    """One record of the training log: an input image with its true label and what the model had predicted."""
+
+    event_id: str
+    label: str
+    content_type: str
+    image: bytes
+    predicted_label: str
+    predicted_score: float
+    model_name: str
+    model_version: int
+    feedback_source: str = ""
+    feedback_at_ms: int = 0
+    predicted_at_ms: int = 0
+    logged_at_ms: int = field(default_factory=now_ms)
+    schema_version: int = EXAMPLE_SCHEMA_VERSION
+
+    @property
+    def correct(self) -> bool:
+        return self.label == self.predicted_label
+
+
+def encode_labelled_example(example: LabelledExample) -> bytes:
+    header = {k: v for k, v in example.__dict__.items() if k not in ("image", "schema_version")}
+    return _frame(EXAMPLE_MAGIC, example.schema_version, header, example.image)
+
+
+def decode_labelled_example(value: bytes | None) -> LabelledExample:
+    header, image = _unframe(value, EXAMPLE_MAGIC, EXAMPLE_SCHEMA_VERSION, "labelled_example")
+    try:
+        return LabelledExample(**header, image=image)
+    except TypeError as exc:
+        raise EventDecodeError("bad_header", f"not a labelled example: {exc}") from exc

@@ -1,0 +1,31 @@
+"""Errors of the Kafka client layer."""
+
+from __future__ import annotations
+
+from inferloop.errors import InferloopError, PoisonError, RetryableError
+
+
+class BrokerUnavailable(RetryableError):
+    """The Kafka cluster cannot be reached."""
+
+    def __init__(self, bootstrap: str, detail: str) -> None:
+        self.bootstrap = bootstrap
+        super().__init__(f"Kafka at {bootstrap} cannot be reached ({detail}); is it running? (`inferloop up`)")
+
+
+class EventTooLarge(PoisonError):
+    """An event over the Kafka record size limit: refused before it is sent."""
+
+    reason = "event_too_large"
+
+    def __init__(self, size: int, limit: int, what: str = "the event") -> None:
+        self.size, self.limit = size, limit
+        super().__init__(
+            f"{what} is {size} bytes as an event, over the {limit}-byte Kafka record limit "
+            "(INFERLOOP_STREAMS__MAX_REQUEST_BYTES); larger images travel as a URI: put them in a folder named by "
+            "INFERLOOP_STREAMS__IMAGE_URI_ROOTS, which the workers can read"
+        )
+
+
+class FeedbackError(InferloopError):
+    """Feedback that cannot be sent as given (a bad line in a bulk file, an empty label)."""

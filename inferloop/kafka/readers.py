@@ -1,0 +1,151 @@
+"""Reading inferloop's topics: predictions, dead letters, the training log, any topic by offsets.
+
+No consumer group and nothing committed: a reader starts at the beginning (or at given offsets) and, unless it
+follows, stops at the end the topic had when reading began. Synchronous (kafka-python).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+from inferloop.errors import EventDecodeError
+from inferloop.events import (
+    DeadLetter,
+    LabelledExample,
+    Prediction,
+    Record,
+    decode_dead_letter,
+    decode_labelled_example,
+    decode_prediction,
+)
+from inferloop.kafka.options import kafka_options
+from inferloop.settings import Settings
+
+
+def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
+    """The next offset of every partition of ``topic`` (empty when it does not exist)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(**kafka_options(settings.kafka), enable_auto_commit=False, client_id="inferloop-reader")
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or set())]
+        return {tp.partition: end for tp, end in consumer.end_offsets(tps).items()} if tps else {}
+    finally:
+        consumer.close()
+
+
+def read_topic(
+    settings: Settings,
+    topic: str,
+    follow: bool = False,
+    limit: int | None = None,
+    idle_timeout_s: float = 2.0,
+    start: dict[int, int] | None = None,
+    until: dict[int, int] | None = None,
+) -> Iterator[Record]:
+    """Records of ``topic`` from the beginning, or from ``start`` offsets (no consumer group, nothing committed).
+
+    Without ``follow`` it stops at the end the topic had when reading began (or before the ``until`` offsets),
+    so that records written while it reads (a replay's own dead letters, say) are not read again.
+    """
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(**kafka_options(settings.kafka), enable_auto_commit=False, client_id="inferloop-reader")
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            return
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        for tp in tps:
+            if start and start.get(tp.partition):
+                consumer.seek(tp, start[tp.partition])
+        if follow:
+            ends = {}
+        else:
+            stop = until if until is not None else {tp.partition: e for tp, e in consumer.end_offsets(tps).items()}
+            begin = start or {}
+            ends = {tp: stop[tp.partition] for tp in tps if stop.get(tp.partition, 0) > begin.get(tp.partition, 0)}
+        count, idle_since = 0, time.monotonic()
+        while follow or ends:
+            batch = consumer.poll(timeout_ms=200)
+            if not batch:
+                if not follow and time.monotonic() - idle_since > idle_timeout_s:
+                    return
+                continue
+            idle_since = time.monotonic()
+            for tp, records in batch.items():
+                for r in records:
+                    if not follow and (tp not in ends or r.offset >= ends[tp]):
+                        continue
+                    yield Record(r.topic, r.partition, r.offset, r.key, r.value)
+                    count += 1
+                    if limit is not None and count >= limit:
+                        return
+                if not follow and tp in ends and consumer.position(tp) >= ends[tp]:
+                    del ends[tp]
+    finally:
+        consumer.close()
+
+
+def read_predictions(settings: Settings, **kwargs: Any) -> Iterator[Prediction]:
+    for record in read_topic(settings, settings.streams.predictions_topic, **kwargs):
+        yield decode_prediction(record.value)
+
+
+def read_dead_letters(settings: Settings, **kwargs: Any) -> Iterator[DeadLetter]:
+    for record in read_topic(settings, settings.streams.dead_letter_topic, **kwargs):
+        yield decode_dead_letter(record.value)
+
+
+def replay_dead_letters(settings: Settings, reason: str | None = None) -> tuple[int, int]:
+    """Publish the original bytes of dead letters to the topic they came from again; returns (replayed, skipped)."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(**kafka_options(settings.kafka), acks="all", client_id="inferloop-replay")
+    replayed = skipped = 0
+    try:
+        for letter in read_dead_letters(settings):
+            if (reason and letter.reason != reason) or letter.original is None:
+                skipped += 1
+                continue
+            producer.send(letter.origin_topic, key=(letter.event_id or "").encode() or None, value=letter.original)
+            replayed += 1
+        producer.flush()
+    finally:
+        producer.close()
+    return replayed, skipped
+
+
+def read_training_log(settings: Settings, **kwargs: Any) -> Iterator[tuple[Record, LabelledExample]]:
+    for record in read_topic(settings, settings.feedback.training_log_topic, **kwargs):
+        yield record, decode_labelled_example(record.value)
+
+
+def latest_examples(
+    settings: Settings,
+    start: dict[int, int] | None = None,
+    until: dict[int, int] | None = None,
+    skipped: Counter[str] | None = None,
+    idle_timeout_s: float = 5.0,
+) -> dict[str, LabelledExample]:
+    """The newest training-log record of each event id between the offsets (a correction wins, as compaction
+    will eventually decide); records that do not decode are counted by reason in ``skipped``."""
+    latest: dict[str, tuple[tuple[int, int], LabelledExample]] = {}
+    topic = settings.feedback.training_log_topic
+    for record in read_topic(settings, topic, start=start, until=until, idle_timeout_s=idle_timeout_s):
+        try:
+            example = decode_labelled_example(record.value)
+        except EventDecodeError as exc:
+            if skipped is not None:
+                skipped[exc.reason] += 1
+            continue
+        position = (record.partition, record.offset)
+        known = latest.get(example.event_id)
+        if known is None or known[0] < position:
+            latest[example.event_id] = (position, example)
+    return {event_id: example for event_id, (_, example) in latest.items()}

@@ -1,0 +1,123 @@
+"""Triton model configuration as a typed object, rendered to ``config.pbtxt``.
+
+Nobody edits ``config.pbtxt`` by hand: code builds a :class:`ModelConfig` and :meth:`ModelConfig.to_pbtxt`
+writes the protobuf text format Triton reads (``ModelConfig`` in Triton's ``model_config.proto``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # fullmatch: `$` would allow a trailing newline
+
+
+class DataType(StrEnum):
+    """Triton tensor data types (the subset inferloop uses)."""
+
+    BOOL = "TYPE_BOOL"
+    UINT8 = "TYPE_UINT8"
+    INT32 = "TYPE_INT32"
+    INT64 = "TYPE_INT64"
+    FP16 = "TYPE_FP16"
+    FP32 = "TYPE_FP32"
+    STRING = "TYPE_STRING"
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output: name, data type and shape without the batch dimension (-1 for variable)."""
+
+    name: str
+    data_type: DataType
+    dims: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if not NAME_PATTERN.fullmatch(self.name):
+            raise ValueError(f"invalid tensor name {self.name!r}")
+        if not self.dims or any(d == 0 or d < -1 for d in self.dims):
+            raise ValueError(f"tensor {self.name}: dims must be positive or -1, got {self.dims}")
+
+
+@dataclass(frozen=True)
+class DynamicBatching:
+    """Server-side batching: Triton waits up to ``max_queue_delay_us`` to fill a batch."""
+
+    max_queue_delay_us: int = 2000
+    preferred_batch_sizes: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What Triton needs to serve one model."""
+
+    name: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    backend: str = "python"
+    max_batch_size: int = 64
+    dynamic_batching: DynamicBatching | None = field(default_factory=DynamicBatching)
+    instance_count: int = 1
+    instance_kind: str = "KIND_CPU"
+    versions_served: int = 1
+    versions: tuple[int, ...] = ()  # when given, serve exactly these versions (a 'specific' policy)
+    parameters: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not NAME_PATTERN.fullmatch(self.name):
+            raise ValueError(
+                f"invalid model name {self.name!r}: letters, digits, '_', '.', '-' only, not starting with a dot"
+            )
+        if not self.inputs or not self.outputs:
+            raise ValueError("a model needs at least one input and one output")
+        if self.max_batch_size < 0 or self.instance_count < 1 or self.versions_served < 1:
+            raise ValueError("max_batch_size >= 0, instance_count >= 1 and versions_served >= 1 are required")
+        if any(v < 1 for v in self.versions):
+            raise ValueError(f"versions are positive integers, got {self.versions}")
+
+    def _version_policy(self) -> str:
+        if self.versions:
+            listed = ", ".join(str(v) for v in sorted(set(self.versions)))
+            return f"version_policy: {{ specific: {{ versions: [ {listed} ] }} }}"
+        return f"version_policy: {{ latest: {{ num_versions: {self.versions_served} }} }}"
+
+    def to_pbtxt(self) -> str:
+        """The protobuf text form Triton reads from ``<repository>/<name>/config.pbtxt``."""
+        lines = [
+            "# Rendered by inferloop (inferloop.triton.model_config); do not edit by hand.",
+            f"name: {_quote(self.name)}",
+            f"backend: {_quote(self.backend)}",
+            f"max_batch_size: {self.max_batch_size}",
+            "input [",
+            ",\n".join(_tensor(t) for t in self.inputs),
+            "]",
+            "output [",
+            ",\n".join(_tensor(t) for t in self.outputs),
+            "]",
+            f"instance_group [ {{ kind: {self.instance_kind} count: {self.instance_count} }} ]",
+            self._version_policy(),
+        ]
+        if self.dynamic_batching is not None:
+            db = self.dynamic_batching
+            preferred = (
+                f" preferred_batch_size: [ {', '.join(map(str, db.preferred_batch_sizes))} ]"
+                if db.preferred_batch_sizes
+                else ""
+            )
+            lines.append(f"dynamic_batching {{ max_queue_delay_microseconds: {db.max_queue_delay_us}{preferred} }}")
+        for key, value in sorted(self.parameters.items()):
+            lines.append(f"parameters {{ key: {_quote(key)} value: {{ string_value: {_quote(value)} }} }}")
+        return "\n".join(lines) + "\n"
+
+
+def _quote(text: str) -> str:
+    # JSON string escaping is a valid protobuf text-format string literal for the characters we allow.
+    return json.dumps(text)
+
+
+def _tensor(t: TensorSpec) -> str:
+    dims = ", ".join(str(d) for d in t.dims)
+    return f"  {{ name: {_quote(t.name)} data_type: {t.data_type.value} dims: [ {dims} ] }}"

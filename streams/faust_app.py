@@ -1,0 +1,81 @@
+"""Faust as both apps use it: one configuration, the metrics endpoint and lag timer, and the foreground runner.
+
+At-least-once by construction: raw bytes in and out, acks from all replicas, offsets from the earliest record,
+commits every second (faust flushes the producer before it commits), the Kafka connection and security of the
+settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import faust
+from prometheus_client import CollectorRegistry, start_http_server
+
+from inferloop.kafka.options import ssl_context
+from inferloop.metrics import export_consumer_lag
+from inferloop.settings import KafkaSettings, Settings
+
+log = logging.getLogger(__name__)
+
+
+def faust_credentials(kafka: KafkaSettings) -> Any:
+    """``broker_credentials`` for a Faust app (None for PLAINTEXT)."""
+    context = ssl_context(kafka)
+    if kafka.security_protocol.startswith("SASL_"):
+        return faust.SASLCredentials(
+            username=kafka.sasl_username,
+            password=kafka.sasl_password.get_secret_value() if kafka.sasl_password else None,
+            ssl_context=context,
+            mechanism=kafka.sasl_mechanism,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
+def faust_app(settings: Settings, app_id: str, **options: Any) -> faust.App:
+    """A Faust app as inferloop configures them all (see the module's documentation)."""
+    s = settings.streams
+    return faust.App(
+        app_id,
+        broker=[f"kafka://{server}" for server in settings.kafka.bootstrap.split(",")],
+        broker_credentials=faust_credentials(settings.kafka),
+        store="memory://",
+        key_serializer="raw",
+        value_serializer="raw",
+        web_enabled=False,
+        topic_partitions=s.partitions,
+        producer_acks=-1,
+        producer_max_request_size=s.max_request_bytes,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=1.0,
+        broker_session_timeout=s.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, s.session_timeout_s / 3),
+        **options,
+    )
+
+
+def observe(
+    app: faust.App, app_id: str, registry: CollectorRegistry, lag: Any, topics: set[str], metrics_port: int
+) -> None:
+    """Serve ``registry`` on ``/metrics`` (port 0: not at all) and refresh the consumer lag of ``topics``."""
+
+    @app.timer(5.0)  # type: ignore[untyped-decorator]
+    async def _lag() -> None:
+        await export_consumer_lag(app, app_id, lag, topics)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def _serve_metrics() -> None:
+        if metrics_port:
+            await asyncio.get_running_loop().run_in_executor(
+                None, lambda: start_http_server(metrics_port, registry=registry)
+            )
+            log.info("%s metrics on :%d/metrics", app_id, metrics_port)
+
+
+def run_app(app: faust.App, loglevel: str) -> None:
+    """Run a Faust app in the foreground until SIGTERM/SIGINT."""
+    faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False).execute_from_commandline()

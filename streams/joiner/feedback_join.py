@@ -1,0 +1,268 @@
+"""The feedback join: predictions and feedback in, by event id; what to log, what to dead-letter, what to ignore.
+
+Pure logic over a key-value store (a Faust table in the joiner, a dict in unit tests), so that every edge case
+is decided in one place:
+
+* feedback for a prediction the joiner holds is **joined** (the app then reads the input image back and logs
+  the labelled example);
+* feedback that arrives **before** its prediction waits up to ``wait_s``; if no prediction comes it is
+  dead-lettered as ``unknown_event``;
+* **duplicate** feedback (the label already logged for that event) is ignored, so it is idempotent;
+* a **correction** (another label for an event already logged) is logged again: the training log is keyed by
+  event id and its readers keep the latest record, so the later label wins;
+* predictions stay joinable for ``retention_s`` (counted from when the joiner saw them); after that only a small
+  marker remains, for another ``retention_s``, so that late feedback is dead-lettered as ``expired_event``
+  rather than waiting in vain.
+
+Entries are JSON in the store; a small in-memory index of deadlines keeps the periodic sweep cheap.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, MutableMapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from inferloop.errors import PoisonError
+from inferloop.events import Feedback, Prediction
+from streams.errors import FeedbackRejected
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a record came from, for dead letters."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class Predicted:
+    """What the joiner keeps of a prediction."""
+
+    model_name: str
+    model_version: int
+    label: str
+    score: float
+    predicted_at_ms: int
+    image_topic: str | None
+    image_partition: int | None
+    image_offset: int | None
+
+    @staticmethod
+    def of(prediction: Prediction) -> Predicted:
+        return Predicted(
+            prediction.model_name,
+            prediction.model_version,
+            prediction.labels[0],
+            prediction.scores[0],
+            prediction.predicted_at_ms,
+            prediction.image_topic,
+            prediction.image_partition,
+            prediction.image_offset,
+        )
+
+
+@dataclass(frozen=True)
+class PendingFeedback:
+    label: str
+    source: str
+    at_ms: int
+    origin: Origin
+    original: bytes
+    received_at_s: float
+
+
+@dataclass
+class Entry:
+    """The joiner's state for one event id."""
+
+    predicted: Predicted | None = None
+    seen_at_s: float = 0.0  # when the prediction reached the joiner
+    pending: PendingFeedback | None = None
+    logged_label: str | None = None
+    expired: bool = False
+
+    def encode(self) -> bytes:
+        raw: dict[str, Any] = {"seen_at_s": self.seen_at_s, "expired": self.expired, "logged_label": self.logged_label}
+        if self.predicted is not None:
+            raw["predicted"] = asdict(self.predicted)
+        if self.pending is not None:
+            pending = asdict(self.pending)
+            pending["original"] = self.pending.original.decode("utf-8", "replace")
+            raw["pending"] = pending
+        return json.dumps(raw, separators=(",", ":")).encode()
+
+    @staticmethod
+    def decode(value: bytes) -> Entry:
+        raw = json.loads(value)
+        pending = raw.get("pending")
+        return Entry(
+            predicted=Predicted(**raw["predicted"]) if raw.get("predicted") else None,
+            seen_at_s=raw["seen_at_s"],
+            pending=(
+                PendingFeedback(
+                    **{**pending, "origin": Origin(**pending["origin"]), "original": pending["original"].encode()}
+                )
+                if pending
+                else None
+            ),
+            logged_label=raw.get("logged_label"),
+            expired=raw.get("expired", False),
+        )
+
+    def deadline(self, retention_s: float, wait_s: float) -> float:
+        """When this entry next needs the sweep's attention."""
+        times = []
+        if self.pending is not None:
+            times.append(self.pending.received_at_s + wait_s)
+        if self.predicted is not None or self.expired:
+            times.append(self.seen_at_s + (2 if self.expired else 1) * retention_s)
+        return min(times) if times else 0.0
+
+
+@dataclass(frozen=True)
+class Join:
+    """Feedback matched with its prediction: log it (``correction`` when another label was logged before)."""
+
+    event_id: str
+    label: str
+    feedback_source: str
+    feedback_at_ms: int
+    predicted: Predicted
+    origin: Origin
+    original: bytes
+    correction: bool
+
+
+@dataclass(frozen=True)
+class Reject:
+    """Feedback that cannot be joined: dead-letter it with ``error``'s reason."""
+
+    event_id: str
+    error: PoisonError
+    origin: Origin
+    original: bytes
+
+    @property
+    def reason(self) -> str:
+        return self.error.reason
+
+
+class FeedbackJoin:
+    """Decides the join over ``store`` (event id bytes → encoded :class:`Entry`)."""
+
+    def __init__(self, store: MutableMapping[bytes, bytes], retention_s: float, wait_s: float) -> None:
+        self.store, self.retention_s, self.wait_s = store, retention_s, wait_s
+        self._deadlines: dict[bytes, float] = {}
+
+    # -- the store --------------------------------------------------------------------------------------------
+
+    def get(self, event_id: str) -> Entry | None:
+        value = self.store.get(event_id.encode())
+        return Entry.decode(value) if value else None
+
+    def _put(self, key: bytes, entry: Entry) -> None:
+        self.store[key] = entry.encode()
+        self._deadlines[key] = entry.deadline(self.retention_s, self.wait_s)
+
+    def _delete(self, key: bytes) -> None:
+        self.store.pop(key, None)
+        self._deadlines.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    # -- the inputs -------------------------------------------------------------------------------------------
+
+    def on_prediction(self, prediction: Prediction, now_s: float) -> Join | None:
+        """Keep the prediction; a join when feedback was waiting for it."""
+        key = prediction.event_id.encode()
+        entry = self.get(prediction.event_id) or Entry()
+        if entry.predicted is not None and not entry.expired:
+            return None  # a redelivered prediction: the first one stays (they are identical, or near enough)
+        entry.predicted, entry.seen_at_s, entry.expired = Predicted.of(prediction), now_s, False
+        pending, entry.pending = entry.pending, None
+        self._put(key, entry)
+        if pending is None:
+            return None
+        return self._join(prediction.event_id, entry, pending)
+
+    def on_feedback(self, feedback: Feedback, origin: Origin, original: bytes, now_s: float) -> Join | Reject | None:
+        """A join, a rejection, or None (a duplicate, or waiting for the prediction)."""
+        key = feedback.event_id.encode()
+        entry = self.get(feedback.event_id) or Entry()
+        pending = PendingFeedback(feedback.label, feedback.source, feedback.at_ms, origin, original, now_s)
+        if entry.expired:
+            message = (
+                f"the prediction for event {feedback.event_id} is older than the join retention "
+                f"({self.retention_s:g} s)"
+            )
+            return Reject(feedback.event_id, FeedbackRejected("expired_event", message), origin, original)
+        if entry.predicted is None:
+            entry.pending = pending  # waits for the prediction; a later label replaces an earlier one
+            self._put(key, entry)
+            return None
+        if entry.logged_label == feedback.label:
+            return None
+        return self._join(feedback.event_id, entry, pending)
+
+    def _join(self, event_id: str, entry: Entry, pending: PendingFeedback) -> Join:
+        assert entry.predicted is not None
+        return Join(
+            event_id,
+            pending.label,
+            pending.source,
+            pending.at_ms,
+            entry.predicted,
+            pending.origin,
+            pending.original,
+            correction=entry.logged_label is not None,
+        )
+
+    def mark_logged(self, join: Join) -> None:
+        """Record that ``join`` is in the training log (call only once the broker has acknowledged it)."""
+        key = join.event_id.encode()
+        entry = self.get(join.event_id)
+        if entry is None:  # swept meanwhile: keep the fact that it was logged
+            entry = Entry(predicted=join.predicted)
+        entry.logged_label = join.label
+        self._put(key, entry)
+
+    # -- expiry -----------------------------------------------------------------------------------------------
+
+    def _index(self) -> Iterator[tuple[bytes, float]]:
+        if len(self._deadlines) != len(self.store):  # recovered from the changelog, or rebalanced: rebuild
+            self._deadlines = {
+                key: Entry.decode(value).deadline(self.retention_s, self.wait_s) for key, value in self.store.items()
+            }
+        return iter(list(self._deadlines.items()))
+
+    def sweep(self, now_s: float) -> list[Reject]:
+        """Expire what is due: feedback that waited too long, predictions past retention, old markers."""
+        rejects: list[Reject] = []
+        for key, deadline in self._index():
+            if deadline > now_s:
+                continue
+            value = self.store.get(key)
+            if not value:
+                self._deadlines.pop(key, None)
+                continue
+            entry = Entry.decode(value)
+            if entry.pending is not None and entry.pending.received_at_s + self.wait_s <= now_s:
+                p = entry.pending
+                message = f"no prediction for event {key.decode()} arrived within {self.wait_s:g} s of its feedback"
+                rejects.append(Reject(key.decode(), FeedbackRejected("unknown_event", message), p.origin, p.original))
+                entry.pending = None
+            if entry.expired and entry.seen_at_s + 2 * self.retention_s <= now_s:
+                self._delete(key)
+                continue
+            if entry.predicted is not None and entry.seen_at_s + self.retention_s <= now_s:
+                entry = Entry(seen_at_s=entry.seen_at_s, expired=True, logged_label=entry.logged_label)
+            if entry.predicted is None and entry.pending is None and not entry.expired:
+                self._delete(key)
+            else:
+                self._put(key, entry)
+        return rejects

@@ -1,0 +1,78 @@
+"""The joiner's Faust app: feedback joined with predictions and input images, logged for the trainer.
+
+A Faust app of its own (``inferloop joiner``, group ``feedback.app_id``), so that it scales and fails apart from
+the classify workers. One agent consumes the predictions and the feedback topics (both keyed by event id, with
+the same partitions, so an event's prediction and feedback meet in one partition) and keeps its state in a
+Faust table (``<app_id>-join-changelog``, compacted, recovered on start); :mod:`streams.joiner.join_step` does
+the work of each batch. A timer expires the table; online quality is exported on ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import faust
+from prometheus_client import CollectorRegistry
+
+from inferloop.events import Record
+from inferloop.kafka.options import aiokafka_options
+from inferloop.kafka.topics import ensure_topics
+from inferloop.metrics import JoinerMetrics
+from inferloop.settings import Settings
+from streams.faust_app import faust_app, observe, run_app
+from streams.joiner.join_step import Joiner
+from streams.joiner.lookups import ImageLookup, TritonLabels
+
+
+def create_joiner_app(settings: Settings, registry: CollectorRegistry | None = None) -> faust.App:
+    s, f = settings.streams, settings.feedback
+    # no standby replicas: the timer sweeps the table of the partitions this instance owns, and only those
+    app = faust_app(settings, f.app_id, table_standby_replicas=0)
+    table = app.Table(
+        "join", default=None, key_type=bytes, value_type=bytes, partitions=s.partitions, use_partitioner=True
+    )
+    metrics = JoinerMetrics(registry or CollectorRegistry())
+    lookup = ImageLookup(aiokafka_options(settings.kafka), s.max_request_bytes)
+
+    async def send_all(records: list[tuple[str, bytes, bytes]]) -> None:
+        producer = app.producer._ensure_producer()  # type: ignore[attr-defined]  # the aiokafka producer
+        futures = [await producer.send(topic, value=value, key=key) for topic, key, value in records]
+        await asyncio.gather(*futures)
+
+    joiner = Joiner(
+        settings,
+        table,
+        metrics,
+        send_all,
+        lookup,
+        TritonLabels(settings),
+    )
+    app.inferloop_joiner = joiner  # type: ignore[attr-defined]
+
+    topics = app.topic(s.predictions_topic, f.topic, key_type=bytes, value_type=bytes)
+
+    @app.agent(topics, concurrency=1)
+    async def join(stream: Any) -> None:
+        try:
+            async for events in stream.take_events(256, within=0.1):
+                await joiner.process(
+                    [Record(e.message.topic, e.message.partition, e.message.offset, e.key, e.value) for e in events]
+                )
+        finally:
+            await lookup.close()
+
+    @app.timer(f.sweep_interval_s)  # type: ignore[untyped-decorator]
+    async def sweep() -> None:
+        if not app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
+            return  # the table is not whole yet
+        await joiner.sweep()
+
+    observe(app, f.app_id, metrics.registry, metrics.consumer_lag, {s.predictions_topic, f.topic}, f.metrics_port)
+    return app
+
+
+def run_joiner(settings: Settings, loglevel: str = "WARNING") -> None:
+    """Run the joiner in the foreground until SIGTERM/SIGINT."""
+    ensure_topics(settings)
+    run_app(create_joiner_app(settings), loglevel)

@@ -1,0 +1,217 @@
+"""The join step: a batch of prediction and feedback records in, labelled examples and dead letters out.
+
+:mod:`streams.joiner.feedback_join` decides every case; this module does the I/O around it (through functions
+the Faust app injects, so that it is tested without Faust):
+
+* joined feedback: the input image is read back from the images topic at the position the prediction names,
+  and a :class:`~inferloop.events.LabelledExample` goes to the training log, keyed by event id; only once the
+  broker acknowledged it is the event marked as logged (a crash in between logs it again: the same record);
+* rejected feedback goes to the dead-letter topic with its reason and its original bytes;
+* a timer expires the table (feedback that waited too long, predictions past retention);
+* online quality (rolling accuracy per version, confidence drift) is exported on ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from dataclasses import replace
+
+from inferloop.errors import EventDecodeError, PoisonError
+from inferloop.events import (
+    DeadLetter,
+    LabelledExample,
+    Record,
+    build_dead_letter,
+    decode_feedback,
+    decode_image_event,
+    decode_prediction,
+    encode_dead_letter,
+    encode_labelled_example,
+)
+from inferloop.images.uris import ImageUriReader
+from inferloop.metrics import JoinerMetrics
+from inferloop.quality import RollingQuality
+from inferloop.settings import Settings
+from streams.errors import FeedbackRejected
+from streams.joiner.feedback_join import FeedbackJoin, Join, Origin, Reject
+
+log = logging.getLogger(__name__)
+
+# (topic, key, value) records -> once every one of them is acknowledged by the broker
+SendAllFn = Callable[[list[tuple[str, bytes, bytes]]], Awaitable[None]]
+# [(topic, partition, offset)] -> the record values found there (None: gone)
+FetchFn = Callable[[list[tuple[str, int, int]]], Awaitable[dict[tuple[str, int, int], bytes | None]]]
+# model name -> its class labels (None: unknown now, accept any label)
+LabelsFn = Callable[[str], Awaitable[frozenset[str] | None]]
+
+
+class Joiner:
+    """Processes batches of records from the predictions and feedback topics."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: MutableMapping[bytes, bytes],
+        metrics: JoinerMetrics,
+        send_all: SendAllFn,
+        fetch: FetchFn,
+        labels_of: LabelsFn,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        f = settings.feedback
+        self.settings, self.metrics, self.send_all, self.fetch, self.labels_of = (
+            settings,
+            metrics,
+            send_all,
+            fetch,
+            labels_of,
+        )
+        self.join = FeedbackJoin(store, retention_s=f.retention_s, wait_s=f.wait_s)
+        self.quality = RollingQuality(f.online_window)
+        self.uris = ImageUriReader.from_settings(settings.streams)
+        self.clock = clock
+
+    async def process(self, records: Sequence[Record]) -> None:
+        s = self.settings
+        joins: list[Join] = []  # in order: of two labels for one event, the training log keeps the later
+        batch_label: dict[str, str] = {}  # the last label joined for each event id in this batch
+        rejects: list[Reject] = []
+        for r in records:
+            now = self.clock()
+            origin = Origin(r.topic, r.partition, r.offset)
+            if r.topic == s.streams.predictions_topic:
+                try:
+                    prediction = decode_prediction(r.value or b"")
+                except EventDecodeError as exc:
+                    log.warning("skipping an undecodable prediction at %s[%d]@%d: %s", *origin.__dict__.values(), exc)
+                    continue
+                self.metrics.predictions_seen.inc()
+                self.quality.record_prediction(prediction.model_name, prediction.model_version, prediction.scores[0])
+                joined = self.join.on_prediction(prediction, now)
+                if joined is not None:
+                    joins.append(joined)
+                    batch_label[joined.event_id] = joined.label
+                continue
+            self.metrics.feedback_received.inc()
+            try:
+                feedback = decode_feedback(r.value)
+            except EventDecodeError as exc:
+                key = (r.key or b"").decode("utf-8", "replace")[:200]
+                rejects.append(Reject(key, exc, origin, r.value or b""))
+                continue
+            if batch_label.get(feedback.event_id) == feedback.label:
+                self.metrics.feedback_outcomes.labels("duplicate").inc()
+                continue
+            outcome = self.join.on_feedback(feedback, origin, r.value or b"", now)
+            if isinstance(outcome, Reject):
+                rejects.append(outcome)
+            elif isinstance(outcome, Join):
+                if feedback.event_id in batch_label:  # a correction of a label joined earlier in this batch
+                    outcome = replace(outcome, correction=True)
+                joins.append(outcome)
+                batch_label[feedback.event_id] = feedback.label
+            else:
+                entry = self.join.get(feedback.event_id)
+                waits = entry is not None and entry.pending is not None
+                self.metrics.feedback_outcomes.labels("waiting" if waits else "duplicate").inc()
+        await self._log(joins, rejects)
+        self._export()
+
+    async def sweep(self) -> None:
+        rejects = self.join.sweep(self.clock())
+        if rejects:
+            await self._log([], rejects)
+        self._export()
+
+    # -- output -----------------------------------------------------------------------------------------------
+
+    async def _log(self, joins: list[Join], rejects: list[Reject]) -> None:
+        examples: list[tuple[Join, LabelledExample]] = []
+        if joins:
+            images = await self.fetch(
+                [
+                    (j.predicted.image_topic, j.predicted.image_partition, j.predicted.image_offset)
+                    for j in joins
+                    if j.predicted.image_topic is not None
+                    and j.predicted.image_partition is not None
+                    and j.predicted.image_offset is not None
+                ]
+            )
+            for j in joins:
+                example = await self._example(j, images)
+                if isinstance(example, Reject):
+                    rejects.append(example)
+                else:
+                    examples.append((j, example))
+        f, s = self.settings.feedback, self.settings.streams
+        records = [(f.training_log_topic, j.event_id.encode(), encode_labelled_example(e)) for j, e in examples]
+        records += [
+            (s.dead_letter_topic, r.event_id.encode(), encode_dead_letter(self._dead_letter(r))) for r in rejects
+        ]
+        if not records:
+            return
+        await self.send_all(records)
+        for j, e in examples:  # acknowledged: only now is the event marked as logged
+            self.join.mark_logged(j)
+            self.metrics.examples_logged.labels(e.model_name, str(e.model_version)).inc()
+            self.metrics.feedback_outcomes.labels("correction" if j.correction else "joined").inc()
+            self.quality.record_label(e.model_name, e.model_version, e.correct)
+        for r in rejects:
+            self.metrics.dead_letters.labels(r.reason).inc()
+
+    async def _example(self, j: Join, images: dict[tuple[str, int, int], bytes | None]) -> LabelledExample | Reject:
+        p = j.predicted
+        labels = await self.labels_of(p.model_name)
+        if labels is not None and j.label not in labels:
+            message = f"label {j.label!r} is not one of model {p.model_name!r}'s labels {sorted(labels)}"
+            return Reject(j.event_id, FeedbackRejected("unknown_label", message), j.origin, j.original)
+        where = (p.image_topic or "", p.image_partition or 0, p.image_offset or 0)
+        frame = images.get(where) if p.image_topic is not None else None
+        try:
+            if frame is None:
+                raise FeedbackRejected("image_unavailable", f"the image of event {j.event_id} is no longer in {where}")
+            event = decode_image_event(frame)
+            if event.event_id != j.event_id:
+                raise FeedbackRejected("image_unavailable", f"{where} holds event {event.event_id}, not {j.event_id}")
+            image = event.image or self.uris.read(event.image_uri or "", self.settings.streams.max_image_bytes)
+        except PoisonError as exc:  # whatever is wrong with the image, the example cannot be logged without it
+            return Reject(j.event_id, FeedbackRejected("image_unavailable", str(exc)), j.origin, j.original)
+        if len(image) > self.settings.streams.max_request_bytes - 4096:
+            message = (
+                f"the {len(image)}-byte image does not fit a training-log record "
+                f"({self.settings.streams.max_request_bytes} bytes)"
+            )
+            return Reject(j.event_id, FeedbackRejected("image_too_large", message), j.origin, j.original)
+        return LabelledExample(
+            event_id=j.event_id,
+            label=j.label,
+            content_type=event.content_type,
+            image=image,
+            predicted_label=p.label,
+            predicted_score=p.score,
+            model_name=p.model_name,
+            model_version=p.model_version,
+            feedback_source=j.feedback_source,
+            feedback_at_ms=j.feedback_at_ms,
+            predicted_at_ms=p.predicted_at_ms,
+        )
+
+    def _dead_letter(self, r: Reject) -> DeadLetter:
+        origin = Record(r.origin.topic, r.origin.partition, r.origin.offset, None, r.original)
+        return build_dead_letter(
+            r.error, origin, r.event_id or None, self.settings.streams.dead_letter_max_original_bytes
+        )
+
+    def _export(self) -> None:
+        self.metrics.table_entries.set(len(self.join))
+        for q in self.quality.snapshot():
+            labels = (q.model, str(q.version))
+            if q.accuracy is not None:
+                self.metrics.online_accuracy.labels(*labels).set(q.accuracy)
+            self.metrics.online_labelled.labels(*labels).set(q.labelled)
+            if q.confidence is not None:
+                self.metrics.confidence.labels(*labels).set(q.confidence)
+            if q.confidence_drift is not None:
+                self.metrics.confidence_drift.labels(*labels).set(q.confidence_drift)

@@ -1,0 +1,96 @@
+"""The worker's Faust app: the images topic, the classify agent, the batch producer and the metrics endpoint.
+
+The app is built by :func:`create_app` from the settings (Faust itself is configured in
+:mod:`streams.faust_app`), at-least-once:
+the agent consumes with ``take_events`` at concurrency 1 (faust acknowledges a batch only after the agent's
+body returned, and commits offsets only of acknowledged events), and the body returns only once every output
+of the batch is acknowledged by the broker.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import faust
+from aiokafka.partitioner import murmur2
+from prometheus_client import CollectorRegistry
+
+from inferloop.events import Record
+from inferloop.kafka.topics import ensure_topics
+from inferloop.metrics import WorkerMetrics
+from inferloop.settings import Settings
+from inferloop.triton.inference import triton_inference
+from streams.faust_app import faust_app, observe, run_app
+from streams.worker.classify_step import Classifier
+
+
+def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> faust.App:
+    s = settings.streams
+    app = faust_app(
+        settings,
+        s.app_id,
+        broker_commit_every=1000,
+        stream_buffer_maxsize=4 * s.max_batch,
+        producer_max_batch_size=256 * 1024,
+    )
+    images = app.topic(s.images_topic, key_type=bytes, value_type=bytes, partitions=s.partitions)
+    metrics = WorkerMetrics(registry or CollectorRegistry())
+    app.inferloop_metrics = metrics  # type: ignore[attr-defined]
+
+    async def send(topic: str, records: list[tuple[bytes, bytes]]) -> list[Any]:
+        """Batches per partition straight into the app's producer (the one faust flushes before committing).
+
+        Per-message sends cost about 0.2 ms each in faust and aiokafka; a batch per partition costs one call.
+        Partitions follow the Java client's murmur2 of the key, like every other producer of these topics.
+        """
+        producer = app.producer._ensure_producer()  # type: ignore[attr-defined]  # the aiokafka producer
+        partitions = sorted(await producer.partitions_for(topic))
+        deliveries: list[Any] = [None] * len(records)
+        batches: dict[int, tuple[Any, list[int]]] = {}  # partition -> (open batch, indices of its records)
+
+        async def submit(partition: int) -> None:
+            batch, indices = batches.pop(partition)
+            future = await producer.send_batch(batch, topic, partition=partition)
+            for index in indices:
+                deliveries[index] = future
+
+        for index, (key, value) in enumerate(records):
+            partition = partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
+            if partition in batches and batches[partition][0].append(key=key, value=value, timestamp=None):
+                batches[partition][1].append(index)
+                continue
+            if partition in batches:  # the open batch is full
+                await submit(partition)
+            batch = producer.create_batch()
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                raise ValueError(f"a {len(value)}-byte record does not fit an empty producer batch")
+            batches[partition] = (batch, [index])
+        for partition in list(batches):
+            await submit(partition)
+        return deliveries
+
+    @app.agent(images, concurrency=1)
+    async def classify(stream: faust.StreamT[bytes]) -> None:
+        triton = triton_inference(settings)
+        classifier = Classifier(settings, triton, metrics, send)
+        try:
+            batches = stream.take_events(s.max_batch, within=s.batch_within_ms / 1000)  # type: ignore[attr-defined]
+            async for events in batches:
+                batch = [Record(e.message.topic, e.message.partition, e.message.offset, e.key, e.value) for e in events]
+                await classifier.process(batch)
+        finally:
+            classifier.stop()
+            await triton.close()
+
+    observe(app, s.app_id, metrics.registry, metrics.consumer_lag, {s.images_topic}, s.metrics_port)
+    return app
+
+
+def run_worker(settings: Settings, loglevel: str = "WARNING") -> None:
+    """Run the worker in the foreground until SIGTERM/SIGINT."""
+    # faust consumes in a thread of its own: hand the GIL over more often than every 5 ms, so that neither the
+    # consumer thread nor the agent waits a whole interval for the other (measured: +7 % images/s).
+    sys.setswitchinterval(0.0005)
+    ensure_topics(settings)
+    run_app(create_app(settings), loglevel)

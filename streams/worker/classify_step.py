@@ -1,0 +1,269 @@
+"""The classify step: one batch of raw image events in, predictions and dead letters out, nothing lost.
+
+:meth:`Classifier.process` never raises for a bad event or a failing dependency: poison input becomes a dead
+letter with a specific reason; an unavailable Triton (or broker) is retried with back-off for as long as it
+takes, which holds the batch and so pauses consumption. Outputs are handed to the producer without waiting for
+each acknowledgement (that would serialise batches on broker round trips); faust flushes the producer before
+it commits offsets, so offsets are never committed ahead of their outputs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from inferloop.errors import PoisonError
+from inferloop.events import (
+    DeadLetter,
+    ImageEvent,
+    Prediction,
+    Record,
+    build_dead_letter,
+    decode_image_event,
+    encode_dead_letter,
+    encode_prediction,
+    now_ms,
+)
+from inferloop.images.decode import ImageLimits, decode_image
+from inferloop.images.preprocess import InputSpec, to_model_input
+from inferloop.images.uris import ImageUriReader
+from inferloop.metrics import WorkerMetrics
+from inferloop.settings import Settings
+from inferloop.triton.errors import TritonRequestFailed, TritonUnavailable
+from inferloop.triton.inference import TritonInference
+from inferloop.triton.signature import ModelSignature
+from streams.errors import InferenceFailed, UnexpectedInputError
+
+log = logging.getLogger(__name__)
+
+# (topic, [(key, value), ...]) -> one awaitable per record, resolved once the broker acknowledged it (records
+# sent in one batch share an awaitable)
+SendFn = Callable[[str, list[tuple[bytes, bytes]]], Awaitable[list[Awaitable[Any]]]]
+REQUEST_FAILURES_BEFORE_DEAD_LETTER = 3
+
+
+@dataclass(frozen=True)
+class Decoded:
+    raw: Record
+    event: ImageEvent
+    pixels: NDArray[np.float32]
+    received_at_ms: int
+
+
+class Classifier:
+    """Turns batches of raw events into predictions and dead letters."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        triton: TritonInference,
+        metrics: WorkerMetrics,
+        send: SendFn,
+    ) -> None:
+        s = settings.streams
+        self.settings, self.triton, self.metrics, self.send = settings, triton, metrics, send
+        self.limits = ImageLimits(max_bytes=s.max_image_bytes, max_pixels=s.max_image_pixels)
+        self.uris = ImageUriReader.from_settings(s)
+        self.signature: ModelSignature | None = None
+        self.on_delivery_failure: Callable[[Prediction | DeadLetter, BaseException], None] = exit_on_delivery_failure
+        self._stopping = False
+
+    def stop(self) -> None:
+        """Give up retrying (worker shutdown): the unfinished batch is not acknowledged, so it is redelivered."""
+        self._stopping = True
+
+    # -- the batch --------------------------------------------------------------------------------------------
+
+    async def process(self, batch: Sequence[Record]) -> None:
+        received_at = now_ms()
+        self.metrics.events_received.inc(len(batch))
+        self.metrics.batch_size.observe(len(batch))
+        self.metrics.in_flight.inc(len(batch))
+        try:
+            signature = await self._signature()
+            # Decoding runs on the loop, not in a thread: it is pure CPU work under the GIL, and handing batches
+            # to a thread measured 30 % slower (2.75k vs 4.1k images/s) from GIL hand-offs between the threads.
+            good, dead = self._decode_all(batch, signature, received_at)
+            predictions = await self._predict(good, dead)
+            await self._publish(predictions, dead)
+        finally:
+            self.metrics.in_flight.dec(len(batch))
+
+    def _decode_all(
+        self, batch: Sequence[Record], signature: ModelSignature, received_at: int
+    ) -> tuple[list[Decoded], list[DeadLetter]]:
+        spec = InputSpec(*signature.input_shape)
+        good: list[Decoded] = []
+        dead: list[DeadLetter] = []
+        for raw in batch:
+            event: ImageEvent | None = None
+            try:
+                event = decode_image_event(raw.value)
+                data = event.image or self.uris.read(event.image_uri or "", self.limits.max_bytes)
+                image = decode_image(data, event.content_type, self.limits)
+                good.append(Decoded(raw, event, to_model_input(image, spec), received_at))
+            except PoisonError as exc:
+                dead.append(self._dead_letter(raw, event, exc))
+            except Exception as exc:  # a decoder bug must not lose the event: it is dead-lettered too
+                log.exception("unexpected error decoding %s[%d]@%d", raw.topic, raw.partition, raw.offset)
+                dead.append(self._dead_letter(raw, event, UnexpectedInputError(f"{type(exc).__name__}: {exc}")))
+        return good, dead
+
+    def _dead_letter(self, raw: Record, event: ImageEvent | None, error: PoisonError) -> DeadLetter:
+        event_id = event.event_id if event is not None else _key_text(raw.key)
+        return build_dead_letter(error, raw, event_id, self.settings.streams.dead_letter_max_original_bytes)
+
+    # -- inference --------------------------------------------------------------------------------------------
+
+    async def _retry_pause(self, reason: str, delay: float, exc: Exception) -> float:
+        if self._stopping:
+            raise asyncio.CancelledError
+        self.metrics.retries.labels(reason).inc()
+        log.warning("%s; retrying in %.1f s (consumption paused)", exc, delay)
+        await asyncio.sleep(delay)
+        return min(delay * 2, self.settings.streams.retry_max_s)
+
+    async def _signature(self) -> ModelSignature:
+        delay = self.settings.streams.retry_initial_s
+        while self.signature is None:
+            try:
+                self.signature = await self.triton.signature()
+            except (TritonUnavailable, TritonRequestFailed) as exc:
+                delay = await self._retry_pause("contract", delay, exc)  # the metric label predates the name
+        return self.signature
+
+    async def _infer(self, x: NDArray[np.float32]) -> tuple[NDArray[np.float32], int, ModelSignature] | None:
+        """Scores, version and the signature they follow; None after repeated request failures."""
+        delay = self.settings.streams.retry_initial_s
+        failures = 0
+        while True:
+            signature = await self._signature()
+            try:
+                started = time.perf_counter()
+                scores, version = await self.triton.infer(signature, x)
+                self.metrics.triton_latency.observe(time.perf_counter() - started)
+                if scores.shape[-1] != len(signature.labels):
+                    raise TritonRequestFailed(signature.model, "inference", "output width differs from the labels")
+                return scores, version, signature
+            except TritonUnavailable as exc:
+                delay = await self._retry_pause("unavailable", delay, exc)
+            except TritonRequestFailed as exc:
+                failures += 1
+                self.signature = None  # a new version may have a new signature
+                if failures >= REQUEST_FAILURES_BEFORE_DEAD_LETTER:
+                    log.error("inference failed %d times: %s", failures, exc)
+                    return None
+                delay = await self._retry_pause("request_failed", delay, exc)
+
+    async def _predict(self, good: list[Decoded], dead: list[DeadLetter]) -> list[Prediction]:
+        predictions: list[Prediction] = []
+        if not good:
+            return predictions
+        chunk = (self.signature.max_batch_size if self.signature else len(good)) or len(good)
+        top_k = self.settings.streams.top_k
+        parts = [good[start : start + chunk] for start in range(0, len(good), chunk)]
+        # The chunks of one batch are in flight together: Triton runs them on its instances concurrently.
+        results = await asyncio.gather(*(self._infer(np.stack([d.pixels for d in part])) for part in parts))
+        for part, result in zip(parts, results, strict=True):
+            if result is None:
+                refused = InferenceFailed("Triton refused the request repeatedly")
+                dead.extend(self._dead_letter(d.raw, d.event, refused) for d in part)
+                continue
+            scores, version, signature = result
+            self.metrics.serving_version.labels(signature.model).set(version)
+            order = np.argsort(-scores, axis=1)[:, :top_k]
+            predicted_at = now_ms()
+            for d, row, idx in zip(part, scores, order, strict=True):
+                predictions.append(
+                    Prediction(
+                        event_id=d.event.event_id,
+                        model_name=signature.model,
+                        model_version=version,
+                        labels=[signature.labels[i] for i in idx],
+                        scores=[round(float(row[i]), 6) for i in idx],
+                        produced_at_ms=d.event.produced_at_ms,
+                        received_at_ms=d.received_at_ms,
+                        predicted_at_ms=predicted_at,
+                        source=d.event.source,
+                        image_topic=d.raw.topic,
+                        image_partition=d.raw.partition,
+                        image_offset=d.raw.offset,
+                    )
+                )
+        return predictions
+
+    # -- output -----------------------------------------------------------------------------------------------
+
+    async def _publish(self, predictions: list[Prediction], dead: list[DeadLetter]) -> None:
+        """Hand every output to the producer; delivery is confirmed asynchronously.
+
+        The stream acknowledges the batch's events when this returns, but offsets are only committed after the
+        producer is flushed (faust flushes before every commit), so no offset is committed ahead of its
+        outputs. A record the broker refuses after all of the producer's retries calls ``on_delivery_failure``
+        (by default the worker exits at once, before any further commit, and the events are redelivered).
+        """
+        s = self.settings.streams
+        outgoing: list[tuple[str, list[Prediction | DeadLetter], list[tuple[bytes, bytes]]]] = [
+            (
+                s.predictions_topic,
+                list(predictions),
+                [(p.event_id.encode(), encode_prediction(p)) for p in predictions],
+            ),
+            (s.dead_letter_topic, list(dead), [((d.event_id or "").encode(), encode_dead_letter(d)) for d in dead]),
+        ]
+        for topic, outputs, records in outgoing:
+            if not records:
+                continue
+            delay = s.retry_initial_s
+            while True:
+                try:
+                    deliveries = await self.send(topic, records)
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # the producer refused at once (buffer full, broker gone): try again
+                    delay = await self._retry_pause("produce", delay, exc)
+            grouped: dict[int, tuple[Awaitable[Any], list[Prediction | DeadLetter]]] = {}
+            for delivery, output in zip(deliveries, outputs, strict=True):
+                grouped.setdefault(id(delivery), (delivery, []))[1].append(output)
+            for delivery, group in grouped.values():
+                asyncio.ensure_future(delivery).add_done_callback(self._delivered(group))
+
+    def _delivered(self, outputs: list[Prediction | DeadLetter]) -> Callable[[asyncio.Future[Any]], None]:
+        def done(delivery: asyncio.Future[Any]) -> None:
+            if delivery.cancelled() or delivery.exception() is not None:
+                self.on_delivery_failure(outputs[0], delivery.exception() or asyncio.CancelledError())
+                return
+            now = time.time()
+            for output in outputs:
+                if isinstance(output, Prediction):
+                    self.metrics.predictions.labels(output.model_name, str(output.model_version)).inc()
+                    self.metrics.end_to_end.observe(max(0.0, now - output.produced_at_ms / 1000))
+                else:
+                    self.metrics.dead_letters.labels(output.reason).inc()
+
+        return done
+
+
+def exit_on_delivery_failure(output: Prediction | DeadLetter, exc: BaseException) -> None:
+    """Stop the worker at once, before it can commit an offset past an output the broker never took."""
+    log.critical("the broker refused an output for event %s after all retries (%s); exiting", output.event_id, exc)
+    logging.shutdown()
+    os._exit(70)
+
+
+def _key_text(key: bytes | None) -> str | None:
+    if not key:
+        return None
+    try:
+        return key.decode()[:200]
+    except UnicodeDecodeError:
+        return None

@@ -1,0 +1,62 @@
+"""Fakes for unit and fuzz tests that isolate one step: Triton, the broker, the images topic, and event builders.
+(Integration tests use the real servers, never these.)"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+
+from inferloop.events import Feedback, Prediction
+from inferloop.triton.signature import ModelSignature
+
+
+def prediction(event_id: str, label: str = "3", version: int = 1, offset: int = 10) -> Prediction:
+    return Prediction(event_id, "digits", version, [label, "8"], [0.9, 0.05], 1, 2, 3, "", "images", 0, offset)
+
+
+def feedback(event_id: str, label: str) -> Feedback:
+    return Feedback(event_id, label, "test", 5)
+
+
+SIGNATURE = ModelSignature("digits", "image", "probabilities", (1, 28, 28), tuple("abc"), max_batch_size=2)
+
+
+class FakeTriton:
+    def __init__(self, failures: list[Exception]) -> None:
+        self.failures = failures
+        self.calls: list[int] = []
+
+    async def signature(self) -> ModelSignature:
+        return SIGNATURE
+
+    async def infer(self, signature: ModelSignature, x: np.ndarray) -> tuple[np.ndarray, int]:
+        self.calls.append(len(x))
+        if self.failures:
+            raise self.failures.pop(0)
+        scores = np.tile(np.array([[0.2, 0.7, 0.1]], dtype=np.float32), (len(x), 1))
+        return scores, 4
+
+
+class FakeBroker:
+    def __init__(self, fail_times: int = 0, refuse: bool = False) -> None:
+        self.fail_times, self.refuse = fail_times, refuse
+        self.records: list[tuple[str, bytes, bytes]] = []
+
+    async def send(self, topic: str, records: list[tuple[bytes, bytes]]) -> list[Any]:
+        if self.fail_times:
+            self.fail_times -= 1
+            raise ConnectionError("broker went away")
+        self.records.extend((topic, key, value) for key, value in records)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None) if not self.refuse else done.set_exception(ConnectionError("refused"))
+        return [done] * len(records)
+
+
+class FakeImages:
+    def __init__(self, frames: dict[tuple[str, int, int], bytes]) -> None:
+        self.frames = frames
+
+    async def __call__(self, wanted: list[tuple[str, int, int]]) -> dict[tuple[str, int, int], bytes | None]:
+        return {w: self.frames.get(w) for w in wanted}

@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+import io
+import json
+import struct
+
+import pytest
+from PIL import Image
+
+from inferloop.errors import EventDecodeError
+from inferloop.events import (
+    DeadLetter,
+    Feedback,
+    ImageEvent,
+    LabelledExample,
+    Prediction,
+    decode_dead_letter,
+    decode_feedback,
+    decode_image_event,
+    decode_labelled_example,
+    decode_prediction,
+    encode_dead_letter,
+    encode_feedback,
+    encode_image_event,
+    encode_labelled_example,
+    encode_prediction,
+)
+
+
+def _png(size: tuple[int, int] = (8, 8), mode: str = "L") -> bytes:
+    buffer = io.BytesIO()
+    Image.new(mode, size, color=128 if mode == "L" else (1, 2, 3)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_image_event_round_trip_carries_raw_bytes() -> None:
+    event = ImageEvent("e1", "image/png", _png(), source="cam-3", produced_at_ms=123, metadata={"k": "v"})
+    value = encode_image_event(event)
+    assert value.startswith(b"ILE\x01")
+    assert value.endswith(event.image), "image bytes travel raw, with no base64 inflation"
+    assert len(value) < len(event.image) + 200
+    assert decode_image_event(value) == event
+
+
+def test_uri_event_round_trip() -> None:
+    event = ImageEvent("e2", "image/jpeg", image_uri="file:///data/big.jpg", produced_at_ms=5)
+    assert decode_image_event(encode_image_event(event)) == event
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (None, "empty_value"),
+        (b"", "empty_value"),
+        (b"GIF89a....", "not_an_image_event"),
+        (b"ILE", "not_an_image_event"),
+        (b"ILE" + struct.pack(">BI", 2, 2) + b"{}", "unknown_schema_version"),
+        (b"ILE" + struct.pack(">BI", 1, 99) + b"{}", "bad_header"),
+        (b"ILE" + struct.pack(">BI", 1, 4) + b"nope", "bad_header"),
+        (b"ILE" + struct.pack(">BI", 1, 2) + b"[]", "bad_header"),
+    ],
+)
+def test_malformed_frames_have_specific_reasons(value: bytes | None, reason: str) -> None:
+    with pytest.raises(EventDecodeError) as info:
+        decode_image_event(value)
+    assert info.value.reason == reason
+
+
+@pytest.mark.parametrize(
+    ("header", "reason"),
+    [
+        ({"content_type": "image/png", "produced_at_ms": 1}, "missing_field"),
+        ({"event_id": "", "content_type": "image/png", "produced_at_ms": 1}, "missing_field"),
+        ({"event_id": "x", "produced_at_ms": 1}, "missing_field"),
+        ({"event_id": "x", "content_type": "image/png", "produced_at_ms": -1}, "missing_field"),
+        ({"event_id": "x", "content_type": "image/png", "produced_at_ms": True}, "missing_field"),
+        ({"event_id": "x" * 201, "content_type": "image/png", "produced_at_ms": 1}, "bad_field"),
+        ({"event_id": "x", "content_type": "image/png", "produced_at_ms": 1, "metadata": [1]}, "bad_field"),
+    ],
+)
+def test_bad_headers_have_specific_reasons(header: dict[str, object], reason: str) -> None:
+    raw = json.dumps(header).encode()
+    with pytest.raises(EventDecodeError) as info:
+        decode_image_event(b"ILE" + struct.pack(">BI", 1, len(raw)) + raw + b"img")
+    assert info.value.reason == reason
+
+
+def test_prediction_and_dead_letter_round_trip() -> None:
+    p = Prediction("e", "digits", 2, ["3", "8"], [0.9, 0.05], 1, 2, 3, source="s")
+    assert decode_prediction(encode_prediction(p)) == p
+    d = DeadLetter("undecodable", "damaged", "images", 1, 42, event_id="e", original=b"\x00\x01")
+    assert decode_dead_letter(encode_dead_letter(d)) == d
+    with pytest.raises(EventDecodeError):
+        decode_prediction(b'{"schema_version": 99}')
+
+
+def test_feedback_and_labelled_examples_round_trip_and_refuse_garbage() -> None:
+    f = Feedback("e1", "7", "person", 42)
+    assert decode_feedback(encode_feedback(f)) == f
+    for bad, reason in (
+        (b"", "empty_value"),
+        (b"\xff", "not_feedback"),
+        (b"[1]", "not_feedback"),
+        (b'{"schema_version": 2}', "unknown_schema_version"),
+        (b'{"schema_version": 1, "event_id": "e", "at_ms": 1}', "missing_field"),
+        (b'{"schema_version": 1, "event_id": "e", "label": "", "at_ms": 1}', "missing_field"),
+        (b'{"schema_version": 1, "event_id": "e", "label": "1", "at_ms": -1}', "missing_field"),
+    ):
+        with pytest.raises(EventDecodeError) as info:
+            decode_feedback(bad)
+        assert info.value.reason == reason, bad
+    example = LabelledExample("e1", "7", "image/png", b"\x89PNG...", "1", 0.4, "digits", 2)
+    assert decode_labelled_example(encode_labelled_example(example)) == example
+    with pytest.raises(EventDecodeError) as info:
+        decode_labelled_example(encode_image_event(ImageEvent("e", "image/png", b"x")))
+    assert info.value.reason == "not_a_labelled_example"

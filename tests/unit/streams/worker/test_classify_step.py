@@ -1,0 +1,83 @@
+"""The classify step in isolation: Triton and the broker are faked here (the integration tests use real ones)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+from PIL import Image
+from prometheus_client import CollectorRegistry
+
+from inferloop.events import ImageEvent, Record, decode_dead_letter, decode_prediction, encode_image_event
+from inferloop.metrics import WorkerMetrics
+from inferloop.settings import Settings
+from inferloop.triton.errors import TritonRequestFailed, TritonUnavailable
+from streams.worker.classify_step import Classifier
+from tests.fakes import FakeBroker, FakeTriton
+
+
+def _event(event_id: str) -> Record:
+    buffer = io.BytesIO()
+    Image.new("L", (8, 8), 200).save(buffer, format="PNG")
+    value = encode_image_event(ImageEvent(event_id, "image/png", buffer.getvalue()))
+    return Record("images", 0, int(event_id[1:]), event_id.encode(), value)
+
+
+def _classifier(triton: FakeTriton, broker: FakeBroker) -> tuple[Classifier, WorkerMetrics]:
+    settings = Settings(streams={"retry_initial_s": 0.01, "retry_max_s": 0.02})  # type: ignore[arg-type]
+    metrics = WorkerMetrics(CollectorRegistry())
+    return Classifier(settings, triton, metrics, broker.send), metrics  # type: ignore[arg-type]
+
+
+def test_batches_are_chunked_to_the_model_limit_and_predicted() -> None:
+    triton, broker = FakeTriton([]), FakeBroker()
+    classifier, metrics = _classifier(triton, broker)
+    asyncio.run(classifier.process([_event(f"e{i}") for i in range(5)]))
+    assert triton.calls == [2, 2, 1]
+    predictions = [decode_prediction(v) for t, _, v in broker.records if t == "inferloop.predictions"]
+    assert [p.event_id for p in predictions] == [f"e{i}" for i in range(5)]
+    assert predictions[0].labels == ["b", "a", "c"] and predictions[0].model_version == 4
+    assert metrics.predictions.labels("digits", "4")._value.get() == 5
+
+
+def test_unavailable_triton_is_retried_until_it_answers() -> None:
+    triton = FakeTriton([TritonUnavailable("x", 1.0)] * 3)
+    broker = FakeBroker()
+    classifier, metrics = _classifier(triton, broker)
+    asyncio.run(classifier.process([_event("e1")]))
+    assert len(broker.records) == 1 and broker.records[0][0] == "inferloop.predictions"
+    assert metrics.retries.labels("unavailable")._value.get() == 3
+
+
+def test_repeated_request_failures_dead_letter_the_events() -> None:
+    triton = FakeTriton([TritonRequestFailed("digits", "inference", "bad shape")] * 3)
+    broker = FakeBroker()
+    classifier, _ = _classifier(triton, broker)
+    asyncio.run(classifier.process([_event("e1"), _event("e2")]))
+    letters = [decode_dead_letter(v) for t, _, v in broker.records]
+    assert [(d.reason, d.event_id) for d in letters] == [("inference_failed", "e1"), ("inference_failed", "e2")]
+    assert letters[0].original is not None
+
+
+def test_broker_failures_are_retried_not_dropped() -> None:
+    triton, broker = FakeTriton([]), FakeBroker(fail_times=2)
+    classifier, metrics = _classifier(triton, broker)
+    asyncio.run(classifier.process([_event("e1"), Record("images", 0, 9, b"k", b"junk")]))
+    topics = sorted(t for t, _, _ in broker.records)
+    assert topics == ["inferloop.dead-letters", "inferloop.predictions"]
+    assert metrics.retries.labels("produce")._value.get() == 2
+
+
+def test_a_refused_delivery_stops_the_worker_before_any_commit() -> None:
+    triton, broker = FakeTriton([]), FakeBroker(refuse=True)
+    classifier, metrics = _classifier(triton, broker)
+    failures: list[tuple[str, str]] = []
+    classifier.on_delivery_failure = lambda output, exc: failures.append((output.event_id or "", str(exc)))
+
+    async def run() -> None:
+        await classifier.process([_event("e1"), _event("e2")])
+        await asyncio.sleep(0)  # let the delivery callbacks run
+
+    asyncio.run(run())
+    assert failures == [("e1", "refused")]
+    assert metrics.predictions.labels("digits", "4")._value.get() == 0

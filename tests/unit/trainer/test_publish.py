@@ -1,0 +1,169 @@
+"""Publishing and rolling back against a fake Triton control plane that serves what the rendered config lists,
+computing with each version's own ONNX file (the integration tests do the same against the real server)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inferloop.triton.control import NAMES, Answer, FloatArray, TensorNames, VersionState
+from inferloop.triton.errors import ModelLoadFailed, TritonRequestFailed, TritonUnavailable
+from trainer.card import ModelCard
+from trainer.errors import PublishError, RepositoryError
+from trainer.onnx_inference import onnx_proba
+from trainer.publish import Publisher, ServingOptions
+from trainer.repository import ModelRepository
+
+
+class FakeControlPlane:
+    """Loads exactly the versions ``config.pbtxt`` lists; ``broken`` versions answer wrongly, ``unloadable`` fail."""
+
+    url = "fake:8001"
+
+    def __init__(
+        self,
+        repo: ModelRepository,
+        broken: set[int] = frozenset(),  # type: ignore[assignment]
+        unloadable: set[int] = frozenset(),  # type: ignore[assignment]
+        not_ready: set[int] = frozenset(),  # type: ignore[assignment]
+    ) -> None:
+        self.repo, self.broken, self.unloadable, self.not_ready = repo, broken, unloadable, not_ready
+        self.loaded: list[int] = []
+        self.loads = 0
+
+    def close(self) -> None: ...
+    def server_live(self) -> bool:
+        return True
+
+    def require_live(self) -> None: ...
+
+    def load(self, model: str, timeout_s: float = 120.0) -> None:
+        text = (self.repo.model_dir / "config.pbtxt").read_text()
+        listed = [int(v) for v in re.search(r"versions: \[ ([\d, ]+) \]", text).group(1).split(",")]  # type: ignore[union-attr]
+        self.loads += 1
+        if set(listed) & self.unloadable:
+            raise ModelLoadFailed(model, "load", f"version {max(listed)} is at UNAVAILABLE state")
+        self.loaded = listed
+
+    def unload(self, model: str) -> None:
+        self.loaded = []
+
+    def is_ready(self, model: str, version: int | None = None) -> bool:
+        return version in self.loaded
+
+    def wait_ready(self, model: str, version: int, timeout_s: float) -> None:
+        if version not in self.loaded:
+            raise ModelLoadFailed(model, "load", f"version {version} not ready")
+
+    def index(self, model: str) -> list[VersionState]:
+        return [VersionState(v, "READY", "") for v in self.loaded]
+
+    def config(self, model: str) -> dict[str, object]:
+        return {}
+
+    def infer(self, model: str, x: FloatArray, version: int | None = None, names: TensorNames = NAMES) -> Answer:
+        if version not in self.loaded:
+            raise TritonRequestFailed(model, "inference", f"version {version} is not served")
+        if version in self.not_ready:  # what Triton answers while a version is not (or no longer) ready
+            raise TritonUnavailable(self.url, 1.0, f"version {version} is not ready")
+        out = onnx_proba(self.repo.version_dir(version) / "model.onnx", x)
+        return (out[:, ::-1].copy() if version in self.broken else out), version
+
+
+@pytest.fixture
+def artifact(trained: tuple[Path, object, object], tmp_path: Path) -> tuple[Path, ModelCard]:
+    folder, _, _ = trained
+    return folder, ModelCard.read(folder)
+
+
+def publisher(tmp_path: Path, **faults: set[int]) -> tuple[Publisher, ModelRepository, FakeControlPlane]:
+    repo = ModelRepository(tmp_path / "models", "digits")
+    triton = FakeControlPlane(repo, **faults)
+    return Publisher(repo, triton, ServingOptions(keep_versions=10)), repo, triton
+
+
+def served_versions(repo: ModelRepository) -> list[int]:
+    text = (repo.model_dir / "config.pbtxt").read_text()
+    return [int(v) for v in re.search(r"versions: \[ ([\d, ]+) \]", text).group(1).split(",")]  # type: ignore[union-attr]
+
+
+def test_publishing_serves_the_new_version_and_retires_the_old(
+    artifact: tuple[Path, ModelCard], tmp_path: Path
+) -> None:
+    pub, repo, triton = publisher(tmp_path)
+    folder, card = artifact
+    assert pub.publish(folder, card) == 1
+    assert pub.publish(folder, card) == 2
+    assert repo.read_registry().serving == [2] and served_versions(repo) == [2] and triton.loaded == [2]
+    assert repo.versions() == [1, 2], "a retired version stays on disk for rollback"
+    assert repo.card(2).version == 2 and repo.card(2).artifact_sha256 == card.artifact_sha256
+    assert [e["event"] for e in repo.read_registry().history] == ["published", "published"]
+
+
+@pytest.mark.parametrize("fault", ["broken", "unloadable", "not_ready"])
+def test_a_version_that_fails_is_set_aside_and_the_old_one_keeps_serving(
+    artifact: tuple[Path, ModelCard], tmp_path: Path, fault: str
+) -> None:
+    pub, repo, triton = publisher(tmp_path, **{fault: {2}})
+    folder, card = artifact
+    pub.publish(folder, card)
+    with pytest.raises(PublishError, match="version 2 of digits was not put in service"):
+        pub.publish(folder, card)
+    registry = repo.read_registry()
+    assert registry.serving == [1] and served_versions(repo) == [1] and triton.loaded == [1]
+    assert repo.versions() == [1] and [p.name.split("-")[0] for p in repo.rejected_dir.iterdir()] == ["v2"]
+    assert registry.rejected[-1].version == 2 and registry.rejected[-1].candidate_id == card.candidate_id
+    assert registry.history[-1]["event"] == "publish_failed"
+    triton.broken, triton.unloadable, triton.not_ready = set(), set(), set()
+    assert pub.publish(folder, card) == 3, "a number once given is never reused"
+
+
+def test_the_config_names_the_repository_model_whatever_the_card_says(
+    artifact: tuple[Path, ModelCard], tmp_path: Path
+) -> None:
+    pub, repo, _ = publisher(tmp_path)
+    folder, card = artifact
+    card.model_name = "copied-from-elsewhere"
+    assert pub.publish(folder, card) == 1
+    assert 'name: "digits"' in (repo.model_dir / "config.pbtxt").read_text()
+
+
+def test_a_first_version_that_fails_leaves_nothing_served(artifact: tuple[Path, ModelCard], tmp_path: Path) -> None:
+    pub, repo, triton = publisher(tmp_path, broken={1})
+    folder, card = artifact
+    with pytest.raises(PublishError):
+        pub.publish(folder, card)
+    assert not (repo.model_dir / "config.pbtxt").exists() and triton.loaded == []
+    assert repo.read_registry().serving == []
+
+
+def test_rollback_serves_the_version_before(artifact: tuple[Path, ModelCard], tmp_path: Path) -> None:
+    pub, repo, triton = publisher(tmp_path)
+    folder, card = artifact
+    for _ in range(3):
+        pub.publish(folder, card)
+    assert pub.rollback() == 2
+    assert repo.read_registry().serving == [2] and served_versions(repo) == [2] and triton.loaded == [2]
+    assert pub.rollback(to=1) == 1
+    with pytest.raises(RepositoryError, match="already serving"):
+        pub.rollback(to=1)
+    with pytest.raises(RepositoryError, match="no version 9"):
+        pub.rollback(to=9)
+    assert repo.read_registry().serving == [1]
+
+
+def test_a_rollback_whose_target_fails_keeps_the_current_version(
+    artifact: tuple[Path, ModelCard], tmp_path: Path
+) -> None:
+    pub, repo, triton = publisher(tmp_path)
+    folder, card = artifact
+    pub.publish(folder, card)
+    pub.publish(folder, card)
+    triton.broken = {1}
+    with pytest.raises(PublishError, match="rollback to version 1 failed, 2 still serves"):
+        pub.rollback(to=1)
+    assert repo.read_registry().serving == [2] and triton.loaded == [2]
+    assert np.all(np.isfinite(triton.infer("digits", np.zeros((1, 1, 28, 28), np.float32), 2)[0]))

@@ -1,0 +1,94 @@
+"""Retraining: fine-tune the serving version on new labels plus replay, gate the candidate, publish if accepted.
+
+Retraining fine-tunes the serving version on the labelled examples logged since it was trained, mixed with a
+replay sample of earlier data (the bootstrap dataset's training part and earlier feedback), evaluates the
+candidate and the serving model on the same fixed holdout and feedback holdout, and publishes only if the
+gate accepts. A rejected candidate is recorded with its reasons; its examples stay unconsumed, so the next
+run sees them again with whatever arrived since.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import numpy as np
+
+from trainer.card import Lineage
+from trainer.data import ExampleSet, load_dataset, split_holdout
+from trainer.errors import CandidateRejected, NoServingVersion, NotEnoughData
+from trainer.evaluate import gate, measure
+from trainer.export import load_weights
+from trainer.jobs.context import TrainerJobs, TrainOutcome
+from trainer.train import fit
+
+
+def retrain(jobs: TrainerJobs, min_new_labels: int | None = None) -> TrainOutcome:
+    """Fine-tune the serving version on new labelled examples plus replay; publish if the gate accepts."""
+    t = jobs.settings.trainer
+    need = t.min_new_labels if min_new_labels is None else min_new_labels
+    jobs.triton.require_live()
+    registry = jobs.repo.read_registry()
+    if not registry.serving:
+        raise NoServingVersion(f"{jobs.repo.name} has no serving version: run `inferloop train --bootstrap` first")
+    parent = max(registry.serving)
+    parent_card = jobs.repo.card(parent)
+    spec, classes = parent_card.input_spec, tuple(parent_card.classes)
+    reader = jobs.reader(spec)
+    after, until = parent_card.lineage.reader_cursor, reader.cursor()
+    new = reader.read(classes, after=after, until=until)
+    if len(new) < need:
+        raise NotEnoughData(len(new), need)
+    earlier = reader.read(classes, after=None, until=after) if after else ExampleSet.empty(spec, classes)
+    earlier = earlier.without(new.ids)  # relabelled since: the newer label wins
+    skipped = getattr(reader, "skipped", None)
+    if skipped:
+        jobs.on_event(f"left out of the new examples: {dict(skipped)}")
+    new_train, new_holdout = split_holdout(new, t.feedback_holdout_fraction)
+    earlier_train, earlier_holdout = split_holdout(earlier, t.feedback_holdout_fraction)
+    feedback_holdout = ExampleSet.concat([earlier_holdout, new_holdout])
+
+    base = load_dataset(parent_card.lineage.base_dataset, spec)
+    base_train, holdout = split_holdout(base, t.holdout_fraction)
+    pool = ExampleSet.concat([base_train, earlier_train])
+    rng = np.random.default_rng(t.seed + parent)
+    k = min(len(pool), round(t.replay_ratio * len(new_train)))
+    replay = pool.take(np.sort(rng.choice(len(pool), size=k, replace=False)))
+    train = ExampleSet.concat([new_train, replay])
+    jobs.on_event(
+        f"fine-tuning version {parent} on {len(new_train)} new examples + {len(replay)} replayed "
+        f"({len(feedback_holdout)} feedback and {len(holdout)} fixed holdout examples kept out)"
+    )
+    fit_cfg = jobs.fit_config(t.finetune_epochs, t.finetune_learning_rate)
+    began = time.monotonic()
+    model = fit(load_weights(jobs.repo.version_dir(parent), spec, len(classes)), train, fit_cfg, jobs.on_epoch)
+    lineage = Lineage(
+        base_dataset=parent_card.lineage.base_dataset,
+        new_examples=list(new_train.ids),
+        replay_examples=list(replay.ids),
+        feedback_holdout=list(new_holdout.ids),
+        reader_cursor=until,
+    )
+    card = jobs.new_card(parent, spec, classes, lineage, fit_cfg)
+    card.training_seconds = round(time.monotonic() - began, 2)
+    folder = jobs.write_candidate(model, card, holdout.x[:64])
+    card.metrics = measure(folder, holdout, feedback_holdout)
+    card.serving_metrics = measure(jobs.repo.version_dir(parent), holdout, feedback_holdout)
+    jobs.write_card(card, folder)
+    decision = gate(card.metrics, card.serving_metrics, t.tolerance)
+    jobs.on_event(
+        f"candidate: holdout {card.metrics.holdout_accuracy:.4f}, feedback {_fmt(card.metrics.feedback_accuracy)}; "
+        f"serving v{parent}: holdout {card.serving_metrics.holdout_accuracy:.4f}, "
+        f"feedback {_fmt(card.serving_metrics.feedback_accuracy)}"
+    )
+    if not decision.accepted:
+        jobs.record_rejection(card, decision.reasons)
+        shutil.rmtree(folder, ignore_errors=True)
+        raise CandidateRejected(card.candidate_id, decision.reasons)
+    version = jobs.publisher.publish(folder, card, jobs.on_event)
+    shutil.rmtree(folder, ignore_errors=True)
+    return TrainOutcome(version, jobs.repo.card(version), decision)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
