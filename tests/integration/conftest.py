@@ -10,9 +10,11 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from inferloop.events import Prediction
+from inferloop.images.preprocess import InputSpec
 from inferloop.kafka.producers import ImageProducer
 from inferloop.kafka.readers import read_predictions
 from inferloop.metrics import scrape
@@ -25,7 +27,7 @@ from infra.local.worker import JoinerProcess, WorkerProcess
 from tests.conftest import SERVER_LOGS
 from tests.helpers import isolated_env, settings_from_env, wait_for
 from trainer.card import ModelCard
-from trainer.data import digits_images, png_bytes
+from trainer.data import digits_images, load_digits_dataset, png_bytes, split_holdout
 from trainer.jobs import serving_options
 from trainer.publish import Publisher
 from trainer.repository import ModelRepository
@@ -96,6 +98,18 @@ def copy_bootstrapped_repository(bootstrapped: dict[str, str], repository: Path)
     source = Path(bootstrapped["INFERLOOP_TRITON__MODEL_REPOSITORY"]) / "digits"
     shutil.copytree(source, repository / "digits", ignore=shutil.ignore_patterns("__pycache__", "_inferloop"))
     return repository
+
+
+def drifted_digits(count: int, seed: int = 0) -> tuple[np.ndarray, list[str]]:
+    """Digits with inverted colours: a distribution version 1 never saw."""
+    images, labels = digits_images()
+    pick = np.random.default_rng(seed).choice(len(images), size=count, replace=False)
+    return 255 - images[pick], [str(int(labels[i])) for i in pick]
+
+
+def holdout_batch(n: int = 64) -> np.ndarray:
+    _, holdout = split_holdout(load_digits_dataset(InputSpec()), 0.2)
+    return holdout.x[:n]
 
 
 def labelled_digits(n: int, offset: int = 0) -> list[tuple[str, bytes, str]]:

@@ -18,8 +18,14 @@ from infra.local.process import free_ports, kill_pid, pid_alive
 from infra.local.settings import LocalSettings
 from tests.conftest import Running
 from tests.helpers import wait_for
-from tests.integration.conftest import Stream, assert_each_event_once_or_identically, labelled_digits, publish
-from tests.integration.test_model_lifecycle import drifted_digits, holdout_batch
+from tests.integration.conftest import (
+    Stream,
+    assert_each_event_once_or_identically,
+    drifted_digits,
+    holdout_batch,
+    labelled_digits,
+    publish,
+)
 from trainer.data import write_image_folder
 from trainer.repository import ModelRepository
 

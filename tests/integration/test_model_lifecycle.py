@@ -19,7 +19,7 @@ from inferloop.triton.control import TritonControl
 from infra.local.settings import LocalSettings
 from infra.local.triton_server import TritonServer
 from tests.helpers import inferloop, stack_env
-from tests.integration.conftest import settings_for
+from tests.integration.conftest import drifted_digits, holdout_batch, settings_for
 from trainer.card import ModelCard
 from trainer.data import digits_images, load_digits_dataset, split_holdout, write_image_folder
 from trainer.errors import CandidateRejected, NotEnoughData, PublishError
@@ -28,18 +28,6 @@ from trainer.publish import Publisher
 from trainer.repository import ModelRepository
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def drifted_digits(count: int, seed: int = 0) -> tuple[np.ndarray, list[str]]:
-    """Digits with inverted colours: a distribution version 1 never saw."""
-    images, labels = digits_images()
-    pick = np.random.default_rng(seed).choice(len(images), size=count, replace=False)
-    return 255 - images[pick], [str(int(labels[i])) for i in pick]
-
-
-def holdout_batch(n: int = 64) -> np.ndarray:
-    _, holdout = split_holdout(load_digits_dataset(InputSpec()), 0.2)
-    return holdout.x[:n]
 
 
 @dataclass

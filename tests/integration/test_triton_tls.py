@@ -20,8 +20,7 @@ from infra.local.settings import LocalSettings
 from infra.local.stack import triton_service
 from tests.conftest import SERVER_LOGS
 from tests.helpers import Certificates, inferloop, make_certificates, settings_from_env, stack_env
-from tests.integration.conftest import Stream, copy_bootstrapped_repository, labelled_digits, publish
-from tests.integration.test_model_lifecycle import holdout_batch
+from tests.integration.conftest import Stream, copy_bootstrapped_repository, holdout_batch, labelled_digits, publish
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.security]
 

@@ -16,7 +16,7 @@ from trainer.train import FitConfig, fit, new_model
 SPEC = InputSpec()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object, object]:
     data = load_dataset("digits", SPEC)
     train, holdout = split_holdout(data, 0.2)

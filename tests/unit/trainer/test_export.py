@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from tests.unit.trainer.conftest import SPEC
+from inferloop.images.preprocess import InputSpec
 from trainer.card import ModelCard
 from trainer.errors import ExportParityError
 from trainer.export import ONNX_FILE, check_parity, load_weights, sha256_file
 from trainer.train import predict_proba
+
+SPEC = InputSpec()
 
 
 def test_artifact_holds_what_a_version_needs(trained: tuple[Path, object, object]) -> None:
