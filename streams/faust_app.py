@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+import os
+from typing import Any, NoReturn
 
 import faust
 from prometheus_client import CollectorRegistry, start_http_server
@@ -19,6 +20,21 @@ from inferloop.metrics import export_consumer_lag
 from inferloop.settings import KafkaSettings, Settings
 
 log = logging.getLogger(__name__)
+EXIT_BEFORE_COMMIT = 70  # the process stopped itself so that no offset is committed past unfinished work
+
+
+def exit_before_commit(reason: str) -> NoReturn:
+    """Stop this process at once, before faust acknowledges or commits anything more.
+
+    faust's ``take_events`` acknowledges the events it yielded when the agent's loop goes on or ends, whatever
+    happened to them, and a crashed agent is never restarted while the process keeps its partitions: a batch whose
+    processing failed in a way nobody planned for would be committed unprocessed, by a worker that looks alive.
+    Exiting here instead leaves the batch unacknowledged; the partitions move to another member (or to this one,
+    restarted), which receives the batch again.
+    """
+    log.critical("%s; exiting (code %d) before any commit: the events are delivered again", reason, EXIT_BEFORE_COMMIT)
+    logging.shutdown()
+    os._exit(EXIT_BEFORE_COMMIT)
 
 
 def faust_credentials(kafka: KafkaSettings) -> Any:

@@ -9,6 +9,7 @@ of the batch is acknowledged by the broker.
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Any
 
@@ -21,8 +22,10 @@ from inferloop.kafka.topics import ensure_topics
 from inferloop.metrics import WorkerMetrics
 from inferloop.settings import Settings
 from inferloop.triton.inference import triton_inference
-from streams.faust_app import faust_app, observe, run_app
+from streams.faust_app import exit_before_commit, faust_app, observe, run_app
 from streams.worker.classify_step import Classifier
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> faust.App:
@@ -78,7 +81,13 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             batches = stream.take_events(s.max_batch, within=s.batch_within_ms / 1000)  # type: ignore[attr-defined]
             async for events in batches:
                 batch = [Record(e.message.topic, e.message.partition, e.message.offset, e.key, e.value) for e in events]
-                await classifier.process(batch)
+                try:
+                    await classifier.process(batch)
+                except Exception as exc:  # nothing a batch can raise is planned for: never let faust ack it
+                    log.exception("the classify step failed on a batch of %d events", len(batch))
+                    head = batch[0]
+                    where = f"{head.topic}[{head.partition}]@{head.offset}"
+                    exit_before_commit(f"unexpected {type(exc).__name__} in the batch starting at {where}")
         finally:
             classifier.stop()
             await triton.close()

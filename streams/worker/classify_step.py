@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from inferloop.triton.errors import TritonRequestFailed, TritonUnavailable
 from inferloop.triton.inference import TritonInference
 from inferloop.triton.signature import ModelSignature
 from streams.errors import InferenceFailed, UnexpectedInputError
+from streams.faust_app import exit_before_commit
 
 log = logging.getLogger(__name__)
 
@@ -255,9 +255,7 @@ class Classifier:
 
 def exit_on_delivery_failure(output: Prediction | DeadLetter, exc: BaseException) -> None:
     """Stop the worker at once, before it can commit an offset past an output the broker never took."""
-    log.critical("the broker refused an output for event %s after all retries (%s); exiting", output.event_id, exc)
-    logging.shutdown()
-    os._exit(70)
+    exit_before_commit(f"the broker refused an output for event {output.event_id} after all retries ({exc})")
 
 
 def _key_text(key: bytes | None) -> str | None:

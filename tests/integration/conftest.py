@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -39,6 +40,7 @@ class Stream:
     def __init__(self, env: dict[str, str], tmp_path: Path) -> None:
         self.env, self.tmp_path = env, tmp_path
         self.workers: list[int] = []  # pids of every process started, workers and joiners
+        self.processes: list[subprocess.Popen[bytes]] = []  # the same processes, to read how they ended
         self.joiner: JoinerProcess | None = None
 
     @property
@@ -49,7 +51,8 @@ class Stream:
         (port,) = free_ports(1)
         process = kind(self.env, port, self.tmp_path / f"{kind.name}-{len(self.workers)}.log")
         SERVER_LOGS[f"{kind.name} {len(self.workers)}"] = process.log_path
-        self.workers.append(start(process).pid)
+        self.processes.append(start(process))
+        self.workers.append(self.processes[-1].pid)
         if isinstance(process, JoinerProcess):
             self.joiner = process
         return process

@@ -4,18 +4,22 @@ subject lives: test_streaming, test_model_lifecycle.)"""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from inferloop.events import Prediction
+from inferloop.kafka.readers import read_dead_letters
 from inferloop.triton.control import TritonControl
 from infra.local.process import free_ports, kill_pid, pid_alive
 from infra.local.settings import LocalSettings
+from infra.local.triton_server import TritonServer
 from tests.conftest import Running
 from tests.helpers import wait_for
 from tests.integration.conftest import (
@@ -27,6 +31,7 @@ from tests.integration.conftest import (
     publish,
 )
 from trainer.data import write_image_folder
+from trainer.export import triton_config
 from trainer.repository import ModelRepository
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.faults]
@@ -50,6 +55,38 @@ def test_two_workers_share_the_partitions_and_one_killed_loses_nothing(stream: S
     predictions = stream.wait_predicted({e for e, _, _ in items}, timeout_s=240)
     assert_each_event_once_or_identically(predictions, {e for e, _, _ in items})
     assert stream.metric(first, "inferloop_predictions_total") > 0
+
+
+def test_an_unexpected_error_in_a_batch_stops_the_worker_before_any_commit(
+    stream: Stream, triton_server: TritonServer
+) -> None:
+    """The served model's config is malformed (its labels are not JSON), so the classify step raises an error no
+    step declares: the worker exits (code 70) before committing anything, with no output for the 40 events; with
+    the config fixed, a restarted worker predicts all 40, duplicates identical."""
+    name = "m-bad-labels"
+    repo = ModelRepository(triton_server.model_repository, name)
+    shutil.copytree(triton_server.model_repository / "digits" / "1", repo.version_dir(1), dirs_exist_ok=True)
+    card = repo.card(1)
+    good = triton_config(replace(card.signature(64), model=name), card.input_spec, [1])
+    repo.write_config(replace(good, parameters={**good.parameters, "labels": "[not json"}))
+    control = TritonControl(triton_server.grpc_url)
+    control.load(name)
+    stream.env["INFERLOOP_MODEL__NAME"] = name
+    try:
+        stream.start_worker()
+        items = labelled_digits(40)
+        ids = {e for e, _, _ in items}
+        publish(stream.settings, items)
+        assert stream.processes[0].wait(timeout=90) == 70, "the worker went on (or died otherwise) after the error"
+        assert not ids & {p.event_id for p in stream.predictions()}
+        assert not ids & {d.event_id for d in read_dead_letters(stream.settings, idle_timeout_s=0.5)}
+        repo.write_config(good)
+        control.load(name)
+        stream.start_worker()  # as Kubernetes restarts it: the uncommitted events come again
+        assert_each_event_once_or_identically(stream.wait_predicted(ids, timeout_s=120), ids)
+    finally:
+        control.unload(name)
+        control.close()
 
 
 def test_kafka_broker_killed_and_restarted_loses_nothing(
