@@ -139,7 +139,8 @@ def test_prometheus_scrapes_the_stack_and_every_dashboard_query_returns_data(
         assert sum(values(base, 'inferloop_dead_letters_total{reason="not_an_image"}')) == 1
         lag_series = settings.streams.partitions * 3  # the worker's images, the joiner's predictions and feedback
         wait_for(lambda: len(values(base, "inferloop_consumer_lag")) == lag_series, 20, "consumer lag of both apps")
-        assert values(base, 'inferloop_trainer_runs_total{outcome="skipped"}')
+        # the trainer's first check ends a few seconds after its metrics endpoint is up, then waits for a scrape
+        wait_for(lambda: values(base, 'inferloop_trainer_runs_total{outcome="skipped"}'), 30, "a trainer check")
         rules = (
             query(base, "up")
             and json.loads(
