@@ -117,7 +117,7 @@ def models(
     ] = True,
 ) -> None:
     """List the model's versions (serving / retired), rejected candidates, holdout and online accuracy."""
-    from trainer.jobs.rollback import model_catalog
+    from trainer.jobs.catalog import model_catalog
 
     settings = load()
     try:

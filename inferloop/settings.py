@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal, Self, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -352,6 +352,9 @@ class Settings(BaseSettings):
         return self.model_copy(update={"streams": streams, "feedback": feedback})
 
 
+TreeT = TypeVar("TreeT", bound=Settings)
+
+
 def _env_text(value: Any) -> str:
     if isinstance(value, SecretStr):
         return value.get_secret_value()
@@ -365,8 +368,13 @@ def _env_text(value: Any) -> str:
 def load_settings(**overrides: Any) -> Settings:
     """Read the settings from the environment; keyword overrides win. :class:`ConfigurationError` names what is
     wrong."""
+    return load_tree(Settings, **overrides)
+
+
+def load_tree(tree: type[TreeT], **overrides: Any) -> TreeT:
+    """Read ``tree`` (the core :class:`Settings`, or a tree that extends it) from the environment."""
     try:
-        return Settings(**overrides)
+        return tree(**overrides)
     except ValueError as exc:  # pydantic's ValidationError, or pydantic-settings' SettingsError (unparsable value)
         raise ConfigurationError(f"invalid settings: {exc}") from exc
 

@@ -13,8 +13,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from inferloop.errors import ConfigurationError
-from inferloop.settings import KafkaSettings, Settings, SettingsGroup, TritonSettings, require_files
+from inferloop.settings import KafkaSettings, Settings, SettingsGroup, TritonSettings, load_tree, require_files
 
 
 def _default_cache() -> Path:
@@ -77,7 +76,4 @@ class LocalSettings(Settings):
 
 def load_local_settings(**overrides: Any) -> LocalSettings:
     """Read the whole tree from the environment; :class:`ConfigurationError` names what is wrong."""
-    try:
-        return LocalSettings(**overrides)
-    except ValueError as exc:  # pydantic's ValidationError, or pydantic-settings' SettingsError (unparsable value)
-        raise ConfigurationError(f"invalid settings: {exc}") from exc
+    return load_tree(LocalSettings, **overrides)

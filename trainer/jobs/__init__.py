@@ -1,6 +1,7 @@
 """The trainer's jobs, one module each: :mod:`.bootstrap` (version 1 from scratch), :mod:`.retrain` (fine-tune the
-serving version, gate, publish), :mod:`.triggers` (when to retrain), :mod:`.loop` (``inferloop trainer``) and
-:mod:`.rollback` (serve an earlier version); :mod:`.context` holds what they share."""
+serving version, gate, publish), :mod:`.triggers` (when to retrain), :mod:`.loop` (``inferloop trainer``),
+:mod:`.rollback` (serve an earlier version) and :mod:`.catalog` (what ``inferloop models`` lists);
+:mod:`.context` holds what they share."""
 
 from trainer.jobs.bootstrap import bootstrap
 from trainer.jobs.context import TrainerJobs, TrainOutcome, serving_options
