@@ -1,4 +1,4 @@
-"""``inferloop worker / joiner / produce / predictions / dlq / feedback``: the streams."""
+"""``inferloop worker / joiner / produce / predictions / dlq / feedback / topics``: the streams."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 from rich.progress import Progress
+from rich.table import Table
 
-from cli.app import EXIT_FAILURE, JsonFlag, LogLevel, app, emit_json, err, fail, load
+from cli.app import EXIT_FAILURE, JsonFlag, LogLevel, app, emit_json, err, fail, load, out
 from inferloop.errors import InferloopError
 from inferloop.kafka.producers import expand_paths, parse_feedback_file, publish_files, send_feedback
 from inferloop.kafka.readers import read_dead_letters, read_predictions, replay_dead_letters
+from inferloop.kafka.topics import ensure_topics, existing_topics, topic_specs
 from inferloop.settings import Settings
 
 
@@ -93,6 +95,49 @@ def predictions(
         else:
             sys.stdout.write(f"{p.event_id}  {p.label:>8}  {p.scores[0]:.3f}  {p.model_name} v{p.model_version}\n")
         sys.stdout.flush()
+
+
+topics_app = typer.Typer(help="The topics inferloop uses: list them, create the missing.", invoke_without_command=True)
+app.add_typer(topics_app, name="topics")
+
+
+@topics_app.callback()
+def topics(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """List the topics inferloop needs, their partitions and configs, and whether each exists."""
+    if ctx.invoked_subcommand is not None:
+        return
+    settings = load()
+    try:
+        existing = existing_topics(settings)
+    except InferloopError as exc:
+        fail(str(exc))
+    specs = topic_specs(settings)
+    if as_json:
+        emit_json(
+            [
+                {"topic": t.name, "partitions": t.partitions, "exists": t.name in existing, "configs": t.configs}
+                for t in specs
+            ]
+        )
+        return
+    table = Table(title=f"topics (replication factor {settings.kafka.replication_factor}; -1: the broker's default)")
+    for column in ("topic", "partitions", "exists", "configs"):
+        table.add_column(column)
+    for t in specs:
+        configs = ", ".join(f"{k}={v}" for k, v in sorted(t.configs.items()))
+        table.add_row(t.name, str(t.partitions), "yes" if t.name in existing else "[red]no[/]", configs)
+    out.print(table)
+
+
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create the missing topics (whatever kafka.create_topics says): for a Helm hook or a first deployment."""
+    settings = load()
+    try:
+        created = ensure_topics(settings, create=True)
+    except InferloopError as exc:
+        fail(str(exc))
+    err.print(f"created: {', '.join(created) if created else 'nothing (all exist)'}", highlight=False)
 
 
 dlq_app = typer.Typer(help="Inspect and replay dead letters.", invoke_without_command=True, no_args_is_help=False)

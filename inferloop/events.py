@@ -35,7 +35,50 @@ PREDICTION_SCHEMA_VERSION = 1
 DEAD_LETTER_SCHEMA_VERSION = 1
 _FRAME_HEAD = struct.Struct(">3sBI")
 MAX_HEADER_BYTES = 64 * 1024
+# Bounds of the text fields every decoder enforces (docs/events.md): a record within them always fits the next
+# topic's record (a prediction, a training-log example) whatever its image.
+MAX_ID_CHARS = 200  # event ids, labels, model names, content types
+MAX_SOURCE_CHARS = 256  # the free-text ``source`` of image events and feedback
+MAX_METADATA_ENTRIES = 32
+MAX_METADATA_CHARS = 1024  # each metadata key or value
+MAX_LABELS = 1000  # class labels (and scores) in one prediction
+MAX_TOPIC_CHARS = 249  # Kafka's own limit on topic names
 T = TypeVar("T")
+
+
+def _text(raw: dict[str, Any], name: str, *, required: bool = True, max_chars: int = MAX_ID_CHARS) -> str:
+    """``raw[name]`` as a string of at most ``max_chars`` (non-empty when required; "" when absent and optional)."""
+    value = raw.get(name)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or (required and not value):
+        qualifier = "a non-empty string" if required else "a string"
+        raise EventDecodeError(
+            "missing_field" if required else "bad_field", f"field {name!r} is missing or not {qualifier}"
+        )
+    if len(value) > max_chars:
+        raise EventDecodeError("bad_field", f"field {name!r} is longer than {max_chars} characters")
+    return value
+
+
+def _count(raw: dict[str, Any], name: str, *, required: bool = True) -> int:
+    """``raw[name]`` as a non-negative integer (booleans refused); 0 when absent and optional."""
+    value = raw.get(name)
+    if value is None and not required:
+        return 0
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise EventDecodeError(
+            "missing_field" if required else "bad_field", f"field {name!r} is missing or not a non-negative integer"
+        )
+    return value
+
+
+def _optional(raw: dict[str, Any], name: str, kind: type) -> Any:
+    """``raw[name]``, which may be absent or null, else of ``kind``."""
+    value = raw.get(name)
+    if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+        raise EventDecodeError("bad_field", f"field {name!r} is not a {kind.__name__}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -121,27 +164,18 @@ def decode_image_event(value: bytes | None) -> ImageEvent:
 
 
 def _image_event_from_header(header: dict[str, Any], image: bytes) -> ImageEvent:
-    def text(name: str, required: bool) -> str:
-        raw = header.get(name)
-        if raw is None and not required:
-            return ""
-        if not isinstance(raw, str) or (required and not raw):
-            raise EventDecodeError("missing_field", f"field {name!r} is missing or not a non-empty string")
-        return raw
-
-    event_id = text("event_id", True)
-    if len(event_id) > 200:
-        raise EventDecodeError("bad_field", "event_id is longer than 200 characters")
-    content_type = text("content_type", True)
-    produced = header.get("produced_at_ms")
-    if not isinstance(produced, int) or isinstance(produced, bool) or produced < 0:
-        raise EventDecodeError("missing_field", "field 'produced_at_ms' is missing or not a non-negative integer")
-    uri = header.get("image_uri")
-    if uri is not None and not isinstance(uri, str):
-        raise EventDecodeError("bad_field", "image_uri is not a string")
+    uri = _optional(header, "image_uri", str)
     metadata = header.get("metadata", {})
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise EventDecodeError("bad_field", "metadata must map strings to strings")
+    if len(metadata) > MAX_METADATA_ENTRIES or any(
+        len(k) > MAX_METADATA_CHARS or len(v) > MAX_METADATA_CHARS for k, v in metadata.items()
+    ):
+        raise EventDecodeError(
+            "bad_field",
+            f"metadata holds at most {MAX_METADATA_ENTRIES} entries of at most {MAX_METADATA_CHARS} characters",
+        )
+    event_id, content_type = _text(header, "event_id"), _text(header, "content_type")
     if not image and not uri:
         raise EventDecodeError("missing_image", "the event has neither inline image bytes nor an image_uri")
     return ImageEvent(
@@ -149,8 +183,8 @@ def _image_event_from_header(header: dict[str, Any], image: bytes) -> ImageEvent
         content_type=content_type,
         image=image,
         image_uri=uri,
-        source=text("source", False),
-        produced_at_ms=produced,
+        source=_text(header, "source", required=False, max_chars=MAX_SOURCE_CHARS),
+        produced_at_ms=_count(header, "produced_at_ms"),
         metadata=metadata,
     )
 
@@ -191,8 +225,30 @@ def _from_json(value: bytes | None, build: Callable[[Any], T], reason: str, what
 
 
 def _prediction(raw: Any) -> Prediction:
+    if not isinstance(raw, dict):
+        raise EventDecodeError("bad_prediction", "a prediction is a JSON object")
     if raw.get("schema_version") != PREDICTION_SCHEMA_VERSION:
         raise EventDecodeError("unknown_schema_version", f"prediction schema {raw.get('schema_version')}")
+    labels, scores = raw.get("labels"), raw.get("scores")
+    if (
+        not isinstance(labels, list)
+        or not isinstance(scores, list)
+        or not 0 < len(labels) == len(scores) <= MAX_LABELS
+        or not all(isinstance(label, str) and 0 < len(label) <= MAX_ID_CHARS for label in labels)
+        or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in scores)
+    ):
+        raise EventDecodeError(
+            "bad_prediction", f"labels and scores must be 1-{MAX_LABELS} strings and as many numbers"
+        )
+    for name in ("event_id", "model_name"):
+        _text(raw, name)
+    for name in ("model_version", "produced_at_ms", "received_at_ms", "predicted_at_ms"):
+        _count(raw, name)
+    _text(raw, "source", required=False, max_chars=MAX_SOURCE_CHARS)
+    _text(raw, "image_topic", required=False, max_chars=MAX_TOPIC_CHARS)
+    for name in ("image_partition", "image_offset"):
+        if raw.get(name) is not None:
+            _count(raw, name)
     return Prediction(**raw)
 
 
@@ -277,16 +333,10 @@ def decode_feedback(value: bytes | None) -> Feedback:
         raise EventDecodeError(
             "unknown_schema_version", f"feedback schema version {raw.get('schema_version')!r} is not supported"
         )
-    for name in ("event_id", "label"):
-        if not isinstance(raw.get(name), str) or not raw[name] or len(raw[name]) > 200:
-            raise EventDecodeError("missing_field", f"field {name!r} is missing or not a string of 1-200 characters")
-    at = raw.get("at_ms")
-    if not isinstance(at, int) or isinstance(at, bool) or at < 0:
-        raise EventDecodeError("missing_field", "field 'at_ms' is missing or not a non-negative integer")
-    source = raw.get("source", "")
-    if not isinstance(source, str):
-        raise EventDecodeError("bad_field", "source is not a string")
-    return Feedback(event_id=raw["event_id"], label=raw["label"], source=source, at_ms=at)
+    event_id, label = _text(raw, "event_id"), _text(raw, "label")
+    at = _count(raw, "at_ms")
+    source = _text(raw, "source", required=False, max_chars=MAX_SOURCE_CHARS)
+    return Feedback(event_id=event_id, label=label, source=source, at_ms=at)
 
 
 @dataclass(frozen=True)
@@ -318,7 +368,19 @@ def encode_labelled_example(example: LabelledExample) -> bytes:
 
 
 def decode_labelled_example(value: bytes | None) -> LabelledExample:
+    """The example in a training-log value; :class:`EventDecodeError` when it is not one or a field has the
+    wrong type, so that one bad record is skipped (and counted) rather than failing every later retraining."""
     header, image = _unframe(value, EXAMPLE_MAGIC, EXAMPLE_SCHEMA_VERSION, "labelled_example")
+    for name in ("event_id", "label", "content_type", "predicted_label", "model_name"):
+        _text(header, name)
+    _text(header, "feedback_source", required=False, max_chars=MAX_SOURCE_CHARS)
+    for name in ("model_version", "logged_at_ms"):
+        _count(header, name)
+    for name in ("feedback_at_ms", "predicted_at_ms"):
+        _count(header, name, required=False)
+    score = header.get("predicted_score")
+    if not isinstance(score, int | float) or isinstance(score, bool):
+        raise EventDecodeError("missing_field", "field 'predicted_score' is missing or not a number")
     try:
         return LabelledExample(**header, image=image)
     except TypeError as exc:

@@ -81,9 +81,22 @@ class KafkaSettings(SettingsGroup):
     )
     ssl_certfile: Path | None = Field(None, description="Client certificate, for brokers that require mutual TLS.")
     ssl_keyfile: Path | None = Field(None, description="Key of the client certificate.")
+    create_topics: bool = Field(
+        True,
+        description="Create missing topics (faust's changelog included) at start; off for managed clusters, "
+        "where `inferloop topics create` or the cluster's tooling creates them and a missing one stops the process.",
+    )
+    replication_factor: int = Field(
+        -1, ge=-1, description="Replicas of every topic inferloop creates; -1: the broker's default.replication.factor."
+    )
+    min_insync_replicas: int | None = Field(
+        None, ge=1, description="min.insync.replicas of every topic inferloop creates; unset: the broker's default."
+    )
 
     @model_validator(mode="after")
     def _consistent_security(self) -> KafkaSettings:
+        if self.replication_factor == 0:
+            raise ValueError("kafka.replication_factor is -1 (the broker's default) or a number of replicas")
         sasl = self.security_protocol.startswith("SASL_")
         if sasl and not (self.sasl_username and self.sasl_password and self.sasl_password.get_secret_value()):
             raise ValueError(
@@ -193,6 +206,38 @@ class StreamsSettings(SettingsGroup):
     session_timeout_s: float = Field(
         30.0, ge=6, description="A worker silent this long loses its partitions to the others (Kafka session timeout)."
     )
+    max_poll_interval_s: float = Field(
+        300.0,
+        ge=1,
+        description="A consumer that fetches nothing for this long leaves its group (Kafka max.poll.interval.ms).",
+    )
+    memory_budget_mb: int = Field(
+        512,
+        ge=16,
+        description=(
+            "Most memory the worker's fetched, buffered and in-flight records may take, in MiB, counting each as "
+            "max_request_bytes: it sets the batch and buffer sizes (docs/reliability.md, 'Memory')."
+        ),
+    )
+    outage_timeout_s: float = Field(
+        240.0,
+        gt=0,
+        description=(
+            "How long one batch waits for an unavailable dependency (Triton, the broker) before the process exits "
+            "(code 75) without committing it, so that it never outstays max_poll_interval_s holding partitions."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _outage_within_poll_interval(self) -> StreamsSettings:
+        longest = self.outage_timeout_s + self.triton_timeout_s + self.retry_max_s
+        if longest >= self.max_poll_interval_s:
+            raise ValueError(
+                f"streams.outage_timeout_s + triton_timeout_s + retry_max_s ({longest:g} s) must stay under "
+                f"streams.max_poll_interval_s ({self.max_poll_interval_s:g} s): a batch that waits longer makes its "
+                "worker leave the group while it still works on the batch"
+            )
+        return self
 
     @field_validator("image_uri_roots")
     @classmethod

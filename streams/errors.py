@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from inferloop.errors import InferloopError, PoisonError
+from inferloop.errors import InferloopError, PoisonError, RetryableError
 
 
 class StreamsError(InferloopError):
     """Root of the streaming apps' errors."""
+
+
+class DependencyOutage(RetryableError):
+    """A batch waited ``streams.outage_timeout_s`` for a dependency: the process exits without committing it."""
 
 
 class InferenceFailed(PoisonError):
@@ -23,7 +27,7 @@ class UnexpectedInputError(PoisonError):
 
 class FeedbackRejected(PoisonError):
     """Feedback that cannot become a labelled example; :attr:`reason` says why (``unknown_event``,
-    ``expired_event``, ``unknown_label``, ``image_unavailable``, ``image_too_large``)."""
+    ``expired_event``, ``unknown_label``, ``image_unavailable``, ``example_too_large``)."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message, reason)

@@ -10,20 +10,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn
 
 import faust
 from prometheus_client import CollectorRegistry, start_http_server
 
+from inferloop.events import Record
 from inferloop.kafka.options import ssl_context
 from inferloop.metrics import export_consumer_lag
 from inferloop.settings import KafkaSettings, Settings
+from streams.errors import DependencyOutage
 
 log = logging.getLogger(__name__)
 EXIT_BEFORE_COMMIT = 70  # the process stopped itself so that no offset is committed past unfinished work
+EXIT_OUTAGE = 75  # the same, after a dependency stayed unavailable for streams.outage_timeout_s (EX_TEMPFAIL)
 
 
-def exit_before_commit(reason: str) -> NoReturn:
+def exit_before_commit(reason: str, code: int = EXIT_BEFORE_COMMIT) -> NoReturn:
     """Stop this process at once, before faust acknowledges or commits anything more.
 
     faust's ``take_events`` acknowledges the events it yielded when the agent's loop goes on or ends, whatever
@@ -32,9 +36,45 @@ def exit_before_commit(reason: str) -> NoReturn:
     Exiting here instead leaves the batch unacknowledged; the partitions move to another member (or to this one,
     restarted), which receives the batch again.
     """
-    log.critical("%s; exiting (code %d) before any commit: the events are delivered again", reason, EXIT_BEFORE_COMMIT)
+    log.critical("%s; exiting (code %d) before any commit: the events are delivered again", reason, code)
     logging.shutdown()
-    os._exit(EXIT_BEFORE_COMMIT)
+    os._exit(code)
+
+
+def exit_on_batch_error(exc: BaseException, where: str) -> NoReturn:
+    """What an agent does with an exception its batch raised: exit before faust acknowledges the batch, with
+    :data:`EXIT_OUTAGE` when a dependency stayed unavailable too long, else :data:`EXIT_BEFORE_COMMIT`."""
+    if isinstance(exc, DependencyOutage):
+        exit_before_commit(f"{exc} (the batch starting at {where})", EXIT_OUTAGE)
+    log.error("unexpected error in the batch starting at %s", where, exc_info=exc)
+    exit_before_commit(f"unexpected {type(exc).__name__} in the batch starting at {where}")
+
+
+async def process_batches(
+    batches: AsyncIterator[list[Any]], process: Callable[[list[Record]], Awaitable[None]]
+) -> None:
+    """Hand each batch of faust events (``take_events``) to ``process`` as records; whatever ``process`` raises
+    stops the process before faust can acknowledge the batch (:func:`exit_on_batch_error`)."""
+    async for events in batches:
+        batch = [Record(e.message.topic, e.message.partition, e.message.offset, e.key, e.value) for e in events]
+        try:
+            await process(batch)
+        except Exception as exc:  # nothing a batch raises may let faust ack it
+            head = batch[0]
+            exit_on_batch_error(exc, f"{head.topic}[{head.partition}]@{head.offset}")
+
+
+class InferloopApp(faust.App):
+    """A faust app whose crashed agents stop the process.
+
+    faust's own handler of an agent's crash *commits* the consumer's offsets (``Consumer.on_task_error``), the
+    events the crashed batch took included, and never restarts the agent: the process would live on holding
+    partitions it no longer consumes. Here a crash (anything an agent body lets escape) exits at once instead,
+    before the next await, so nothing is committed and the partitions move on.
+    """
+
+    async def _on_agent_error(self, agent: Any, exc: BaseException) -> None:
+        exit_before_commit(f"agent {getattr(agent, 'name', agent)} crashed: {type(exc).__name__}: {exc}")
 
 
 def faust_credentials(kafka: KafkaSettings) -> Any:
@@ -55,7 +95,7 @@ def faust_credentials(kafka: KafkaSettings) -> Any:
 def faust_app(settings: Settings, app_id: str, **options: Any) -> faust.App:
     """A Faust app as inferloop configures them all (see the module's documentation)."""
     s = settings.streams
-    return faust.App(
+    return InferloopApp(
         app_id,
         broker=[f"kafka://{server}" for server in settings.kafka.bootstrap.split(",")],
         broker_credentials=faust_credentials(settings.kafka),
@@ -70,6 +110,12 @@ def faust_app(settings: Settings, app_id: str, **options: Any) -> faust.App:
         broker_commit_interval=1.0,
         broker_session_timeout=s.session_timeout_s,
         broker_heartbeat_interval=min(3.0, s.session_timeout_s / 3),
+        broker_max_poll_interval=s.max_poll_interval_s,
+        # topics: created before the app starts by inferloop.kafka.topics (the changelog too, with the configured
+        # replication), or by the cluster's tooling when creation is off; faust declares nothing else
+        topic_allow_declare=settings.kafka.create_topics,
+        topic_disable_leader=True,
+        topic_replication_factor=max(settings.kafka.replication_factor, 1),  # unused: the changelog exists
         **options,
     )
 

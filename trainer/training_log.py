@@ -2,8 +2,10 @@
 
 The log is a compacted Kafka topic keyed by event id (see ``docs/model-lifecycle.md``): every record is one
 labelled example, image included. A cursor is the topic's end offsets, as JSON; a model card stores the
-cursor its training read up to, so the next retraining reads only what was logged after it. Within what is
-read, the latest record of an event id wins (a correction), exactly as compaction will eventually decide.
+cursor its training read up to, so the next retraining reads only what was logged after it, and a read up to
+a cursor either reaches it or fails (it never ends early on an idle broker, which would skip labels for good).
+Within what is read, the latest record of an event id wins (a correction), exactly as compaction will
+eventually decide; records are decoded, checked and preprocessed one at a time.
 Example ids are ``event:<event_id>``.
 """
 
@@ -14,12 +16,13 @@ import logging
 from collections import Counter
 
 import numpy as np
+from numpy.typing import NDArray
 
 from inferloop.events import LabelledExample
 from inferloop.images.decode import ImageLimits, decode_image
 from inferloop.images.errors import ImageRejected
 from inferloop.images.preprocess import InputSpec, to_model_input
-from inferloop.kafka.readers import end_offsets, latest_examples
+from inferloop.kafka.readers import end_offsets, iter_training_log, latest_examples
 from inferloop.settings import Settings
 from trainer.data import ExampleSet
 
@@ -34,8 +37,9 @@ def example_id(event_id: str) -> str:
 class TrainingLogReader:
     """Reads labelled examples from the training-log topic, incrementally by cursor."""
 
-    def __init__(self, settings: Settings, spec: InputSpec) -> None:
-        self.settings, self.spec = settings, spec
+    def __init__(self, settings: Settings, spec: InputSpec, idle_timeout_s: float = 30.0) -> None:
+        """``idle_timeout_s``: how long a read up to a cursor waits for the broker before it fails."""
+        self.settings, self.spec, self.idle_timeout_s = settings, spec, idle_timeout_s
         self.topic = settings.feedback.training_log_topic
         s = settings.streams
         self.limits = ImageLimits(max_bytes=s.max_image_bytes, max_pixels=s.max_image_pixels)
@@ -65,22 +69,47 @@ class TrainingLogReader:
         return latest_examples(self.settings, self._offsets(after), self._offsets(until), self.skipped)
 
     def read(self, classes: tuple[str, ...], after: str | None, until: str | None = None) -> ExampleSet:
+        """The examples logged between the cursors, each event id's newest record, preprocessed as they stream
+        in (the log is never held whole). Reads up to ``until`` or raises
+        :class:`~inferloop.kafka.errors.ReadIncomplete`: a cursor never moves past records that were not read.
+        Records that cannot be used (undecodable, a label the model does not have, an image that does not
+        decode) are left out, counted by reason in :attr:`skipped` and logged."""
         index = {c: i for i, c in enumerate(classes)}
-        ids, xs, ys = [], [], []
-        for event_id, example in sorted(self.latest(after, until).items()):
-            if example.label not in index:
-                self.skipped["unknown_label"] += 1
+        self.skipped = Counter()
+        # event id -> (position, model input and class, or the reason its newest record is unusable)
+        newest: dict[str, tuple[tuple[int, int], tuple[NDArray[np.float32], int] | str]] = {}
+        for record, example in iter_training_log(
+            self.settings,
+            self._offsets(after),
+            self._offsets(until),
+            self.skipped,
+            idle_timeout_s=self.idle_timeout_s,
+            complete=until is not None,
+        ):
+            position = (record.partition, record.offset)
+            known = newest.get(example.event_id)
+            if known is not None and known[0] > position:
                 continue
-            try:
-                image = decode_image(example.image, example.content_type, self.limits)
-            except ImageRejected as exc:
-                self.skipped[exc.reason] += 1
+            newest[example.event_id] = (position, self._usable(example, index))
+        ids, xs, ys = [], [], []
+        for event_id, (_, usable) in sorted(newest.items()):
+            if isinstance(usable, str):
+                self.skipped[usable] += 1
                 continue
             ids.append(example_id(event_id))
-            xs.append(to_model_input(image, self.spec))
-            ys.append(index[example.label])
+            xs.append(usable[0])
+            ys.append(usable[1])
         if self.skipped:
             log.warning("training log: left out %s", dict(self.skipped))
         if not ids:
             return ExampleSet.empty(self.spec, classes)
         return ExampleSet(tuple(ids), np.stack(xs), np.asarray(ys, dtype=np.int64), classes)
+
+    def _usable(self, example: LabelledExample, index: dict[str, int]) -> tuple[NDArray[np.float32], int] | str:
+        if example.label not in index:
+            return "unknown_label"
+        try:
+            image = decode_image(example.image, example.content_type, self.limits)
+        except ImageRejected as exc:
+            return exc.reason
+        return to_model_input(image, self.spec), index[example.label]

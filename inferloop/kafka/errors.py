@@ -13,6 +13,15 @@ class BrokerUnavailable(RetryableError):
         super().__init__(f"Kafka at {bootstrap} cannot be reached ({detail}); is it running? (`inferloop up`)")
 
 
+class ReadIncomplete(RetryableError):
+    """A read up to recorded end offsets stalled before reaching them: nothing read may be taken as complete."""
+
+    def __init__(self, topic: str, missing: dict[int, tuple[int, int]], idle_s: float) -> None:
+        self.topic, self.missing = topic, missing
+        where = ", ".join(f"partition {p} at {at} of {end}" for p, (at, end) in sorted(missing.items()))
+        super().__init__(f"reading {topic} stalled for {idle_s:g} s before its recorded end ({where})")
+
+
 class EventTooLarge(PoisonError):
     """An event over the Kafka record size limit: refused before it is sent."""
 

@@ -11,8 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-from inferloop.errors import InferloopError
-from inferloop.events import Feedback, ImageEvent, encode_feedback, encode_image_event, new_event_id
+from inferloop.errors import EventDecodeError, InferloopError
+from inferloop.events import (
+    Feedback,
+    ImageEvent,
+    decode_feedback,
+    encode_feedback,
+    encode_image_event,
+    new_event_id,
+)
 from inferloop.kafka.errors import BrokerUnavailable, EventTooLarge, FeedbackError
 from inferloop.kafka.options import kafka_options
 from inferloop.kafka.topics import ensure_topics
@@ -130,14 +137,13 @@ class FeedbackProducer(_Producer):
         super().__init__(settings, source, "inferloop-feedback")
 
     def send(self, event_id: str, label: str, source: str | None = None) -> Feedback:
-        if not event_id or not label or len(event_id) > 200 or len(label) > 200:
-            raise FeedbackError(
-                f"feedback needs an event id and a label of 1-200 characters, got {event_id!r}, {label!r}"
-            )
         feedback = Feedback(event_id=event_id, label=label, source=source if source is not None else self.source)
-        self._pending.append(
-            self._producer.send(self.settings.feedback.topic, key=event_id.encode(), value=encode_feedback(feedback))
-        )
+        value = encode_feedback(feedback)
+        try:
+            decode_feedback(value)  # the joiner's own checks, so that what it would dead-letter is refused here
+        except EventDecodeError as exc:
+            raise FeedbackError(f"feedback for event {event_id[:200]!r} refused: {exc}") from exc
+        self._pending.append(self._producer.send(self.settings.feedback.topic, key=event_id.encode(), value=value))
         return feedback
 
 

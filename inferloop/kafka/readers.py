@@ -6,9 +6,11 @@ follows, stops at the end the topic had when reading began. Synchronous (kafka-p
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 from inferloop.errors import EventDecodeError
@@ -21,8 +23,11 @@ from inferloop.events import (
     decode_labelled_example,
     decode_prediction,
 )
+from inferloop.kafka.errors import ReadIncomplete
 from inferloop.kafka.options import kafka_options
 from inferloop.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
@@ -45,11 +50,14 @@ def read_topic(
     idle_timeout_s: float = 2.0,
     start: dict[int, int] | None = None,
     until: dict[int, int] | None = None,
+    complete: bool = False,
 ) -> Iterator[Record]:
     """Records of ``topic`` from the beginning, or from ``start`` offsets (no consumer group, nothing committed).
 
     Without ``follow`` it stops at the end the topic had when reading began (or before the ``until`` offsets),
-    so that records written while it reads (a replay's own dead letters, say) are not read again.
+    so that records written while it reads (a replay's own dead letters, say) are not read again. It also stops
+    after ``idle_timeout_s`` without a record, which suits a look at a topic; with ``complete`` a stall before
+    the end raises :class:`ReadIncomplete` instead, for readers that record the end as read (the trainer).
     """
     from kafka import KafkaConsumer, TopicPartition
 
@@ -74,7 +82,12 @@ def read_topic(
         while follow or ends:
             batch = consumer.poll(timeout_ms=200)
             if not batch:
-                if not follow and time.monotonic() - idle_since > idle_timeout_s:
+                for tp in [tp for tp in ends if consumer.position(tp) >= ends[tp]]:
+                    del ends[tp]  # the rest of the range was compacted away or holds only markers
+                if ends and not follow and time.monotonic() - idle_since > idle_timeout_s:
+                    if complete:
+                        missing = {tp.partition: (consumer.position(tp), end) for tp, end in ends.items()}
+                        raise ReadIncomplete(topic, missing, idle_timeout_s)
                     return
                 continue
             idle_since = time.monotonic()
@@ -133,19 +146,38 @@ def latest_examples(
     skipped: Counter[str] | None = None,
     idle_timeout_s: float = 5.0,
 ) -> dict[str, LabelledExample]:
-    """The newest training-log record of each event id between the offsets (a correction wins, as compaction
-    will eventually decide); records that do not decode are counted by reason in ``skipped``."""
+    """The newest training-log record of each event id, without its image, between the offsets (a correction
+    wins, as compaction will eventually decide); records that do not decode are counted by reason in
+    ``skipped``. For quality figures: the trainer reads images with :func:`iter_training_log`."""
     latest: dict[str, tuple[tuple[int, int], LabelledExample]] = {}
-    topic = settings.feedback.training_log_topic
-    for record in read_topic(settings, topic, start=start, until=until, idle_timeout_s=idle_timeout_s):
-        try:
-            example = decode_labelled_example(record.value)
-        except EventDecodeError as exc:
-            if skipped is not None:
-                skipped[exc.reason] += 1
-            continue
+    for record, example in iter_training_log(settings, start, until, skipped, idle_timeout_s, complete=False):
         position = (record.partition, record.offset)
         known = latest.get(example.event_id)
         if known is None or known[0] < position:
-            latest[example.event_id] = (position, example)
+            latest[example.event_id] = (position, replace(example, image=b""))
     return {event_id: example for event_id, (_, example) in latest.items()}
+
+
+def iter_training_log(
+    settings: Settings,
+    start: dict[int, int] | None = None,
+    until: dict[int, int] | None = None,
+    skipped: Counter[str] | None = None,
+    idle_timeout_s: float = 30.0,
+    complete: bool = True,
+) -> Iterator[tuple[Record, LabelledExample]]:
+    """Each decodable training-log record between the offsets, one at a time (the log is never held whole);
+    records that do not decode (a wrong field type, another writer's bytes) are counted by reason in
+    ``skipped`` and left out, so one bad record never stops a reader. With ``complete`` a read that stalls
+    before ``until`` (or the end) raises :class:`ReadIncomplete` rather than end early."""
+    topic = settings.feedback.training_log_topic
+    records = read_topic(settings, topic, start=start, until=until, idle_timeout_s=idle_timeout_s, complete=complete)
+    for record in records:
+        try:
+            example = decode_labelled_example(record.value)
+        except EventDecodeError as exc:
+            log.warning("training log: skipping %s[%d]@%d: %s", topic, record.partition, record.offset, exc)
+            if skipped is not None:
+                skipped[exc.reason] += 1
+            continue
+        yield record, example

@@ -1,31 +1,90 @@
-"""Creating inferloop's topics with the configured partitions (before anything auto-creates them with one)."""
+"""The topics inferloop uses, with their partitions, replication and configs, created before anything
+auto-creates them (with one partition and whatever the broker defaults to).
+
+Replication factor and ``min.insync.replicas`` are settings (``kafka.replication_factor``, -1: the broker's
+default; ``kafka.min_insync_replicas``, unset: the broker's); the joiner's faust changelog is created here too,
+so that it gets them as well. With ``kafka.create_topics`` off (managed clusters) nothing is created:
+:func:`ensure_topics` checks that every topic exists and names those missing.
+"""
 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
+from inferloop.errors import ConfigurationError
 from inferloop.kafka.errors import BrokerUnavailable
 from inferloop.kafka.options import kafka_options
 from inferloop.settings import Settings
 
 
+class TopicsMissing(ConfigurationError):
+    """Topic creation is off and topics inferloop needs do not exist."""
+
+    def __init__(self, missing: list[str]) -> None:
+        super().__init__(
+            f"topics missing: {', '.join(missing)} (kafka.create_topics is off: create them with "
+            "`inferloop topics create` or the cluster's tooling)"
+        )
+        self.missing = missing
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    configs: dict[str, str]
+
+
+def join_changelog_topic(settings: Settings) -> str:
+    """The changelog of the joiner's table, as faust names it (``<app_id>-<table>-changelog``)."""
+    return f"{settings.feedback.app_id}-join-changelog"
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """Every topic inferloop needs. The training log and the join changelog are compacted (the latest record per
+    key, kept forever); every topic takes records up to ``streams.max_request_bytes``."""
+    s, f, k = settings.streams, settings.feedback, settings.kafka
+    common = {"max.message.bytes": str(s.max_request_bytes)}
+    if k.min_insync_replicas is not None:
+        common["min.insync.replicas"] = str(k.min_insync_replicas)
+    compacted = {**common, "cleanup.policy": "compact"}
+    return [
+        TopicSpec(s.images_topic, s.partitions, common),
+        TopicSpec(s.predictions_topic, s.partitions, common),
+        TopicSpec(s.dead_letter_topic, s.partitions, common),
+        TopicSpec(f.topic, s.partitions, common),
+        TopicSpec(f.training_log_topic, s.partitions, compacted),
+        TopicSpec(join_changelog_topic(settings), s.partitions, compacted),
+    ]
+
+
 def topic_names(settings: Settings) -> list[str]:
-    s, f = settings.streams, settings.feedback
-    return [s.images_topic, s.predictions_topic, s.dead_letter_topic, f.topic, f.training_log_topic]
+    return [spec.name for spec in topic_specs(settings)]
 
 
-def topic_configs(settings: Settings, name: str) -> dict[str, str]:
-    """Per-topic broker configs: the training log is compacted (the latest label per event id, kept forever)."""
-    if name == settings.feedback.training_log_topic:
-        return {"cleanup.policy": "compact", "max.message.bytes": str(settings.streams.max_request_bytes)}
-    return {"max.message.bytes": str(settings.streams.max_request_bytes)}
+def existing_topics(settings: Settings) -> set[str]:
+    """The names of the topics the cluster has."""
+    from kafka.admin import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    try:
+        admin = KafkaAdminClient(**kafka_options(settings.kafka), client_id="inferloop-admin", request_timeout_ms=15000)
+    except KafkaError as exc:
+        raise BrokerUnavailable(settings.kafka.bootstrap, str(exc)) from exc
+    try:
+        return set(admin.list_topics())
+    finally:
+        admin.close()
 
 
-def ensure_topics(settings: Settings, names: list[str] | None = None) -> list[str]:
-    """Create the topics that do not exist yet; returns those created."""
-    from kafka.admin import KafkaAdminClient, NewTopic
+def ensure_topics(settings: Settings, names: list[str] | None = None, create: bool | None = None) -> list[str]:
+    """Create the topics that do not exist yet (``create``: ``kafka.create_topics`` unless given); returns those
+    created. Without creation, raises :class:`TopicsMissing` when any is missing."""
+    from kafka.admin import KafkaAdminClient
     from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+    create = settings.kafka.create_topics if create is None else create
     bootstrap = settings.kafka.bootstrap
     try:
         admin = KafkaAdminClient(**kafka_options(settings.kafka), client_id="inferloop-admin", request_timeout_ms=15000)
@@ -33,19 +92,21 @@ def ensure_topics(settings: Settings, names: list[str] | None = None) -> list[st
         raise BrokerUnavailable(bootstrap, str(exc)) from exc
     try:
         existing = set(admin.list_topics())
-        missing = [n for n in (names or topic_names(settings)) if n not in existing]
+        wanted = [spec for spec in topic_specs(settings) if names is None or spec.name in names]
+        missing = [spec for spec in wanted if spec.name not in existing]
+        if missing and not create:
+            raise TopicsMissing([spec.name for spec in missing])
         if missing:
-            topics = [
-                NewTopic(
-                    n,
-                    num_partitions=settings.streams.partitions,
-                    replication_factor=1,
-                    topic_configs=topic_configs(settings, n),
-                )
-                for n in missing
-            ]
+            topics = {
+                spec.name: {
+                    "num_partitions": spec.partitions,
+                    "replication_factor": settings.kafka.replication_factor,  # -1: the broker's default
+                    "configs": spec.configs,
+                }
+                for spec in missing
+            }
             with contextlib.suppress(TopicAlreadyExistsError):  # another process won the race
                 admin.create_topics(topics)
-        return missing
+        return [spec.name for spec in missing]
     finally:
         admin.close()

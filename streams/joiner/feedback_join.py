@@ -7,6 +7,9 @@ is decided in one place:
   the labelled example);
 * feedback that arrives **before** its prediction waits up to ``wait_s``; if no prediction comes it is
   dead-lettered as ``unknown_event``;
+* feedback stays in its entry (``pending``) until the app reports it logged (:meth:`FeedbackJoin.mark_logged`)
+  or dead-lettered (:meth:`FeedbackJoin.mark_settled`): a joiner that dies in between finds it in the recovered
+  table, and the redelivered prediction (or, failing that, the sweep) joins it again;
 * **duplicate** feedback (the label already logged for that event) is ignored, so it is idempotent;
 * a **correction** (another label for an event already logged) is logged again: the training log is keyed by
   event id and its readers keep the latest record, so the later label wins;
@@ -178,17 +181,18 @@ class FeedbackJoin:
     # -- the inputs -------------------------------------------------------------------------------------------
 
     def on_prediction(self, prediction: Prediction, now_s: float) -> Join | None:
-        """Keep the prediction; a join when feedback was waiting for it."""
+        """Keep the prediction; a join when feedback was waiting for it (or joined but never logged)."""
         key = prediction.event_id.encode()
         entry = self.get(prediction.event_id) or Entry()
         if entry.predicted is not None and not entry.expired:
-            return None  # a redelivered prediction: the first one stays (they are identical, or near enough)
+            # a redelivered prediction: the first one stays (the same answer, or one of the same model's versions);
+            # feedback still pending was joined before a crash that kept it from the log: join it again
+            return self._join(prediction.event_id, entry, entry.pending) if entry.pending is not None else None
         entry.predicted, entry.seen_at_s, entry.expired = Predicted.of(prediction), now_s, False
-        pending, entry.pending = entry.pending, None
         self._put(key, entry)
-        if pending is None:
+        if entry.pending is None:
             return None
-        return self._join(prediction.event_id, entry, pending)
+        return self._join(prediction.event_id, entry, entry.pending)
 
     def on_feedback(self, feedback: Feedback, origin: Origin, original: bytes, now_s: float) -> Join | Reject | None:
         """A join, a rejection, or None (a duplicate, or waiting for the prediction)."""
@@ -201,12 +205,12 @@ class FeedbackJoin:
                 f"({self.retention_s:g} s)"
             )
             return Reject(feedback.event_id, FeedbackRejected("expired_event", message), origin, original)
+        if entry.predicted is not None and entry.logged_label == feedback.label:
+            return None
+        entry.pending = pending  # kept until logged; a later label replaces an earlier one
+        self._put(key, entry)
         if entry.predicted is None:
-            entry.pending = pending  # waits for the prediction; a later label replaces an earlier one
-            self._put(key, entry)
-            return None
-        if entry.logged_label == feedback.label:
-            return None
+            return None  # waits for the prediction
         return self._join(feedback.event_id, entry, pending)
 
     def _join(self, event_id: str, entry: Entry, pending: PendingFeedback) -> Join:
@@ -229,7 +233,21 @@ class FeedbackJoin:
         if entry is None:  # swept meanwhile: keep the fact that it was logged
             entry = Entry(predicted=join.predicted)
         entry.logged_label = join.label
+        if entry.pending is not None and entry.pending.origin == join.origin:
+            entry.pending = None  # a label that came later stays pending
         self._put(key, entry)
+
+    def mark_settled(self, reject: Reject) -> None:
+        """Record that ``reject`` is dead-lettered (once acknowledged): its feedback no longer waits."""
+        key = reject.event_id.encode()
+        entry = self.get(reject.event_id)
+        if entry is None or entry.pending is None or entry.pending.origin != reject.origin:
+            return
+        entry.pending = None
+        if entry.predicted is None and not entry.expired and entry.logged_label is None:
+            self._delete(key)
+        else:
+            self._put(key, entry)
 
     # -- expiry -----------------------------------------------------------------------------------------------
 
@@ -240,8 +258,10 @@ class FeedbackJoin:
             }
         return iter(list(self._deadlines.items()))
 
-    def sweep(self, now_s: float) -> list[Reject]:
-        """Expire what is due: feedback that waited too long, predictions past retention, old markers."""
+    def sweep(self, now_s: float) -> tuple[list[Join], list[Reject]]:
+        """What is due: feedback that waited too long for its prediction (rejects, settled by the caller once
+        dead-lettered), feedback joined but never logged (joins again), predictions past retention, old markers."""
+        joins: list[Join] = []
         rejects: list[Reject] = []
         for key, deadline in self._index():
             if deadline > now_s:
@@ -251,18 +271,24 @@ class FeedbackJoin:
                 self._deadlines.pop(key, None)
                 continue
             entry = Entry.decode(value)
-            if entry.pending is not None and entry.pending.received_at_s + self.wait_s <= now_s:
+            if entry.pending is not None:
                 p = entry.pending
-                message = f"no prediction for event {key.decode()} arrived within {self.wait_s:g} s of its feedback"
-                rejects.append(Reject(key.decode(), FeedbackRejected("unknown_event", message), p.origin, p.original))
-                entry.pending = None
+                if entry.predicted is not None:
+                    joins.append(self._join(key.decode(), entry, p))
+                else:
+                    message = f"no prediction for event {key.decode()} arrived within {self.wait_s:g} s of its feedback"
+                    rejects.append(
+                        Reject(key.decode(), FeedbackRejected("unknown_event", message), p.origin, p.original)
+                    )
+                self._deadlines[key] = now_s + self.wait_s  # not again before the caller had time to settle it
+                continue
             if entry.expired and entry.seen_at_s + 2 * self.retention_s <= now_s:
                 self._delete(key)
                 continue
             if entry.predicted is not None and entry.seen_at_s + self.retention_s <= now_s:
                 entry = Entry(seen_at_s=entry.seen_at_s, expired=True, logged_label=entry.logged_label)
-            if entry.predicted is None and entry.pending is None and not entry.expired:
+            if entry.predicted is None and not entry.expired:
                 self._delete(key)
             else:
                 self._put(key, entry)
-        return rejects
+        return joins, rejects

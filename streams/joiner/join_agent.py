@@ -4,7 +4,10 @@ A Faust app of its own (``inferloop joiner``, group ``feedback.app_id``), so tha
 the classify workers. One agent consumes the predictions and the feedback topics (both keyed by event id, with
 the same partitions, so an event's prediction and feedback meet in one partition) and keeps its state in a
 Faust table (``<app_id>-join-changelog``, compacted, recovered on start); :mod:`streams.joiner.join_step` does
-the work of each batch. A timer expires the table; online quality is exported on ``/metrics``.
+the work of each batch. Whatever a batch (or the sweep) raises that no step plans for stops the process before
+faust can acknowledge the batch (:func:`~streams.faust_app.exit_before_commit`): a restarted joiner gets the
+batch again, and the table still holds every label not yet logged. A timer expires the table; online quality
+is exported on ``/metrics``.
 """
 
 from __future__ import annotations
@@ -15,12 +18,11 @@ from typing import Any
 import faust
 from prometheus_client import CollectorRegistry
 
-from inferloop.events import Record
 from inferloop.kafka.options import aiokafka_options
 from inferloop.kafka.topics import ensure_topics
 from inferloop.metrics import JoinerMetrics
 from inferloop.settings import Settings
-from streams.faust_app import faust_app, observe, run_app
+from streams.faust_app import exit_on_batch_error, faust_app, observe, process_batches, run_app
 from streams.joiner.join_step import Joiner
 from streams.joiner.lookups import ImageLookup, TritonLabels
 
@@ -29,8 +31,15 @@ def create_joiner_app(settings: Settings, registry: CollectorRegistry | None = N
     s, f = settings.streams, settings.feedback
     # no standby replicas: the timer sweeps the table of the partitions this instance owns, and only those
     app = faust_app(settings, f.app_id, table_standby_replicas=0)
+    min_isr = settings.kafka.min_insync_replicas
     table = app.Table(
-        "join", default=None, key_type=bytes, value_type=bytes, partitions=s.partitions, use_partitioner=True
+        "join",
+        default=None,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=s.partitions,
+        use_partitioner=True,
+        extra_topic_configs={"min.insync.replicas": str(min_isr)} if min_isr else {},
     )
     metrics = JoinerMetrics(registry or CollectorRegistry())
     lookup = ImageLookup(aiokafka_options(settings.kafka), s.max_request_bytes)
@@ -55,10 +64,7 @@ def create_joiner_app(settings: Settings, registry: CollectorRegistry | None = N
     @app.agent(topics, concurrency=1)
     async def join(stream: Any) -> None:
         try:
-            async for events in stream.take_events(256, within=0.1):
-                await joiner.process(
-                    [Record(e.message.topic, e.message.partition, e.message.offset, e.key, e.value) for e in events]
-                )
+            await process_batches(stream.take_events(256, within=0.1), joiner.process)
         finally:
             await lookup.close()
 
@@ -66,7 +72,10 @@ def create_joiner_app(settings: Settings, registry: CollectorRegistry | None = N
     async def sweep() -> None:
         if not app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
             return  # the table is not whole yet
-        await joiner.sweep()
+        try:
+            await joiner.sweep()
+        except Exception as exc:  # the table still holds what the sweep found due: a restart sweeps it again
+            exit_on_batch_error(exc, "the sweep")
 
     observe(app, f.app_id, metrics.registry, metrics.consumer_lag, {s.predictions_topic, f.topic}, f.metrics_port)
     return app

@@ -6,13 +6,16 @@ the Faust app injects, so that it is tested without Faust):
 * joined feedback: the input image is read back from the images topic at the position the prediction names,
   and a :class:`~inferloop.events.LabelledExample` goes to the training log, keyed by event id; only once the
   broker acknowledged it is the event marked as logged (a crash in between logs it again: the same record);
-* rejected feedback goes to the dead-letter topic with its reason and its original bytes;
+* rejected feedback goes to the dead-letter topic with its reason and its original bytes, and so do
+  predictions that do not decode (``bad_prediction``...) and examples too large for a record
+  (``example_too_large``); once acknowledged, the feedback is settled in the table;
 * a timer expires the table (feedback that waited too long, predictions past retention);
 * online quality (rolling accuracy per version, confidence drift) is exported on ``/metrics``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
@@ -34,10 +37,11 @@ from inferloop.images.uris import ImageUriReader
 from inferloop.metrics import JoinerMetrics
 from inferloop.quality import RollingQuality
 from inferloop.settings import Settings
-from streams.errors import FeedbackRejected
+from streams.errors import DependencyOutage, FeedbackRejected
 from streams.joiner.feedback_join import FeedbackJoin, Join, Origin, Reject
 
 log = logging.getLogger(__name__)
+RECORD_OVERHEAD_BYTES = 512  # a record batch's framing around one key and value, with room to spare
 
 # (topic, key, value) records -> once every one of them is acknowledged by the broker
 SendAllFn = Callable[[list[tuple[str, bytes, bytes]]], Awaitable[None]]
@@ -72,8 +76,14 @@ class Joiner:
         self.quality = RollingQuality(f.online_window)
         self.uris = ImageUriReader.from_settings(settings.streams)
         self.clock = clock
+        # the agent's batches and the sweep timer share the table and the image lookup: one at a time
+        self._turn = asyncio.Lock()
 
     async def process(self, records: Sequence[Record]) -> None:
+        async with self._turn:
+            await self._process(records)
+
+    async def _process(self, records: Sequence[Record]) -> None:
         s = self.settings
         joins: list[Join] = []  # in order: of two labels for one event, the training log keeps the later
         batch_label: dict[str, str] = {}  # the last label joined for each event id in this batch
@@ -84,8 +94,9 @@ class Joiner:
             if r.topic == s.streams.predictions_topic:
                 try:
                     prediction = decode_prediction(r.value or b"")
-                except EventDecodeError as exc:
-                    log.warning("skipping an undecodable prediction at %s[%d]@%d: %s", *origin.__dict__.values(), exc)
+                except EventDecodeError as exc:  # nothing to join feedback with: dead-lettered, not skipped
+                    key = (r.key or b"").decode("utf-8", "replace")[:200]
+                    rejects.append(Reject(key, exc, origin, r.value or b""))
                     continue
                 self.metrics.predictions_seen.inc()
                 self.quality.record_prediction(prediction.model_name, prediction.model_version, prediction.scores[0])
@@ -120,21 +131,22 @@ class Joiner:
         self._export()
 
     async def sweep(self) -> None:
-        rejects = self.join.sweep(self.clock())
-        if rejects:
-            await self._log([], rejects)
-        self._export()
+        async with self._turn:
+            joins, rejects = self.join.sweep(self.clock())
+            if joins or rejects:
+                await self._log(joins, rejects)
+            self._export()
 
     # -- output -----------------------------------------------------------------------------------------------
 
     async def _log(self, joins: list[Join], rejects: list[Reject]) -> None:
-        examples: list[tuple[Join, LabelledExample]] = []
+        examples: list[tuple[Join, LabelledExample, bytes]] = []
         if joins:
             images = await self.fetch(
                 [
                     (j.predicted.image_topic, j.predicted.image_partition, j.predicted.image_offset)
                     for j in joins
-                    if j.predicted.image_topic is not None
+                    if j.predicted.image_topic == self.settings.streams.images_topic
                     and j.predicted.image_partition is not None
                     and j.predicted.image_offset is not None
                 ]
@@ -143,22 +155,37 @@ class Joiner:
                 example = await self._example(j, images)
                 if isinstance(example, Reject):
                     rejects.append(example)
-                else:
-                    examples.append((j, example))
+                    continue
+                value = encode_labelled_example(example)
+                if len(value) + len(j.event_id) + RECORD_OVERHEAD_BYTES > self.settings.streams.max_request_bytes:
+                    message = (
+                        f"the {len(value)}-byte training-log record does not fit the "
+                        f"{self.settings.streams.max_request_bytes}-byte record limit"
+                    )
+                    rejects.append(
+                        Reject(j.event_id, FeedbackRejected("example_too_large", message), j.origin, j.original)
+                    )
+                    continue
+                examples.append((j, example, value))
         f, s = self.settings.feedback, self.settings.streams
-        records = [(f.training_log_topic, j.event_id.encode(), encode_labelled_example(e)) for j, e in examples]
+        records = [(f.training_log_topic, j.event_id.encode(), value) for j, _, value in examples]
         records += [
             (s.dead_letter_topic, r.event_id.encode(), encode_dead_letter(self._dead_letter(r))) for r in rejects
         ]
         if not records:
             return
-        await self.send_all(records)
-        for j, e in examples:  # acknowledged: only now is the event marked as logged
+        budget = self.settings.streams.outage_timeout_s
+        try:  # a broker that takes nothing holds the batch, never longer than the outage budget
+            await asyncio.wait_for(self.send_all(records), timeout=budget)
+        except TimeoutError as exc:
+            raise DependencyOutage(f"the broker took none of {len(records)} records in {budget:g} s") from exc
+        for j, e, _ in examples:  # acknowledged: only now is the event marked as logged
             self.join.mark_logged(j)
             self.metrics.examples_logged.labels(e.model_name, str(e.model_version)).inc()
             self.metrics.feedback_outcomes.labels("correction" if j.correction else "joined").inc()
             self.quality.record_label(e.model_name, e.model_version, e.correct)
         for r in rejects:
+            self.join.mark_settled(r)
             self.metrics.dead_letters.labels(r.reason).inc()
 
     async def _example(self, j: Join, images: dict[tuple[str, int, int], bytes | None]) -> LabelledExample | Reject:
@@ -168,7 +195,8 @@ class Joiner:
             message = f"label {j.label!r} is not one of model {p.model_name!r}'s labels {sorted(labels)}"
             return Reject(j.event_id, FeedbackRejected("unknown_label", message), j.origin, j.original)
         where = (p.image_topic or "", p.image_partition or 0, p.image_offset or 0)
-        frame = images.get(where) if p.image_topic is not None else None
+        # only the images topic is read back: a prediction naming another topic gets nothing from it
+        frame = images.get(where) if p.image_topic == self.settings.streams.images_topic else None
         try:
             if frame is None:
                 raise FeedbackRejected("image_unavailable", f"the image of event {j.event_id} is no longer in {where}")
@@ -178,12 +206,6 @@ class Joiner:
             image = event.image or self.uris.read(event.image_uri or "", self.settings.streams.max_image_bytes)
         except PoisonError as exc:  # whatever is wrong with the image, the example cannot be logged without it
             return Reject(j.event_id, FeedbackRejected("image_unavailable", str(exc)), j.origin, j.original)
-        if len(image) > self.settings.streams.max_request_bytes - 4096:
-            message = (
-                f"the {len(image)}-byte image does not fit a training-log record "
-                f"({self.settings.streams.max_request_bytes} bytes)"
-            )
-            return Reject(j.event_id, FeedbackRejected("image_too_large", message), j.origin, j.original)
         return LabelledExample(
             event_id=j.event_id,
             label=j.label,

@@ -73,11 +73,12 @@ class ImageLookup:
 
 
 class TritonLabels:
-    """The class labels of each model, from Triton's model config, cached for a while."""
+    """The class labels of each model, from Triton's model config, cached for a while; so is the fact that
+    Triton did not answer (labels go unchecked meanwhile), so that a batch never waits on Triton once per join."""
 
     def __init__(self, settings: Settings, ttl_s: float = 30.0) -> None:
         self.settings, self.ttl_s = settings, ttl_s
-        self._cache: dict[str, tuple[float, frozenset[str]]] = {}
+        self._cache: dict[str, tuple[float, frozenset[str] | None]] = {}
 
     async def __call__(self, model: str) -> frozenset[str] | None:
         cached = self._cache.get(model)
@@ -88,7 +89,9 @@ class TritonLabels:
             labels = frozenset((await client.signature()).labels)
         except (TritonUnavailable, TritonRequestFailed) as exc:
             log.warning("cannot read the labels of %s from Triton (%s); labels go unchecked", model, exc)
-            return cached[1] if cached else None
+            known = cached[1] if cached else None
+            self._cache[model] = (time.monotonic(), known)
+            return known
         finally:
             await client.close()
         self._cache[model] = (time.monotonic(), labels)

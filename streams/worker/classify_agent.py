@@ -2,14 +2,14 @@
 
 The app is built by :func:`create_app` from the settings (Faust itself is configured in
 :mod:`streams.faust_app`), at-least-once:
-the agent consumes with ``take_events`` at concurrency 1 (faust acknowledges a batch only after the agent's
+the agent consumes with ``take_events`` at concurrency 1 (batch and buffer sizes from the memory budget,
+:mod:`streams.worker.memory_plan`) (faust acknowledges a batch only after the agent's
 body returned, and commits offsets only of acknowledged events), and the body returns only once every output
 of the batch is acknowledged by the broker.
 """
 
 from __future__ import annotations
 
-import logging
 import sys
 from typing import Any
 
@@ -17,26 +17,28 @@ import faust
 from aiokafka.partitioner import murmur2
 from prometheus_client import CollectorRegistry
 
-from inferloop.events import Record
 from inferloop.kafka.topics import ensure_topics
 from inferloop.metrics import WorkerMetrics
 from inferloop.settings import Settings
 from inferloop.triton.inference import triton_inference
-from streams.faust_app import exit_before_commit, faust_app, observe, run_app
+from streams.faust_app import faust_app, observe, process_batches, run_app
 from streams.worker.classify_step import Classifier
-
-log = logging.getLogger(__name__)
+from streams.worker.memory_plan import memory_plan
 
 
 def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> faust.App:
     s = settings.streams
+    plan = memory_plan(s)
     app = faust_app(
         settings,
         s.app_id,
         broker_commit_every=1000,
-        stream_buffer_maxsize=4 * s.max_batch,
+        stream_buffer_maxsize=plan.buffered,
+        broker_max_poll_records=plan.poll_records,
+        consumer_max_fetch_size=plan.partition_fetch_bytes,
         producer_max_batch_size=256 * 1024,
     )
+    app.inferloop_memory_plan = plan  # type: ignore[attr-defined]
     images = app.topic(s.images_topic, key_type=bytes, value_type=bytes, partitions=s.partitions)
     metrics = WorkerMetrics(registry or CollectorRegistry())
     app.inferloop_metrics = metrics  # type: ignore[attr-defined]
@@ -78,16 +80,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         triton = triton_inference(settings)
         classifier = Classifier(settings, triton, metrics, send)
         try:
-            batches = stream.take_events(s.max_batch, within=s.batch_within_ms / 1000)  # type: ignore[attr-defined]
-            async for events in batches:
-                batch = [Record(e.message.topic, e.message.partition, e.message.offset, e.key, e.value) for e in events]
-                try:
-                    await classifier.process(batch)
-                except Exception as exc:  # nothing a batch can raise is planned for: never let faust ack it
-                    log.exception("the classify step failed on a batch of %d events", len(batch))
-                    head = batch[0]
-                    where = f"{head.topic}[{head.partition}]@{head.offset}"
-                    exit_before_commit(f"unexpected {type(exc).__name__} in the batch starting at {where}")
+            batches = stream.take_events(plan.batch, within=s.batch_within_ms / 1000)  # type: ignore[attr-defined]
+            await process_batches(batches, classifier.process)
         finally:
             classifier.stop()
             await triton.close()

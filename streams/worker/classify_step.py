@@ -1,10 +1,11 @@
 """The classify step: one batch of raw image events in, predictions and dead letters out, nothing lost.
 
-:meth:`Classifier.process` never raises for a bad event or a failing dependency: poison input becomes a dead
-letter with a specific reason; an unavailable Triton (or broker) is retried with back-off for as long as it
-takes, which holds the batch and so pauses consumption. Outputs are handed to the producer without waiting for
-each acknowledgement (that would serialise batches on broker round trips); faust flushes the producer before
-it commits offsets, so offsets are never committed ahead of their outputs.
+:meth:`Classifier.process` never raises for a bad event: poison input becomes a dead letter with a specific
+reason. An unavailable Triton (or broker) is retried with back-off, which holds the batch and so pauses
+consumption, for up to ``streams.outage_timeout_s``; then :class:`~streams.errors.DependencyOutage` is raised
+and the worker exits without committing the batch (docs/reliability.md, "Outages"). Outputs are handed to the
+producer without waiting for each acknowledgement (that would serialise batches on broker round trips); faust
+flushes the producer before it commits offsets, so offsets are never committed ahead of their outputs.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from inferloop.settings import Settings
 from inferloop.triton.errors import TritonRequestFailed, TritonUnavailable
 from inferloop.triton.inference import TritonInference
 from inferloop.triton.signature import ModelSignature
-from streams.errors import InferenceFailed, UnexpectedInputError
+from streams.errors import DependencyOutage, InferenceFailed, UnexpectedInputError
 from streams.faust_app import exit_before_commit
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class Classifier:
         self.signature: ModelSignature | None = None
         self.on_delivery_failure: Callable[[Prediction | DeadLetter, BaseException], None] = exit_on_delivery_failure
         self._stopping = False
+        self._outage_since: float | None = None  # when the dependency the batch waits for stopped answering
 
     def stop(self) -> None:
         """Give up retrying (worker shutdown): the unfinished batch is not acknowledged, so it is redelivered."""
@@ -87,6 +89,7 @@ class Classifier:
         self.metrics.events_received.inc(len(batch))
         self.metrics.batch_size.observe(len(batch))
         self.metrics.in_flight.inc(len(batch))
+        self._outage_since = None
         try:
             signature = await self._signature()
             # Decoding runs on the loop, not in a thread: it is pure CPU work under the GIL, and handing batches
@@ -124,8 +127,15 @@ class Classifier:
     # -- inference --------------------------------------------------------------------------------------------
 
     async def _retry_pause(self, reason: str, delay: float, exc: Exception) -> float:
+        """Wait ``delay`` before the next try; raises :class:`DependencyOutage` once this batch has waited
+        ``streams.outage_timeout_s`` in all (the agent then exits without committing it)."""
         if self._stopping:
             raise asyncio.CancelledError
+        now, budget = time.monotonic(), self.settings.streams.outage_timeout_s
+        if self._outage_since is None:
+            self._outage_since = now
+        elif now - self._outage_since >= budget:
+            raise DependencyOutage(f"{exc}: still failing after {budget:g} s (streams.outage_timeout_s)")
         self.metrics.retries.labels(reason).inc()
         log.warning("%s; retrying in %.1f s (consumption paused)", exc, delay)
         await asyncio.sleep(delay)
@@ -136,6 +146,7 @@ class Classifier:
         while self.signature is None:
             try:
                 self.signature = await self.triton.signature()
+                self._outage_since = None
             except (TritonUnavailable, TritonRequestFailed) as exc:
                 delay = await self._retry_pause("contract", delay, exc)  # the metric label predates the name
         return self.signature
@@ -150,6 +161,7 @@ class Classifier:
                 started = time.perf_counter()
                 scores, version = await self.triton.infer(signature, x)
                 self.metrics.triton_latency.observe(time.perf_counter() - started)
+                self._outage_since = None
                 if scores.shape[-1] != len(signature.labels):
                     raise TritonRequestFailed(signature.model, "inference", "output width differs from the labels")
                 return scores, version, signature

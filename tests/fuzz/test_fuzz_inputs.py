@@ -95,8 +95,11 @@ HARNESS = Harness()
 
 
 def check_one_output_each(values: list[bytes | None]) -> None:
+    """Each input record (by its offset) has exactly one output: a prediction or a dead letter."""
+    first = HARNESS.offset + 1
     outputs = HARNESS.outputs_for(values)
-    assert len(outputs) == len(values), "an event was dropped or duplicated"
+    offsets = sorted(o.image_offset if kind == "prediction" else o.origin_offset for kind, o in outputs)
+    assert offsets == list(range(first, first + len(values))), "an event was dropped, duplicated or misattributed"
     for kind, output in outputs:
         if kind == "dead":
             assert output.reason in KNOWN_REASONS, (output.reason, output.message)

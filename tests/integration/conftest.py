@@ -3,13 +3,17 @@ model of one test's own (its version 1 the session's bootstrapped artifact)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import shutil
 import subprocess
+import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,6 +24,7 @@ from inferloop.kafka.producers import ImageProducer
 from inferloop.kafka.readers import read_predictions
 from inferloop.metrics import scrape
 from inferloop.triton.control import TritonControl
+from inferloop.triton.model_config import ModelConfig
 from infra.local.kafka_broker import KafkaBroker
 from infra.local.process import free_ports, start, stop_pid
 from infra.local.settings import LocalSettings
@@ -29,6 +34,7 @@ from tests.conftest import SERVER_LOGS
 from tests.helpers import isolated_env, settings_from_env, wait_for
 from trainer.card import ModelCard
 from trainer.data import digits_images, load_digits_dataset, png_bytes, split_holdout
+from trainer.export import triton_config
 from trainer.jobs import serving_options
 from trainer.publish import Publisher
 from trainer.repository import ModelRepository
@@ -160,8 +166,36 @@ def fresh_model(
     control.unload(name)
 
 
-def assert_each_event_once_or_identically(predictions: list[Prediction], ids: set[str]) -> None:
+@contextlib.contextmanager
+def served_copy(triton_server: TritonServer, name: str) -> Iterator[tuple[ModelRepository, ModelConfig, TritonControl]]:
+    """The bootstrapped digits model served again under ``name``, with its good config (tests then break and
+    mend that config); unloaded afterwards."""
+    repo = ModelRepository(triton_server.model_repository, name)
+    shutil.copytree(triton_server.model_repository / "digits" / "1", repo.version_dir(1), dirs_exist_ok=True)
+    card = repo.card(1)
+    good = triton_config(replace(card.signature(64), model=name), card.input_spec, [1])
+    repo.write_config(good)
+    control = TritonControl(triton_server.grpc_url)
+    control.load(name)
+    try:
+        yield repo, good, control
+    finally:
+        control.unload(name)
+        control.close()
+
+
+def with_malformed_labels(config: ModelConfig) -> ModelConfig:
+    return replace(config, parameters={**config.parameters, "labels": "[not json"})
+
+
+def assert_each_event_once_or_identically(
+    predictions: list[Prediction], ids: set[str], duplicates_expected: bool = False
+) -> None:
+    """Every id predicted, and every duplicate identical to the first answer (``duplicates_expected``: first
+    check that the fault did cause duplicates, so that the identity check checks something)."""
     assert {p.event_id for p in predictions} == ids, "an event was lost"
+    if duplicates_expected:
+        assert len(predictions) > len(ids), "no event was predicted twice: the fault did not cause a redelivery"
     answers: dict[str, set[str]] = {}
     for p in predictions:
         answer = asdict(p)
@@ -169,3 +203,79 @@ def assert_each_event_once_or_identically(predictions: list[Prediction], ids: se
             answer.pop(volatile)
         answers.setdefault(p.event_id, set()).add(json.dumps(answer, sort_keys=True))
     assert all(len(a) == 1 for a in answers.values()), "a duplicate differed from the first prediction"
+
+
+class TcpProxy:
+    """A TCP proxy in front of a real server (Triton, as the worker sees it): it can hold every chunk for
+    ``delay_s`` each way (a slow server), and :meth:`cut` refuses and drops every connection until
+    :meth:`restore` (an outage), on the same port."""
+
+    def __init__(self, target_port: int, delay_s: float = 0.0) -> None:
+        self.target_port, self.delay_s = target_port, delay_s
+        (self.port,) = free_ports(1)
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                if self.delay_s:
+                    await asyncio.sleep(self.delay_s)
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        except (ConnectionError, OSError):
+            writer.close()
+        finally:
+            self._connections.discard(task)
+
+    def _call(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=10)
+
+    async def _listen(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port, reuse_address=True)
+
+    async def _close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for task in list(self._connections):
+            task.cancel()
+        await asyncio.gather(*self._connections, return_exceptions=True)
+
+    def cut(self) -> None:
+        """Refuse new connections and drop the open ones (the server went away)."""
+        self._call(self._close())
+
+    def restore(self) -> None:
+        self._call(self._listen())
+
+    def __enter__(self) -> TcpProxy:
+        self._thread.start()
+        self.restore()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cut()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5)
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0

@@ -63,6 +63,7 @@ def is_setting(name: str) -> bool:
 def pod_specs(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     out = {name: d["spec"]["template"]["spec"] for name, d in by_kind(docs, "Deployment").items()}
     out |= {name: d["spec"]["jobTemplate"]["spec"]["template"]["spec"] for name, d in by_kind(docs, "CronJob").items()}
+    out |= {name: d["spec"]["template"]["spec"] for name, d in by_kind(docs, "Job").items()}
     return out
 
 
@@ -84,6 +85,7 @@ def test_rendered_manifests_are_wired_together(values: list[str], crds: bool) ->
         "rel-inferloop-joiner",
         "rel-inferloop-triton",
         "rel-inferloop-trainer",
+        "rel-inferloop-topics",
     }
 
     # every INFERLOOP_* variable is a field of the settings object
@@ -118,6 +120,24 @@ def test_rendered_manifests_are_wired_together(values: list[str], crds: bool) ->
     assert triton["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     for container in (worker, joiner):
         assert container["readinessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+
+    # topics: a hook creates them (with the ConfigMap's settings, which does not exist yet at pre-install) before
+    # any app starts; the apps never create topics, whatever the cluster allows
+    topics_job = by_kind(docs, "Job")["rel-inferloop-topics"]
+    assert topics_job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+    topics = specs["rel-inferloop-topics"]["containers"][0]
+    assert topics["args"] == ["topics", "create"]
+    assert config.items() <= {e["name"]: e["value"] for e in topics["env"] if "value" in e}.items()
+    assert config["INFERLOOP_KAFKA__CREATE_TOPICS"] == "false"
+    assert (
+        int(config["INFERLOOP_KAFKA__REPLICATION_FACTOR"]) == -1
+        or int(config["INFERLOOP_KAFKA__REPLICATION_FACTOR"]) >= 1
+    )
+    # the worker's memory budget leaves room under its limit (the budget counts records, not the process)
+    limit = worker["resources"]["limits"]["memory"]
+    assert limit.endswith("Gi") or limit.endswith("Mi")
+    limit_mib = int(limit[:-2]) * (1024 if limit.endswith("Gi") else 1)
+    assert int(config["INFERLOOP_STREAMS__MEMORY_BUDGET_MB"]) <= limit_mib // 2
 
     # labels and selectors: every Service, PDB and policy selects the pods it means
     deployments = by_kind(docs, "Deployment")

@@ -12,14 +12,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 from PIL import Image
 
 from inferloop.events import DeadLetter, ImageEvent, encode_image_event
+from inferloop.kafka.options import kafka_options
 from inferloop.kafka.readers import read_dead_letters
+from inferloop.kafka.topics import join_changelog_topic
 from infra.local.process import free_ports, kill_pid, pid_alive, start, stop_pid
 from infra.local.triton_server import TritonServer
 from tests.conftest import SERVER_LOGS
-from tests.helpers import inferloop, wait_for
+from tests.helpers import inferloop, settings_from_env, wait_for
 from tests.integration.conftest import (
     Stream,
     assert_each_event_once_or_identically,
@@ -242,7 +245,8 @@ def test_triton_down_for_ten_seconds_loses_nothing(
 
 @pytest.mark.faults
 def test_worker_killed_mid_stream_loses_nothing_and_duplicates_are_identical(stream: Stream) -> None:
-    """The worker SIGKILLed mid-stream and a new one started: all 6,000 events predicted, duplicates identical."""
+    """The worker SIGKILLed mid-stream and a new one started: all 6,000 events predicted, the outputs it had not
+    committed predicted again, identically."""
     items = labelled_digits(6000)  # enough that the kill lands mid-stream at a few thousand images/s
     worker = stream.start_worker()
     publish(stream.settings, items)
@@ -253,7 +257,7 @@ def test_worker_killed_mid_stream_loses_nothing_and_duplicates_are_identical(str
 
     stream.start_worker()
     predictions = stream.wait_predicted({e for e, _, _ in items}, timeout_s=180)
-    assert_each_event_once_or_identically(predictions, {e for e, _, _ in items})
+    assert_each_event_once_or_identically(predictions, {e for e, _, _ in items}, duplicates_expected=True)
 
 
 def test_cli_produces_files_folders_and_large_images_by_uri(stream: Stream) -> None:
@@ -330,3 +334,39 @@ def test_an_event_over_the_record_limit_is_refused_by_the_producer(stream: Strea
     finally:
         raw.close()
     assert sum(end_offsets(settings, settings.streams.images_topic).values()) == 1, "only the small image"
+
+
+def test_with_topic_creation_off_a_missing_topic_stops_the_worker_and_the_cli_creates_them(stream: Stream) -> None:
+    """Managed clusters (the chart): the worker creates no topic and stops naming the missing ones;
+    `inferloop topics create` creates all six (the joiner's changelog included) with the configured
+    min.insync.replicas and the brokers' default replication, compacting the training log and the changelog."""
+    env = {**stream.env, "INFERLOOP_KAFKA__CREATE_TOPICS": "false", "INFERLOOP_KAFKA__MIN_INSYNC_REPLICAS": "1"}
+    settings = settings_from_env(env)
+    refused = inferloop(env, "worker", timeout_s=60)
+    assert (
+        refused.returncode == 1 and "topics missing" in refused.stderr and "inferloop topics create" in refused.stderr
+    )
+    assert settings.streams.images_topic in refused.stderr
+    before = json.loads(inferloop(env, "topics", "--json").stdout)
+    assert len(before) == 6 and not any(t["exists"] for t in before)
+    assert inferloop(env, "topics", "create").returncode == 0
+    after = json.loads(inferloop(env, "topics", "--json").stdout)
+    assert all(t["exists"] for t in after)
+    admin = KafkaAdminClient(**kafka_options(settings.kafka))
+    try:
+        names = [t["topic"] for t in after]
+        resources = [
+            ConfigResource(ConfigResourceType.TOPIC, n, {"cleanup.policy": None, "min.insync.replicas": None})
+            for n in names
+        ]
+        configs = admin.describe_configs(resources, config_filter="all")["topic"]
+        described = {t["name"]: t for t in admin.describe_topics(names)}
+    finally:
+        admin.close()
+    assert {n: configs[n]["min.insync.replicas"]["config_source"] for n in names} == dict.fromkeys(
+        names, "DYNAMIC_TOPIC_CONFIG"
+    )
+    compacted = {n for n in names if configs[n]["cleanup.policy"]["value"] == "compact"}
+    assert compacted == {settings.feedback.training_log_topic, join_changelog_topic(settings)}
+    assert all(len(described[n]["partitions"]) == settings.streams.partitions for n in names)
+    assert all(len(p["replica_nodes"]) == 1 for n in names for p in described[n]["partitions"])  # broker default

@@ -107,3 +107,60 @@ app.kubernetes.io/component: {{ .component }}
 {{- fail (printf "kafka.securityProtocol %s is not one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL" .Values.kafka.securityProtocol) -}}
 {{- end -}}
 {{- end -}}
+
+{{/* Every non-secret setting, as INFERLOOP_* variables: the ConfigMap's data, and the env of the topics hook
+(which runs before the ConfigMap exists). */}}
+{{- define "inferloop.envData" -}}
+INFERLOOP_HOME: /tmp/inferloop
+INFERLOOP_CACHE_DIR: /tmp/inferloop-cache
+INFERLOOP_KAFKA__BOOTSTRAP_SERVERS: {{ .Values.kafka.bootstrapServers | quote }}
+INFERLOOP_KAFKA__SECURITY_PROTOCOL: {{ .Values.kafka.securityProtocol | quote }}
+{{- if hasPrefix "SASL_" .Values.kafka.securityProtocol }}
+INFERLOOP_KAFKA__SASL_MECHANISM: {{ .Values.kafka.saslMechanism | quote }}
+{{- end }}
+# topics are created by the chart's hook Job (topics.createJob) or the cluster's tooling, never by the apps
+INFERLOOP_KAFKA__CREATE_TOPICS: "false"
+INFERLOOP_KAFKA__REPLICATION_FACTOR: {{ .Values.topics.replicationFactor | quote }}
+{{- with .Values.topics.minInsyncReplicas }}
+INFERLOOP_KAFKA__MIN_INSYNC_REPLICAS: {{ . | quote }}
+{{- end }}
+INFERLOOP_TRITON__HOST: {{ include "inferloop.fullname" . }}-triton
+INFERLOOP_TRITON__HTTP_PORT: {{ .Values.triton.ports.http | quote }}
+INFERLOOP_TRITON__GRPC_PORT: {{ .Values.triton.ports.grpc | quote }}
+INFERLOOP_TRITON__METRICS_PORT: {{ .Values.triton.ports.metrics | quote }}
+INFERLOOP_TRITON__MODEL_REPOSITORY: {{ .Values.modelRepository.mountPath | quote }}
+{{- if .Values.triton.tls.existingSecret }}
+INFERLOOP_TRITON__TLS: "true"
+INFERLOOP_TRITON__TLS_CA_FILE: /etc/inferloop/triton-tls/ca.crt
+{{- if .Values.triton.tls.mutual }}
+INFERLOOP_TRITON__TLS_CERT_FILE: /etc/inferloop/triton-client-tls/tls.crt
+INFERLOOP_TRITON__TLS_KEY_FILE: /etc/inferloop/triton-client-tls/tls.key
+{{- end }}
+{{- end }}
+{{- with .Values.worker.imageUriRoots }}
+INFERLOOP_STREAMS__IMAGE_URI_ROOTS: {{ toJson . | quote }}
+{{- end }}
+INFERLOOP_MODEL__NAME: {{ .Values.model.name | quote }}
+INFERLOOP_MODEL__MAX_BATCH_SIZE: {{ .Values.model.maxBatchSize | quote }}
+INFERLOOP_MODEL__INSTANCE_COUNT: {{ .Values.model.instanceCount | quote }}
+INFERLOOP_MODEL__MAX_QUEUE_DELAY_US: {{ .Values.model.maxQueueDelayUs | quote }}
+INFERLOOP_STREAMS__APP_ID: {{ .Values.worker.appId | quote }}
+INFERLOOP_STREAMS__IMAGES_TOPIC: {{ .Values.topics.images | quote }}
+INFERLOOP_STREAMS__PREDICTIONS_TOPIC: {{ .Values.topics.predictions | quote }}
+INFERLOOP_STREAMS__DEAD_LETTER_TOPIC: {{ .Values.topics.deadLetters | quote }}
+INFERLOOP_STREAMS__PARTITIONS: {{ .Values.topics.partitions | quote }}
+INFERLOOP_STREAMS__MAX_BATCH: {{ .Values.worker.maxBatch | quote }}
+INFERLOOP_STREAMS__BATCH_WITHIN_MS: {{ .Values.worker.batchWithinMs | quote }}
+INFERLOOP_STREAMS__METRICS_PORT: {{ .Values.worker.metricsPort | quote }}
+INFERLOOP_STREAMS__MEMORY_BUDGET_MB: {{ .Values.worker.memoryBudgetMb | quote }}
+INFERLOOP_FEEDBACK__TOPIC: {{ .Values.topics.feedback | quote }}
+INFERLOOP_FEEDBACK__TRAINING_LOG_TOPIC: {{ .Values.topics.trainingLog | quote }}
+INFERLOOP_FEEDBACK__APP_ID: {{ .Values.joiner.appId | quote }}
+INFERLOOP_FEEDBACK__RETENTION_S: {{ .Values.joiner.retentionS | quote }}
+INFERLOOP_FEEDBACK__WAIT_S: {{ .Values.joiner.waitS | quote }}
+INFERLOOP_FEEDBACK__METRICS_PORT: {{ .Values.joiner.metricsPort | quote }}
+INFERLOOP_TRAINER__MIN_NEW_LABELS: {{ .Values.trainer.minNewLabels | quote }}
+INFERLOOP_TRAINER__TOLERANCE: {{ .Values.trainer.tolerance | quote }}
+INFERLOOP_TRAINER__KEEP_VERSIONS: {{ .Values.trainer.keepVersions | quote }}
+INFERLOOP_TRAINER__METRICS_PORT: "0"
+{{- end -}}

@@ -119,3 +119,17 @@ def test_a_topic_prefix_moves_every_topic_and_group() -> None:
     names = [s.images_topic, s.predictions_topic, s.dead_letter_topic, f.topic, f.training_log_topic]
     assert all(n.startswith("run-7.") for n in names) and len(set(names)) == 5
     assert (s.app_id, f.app_id) == ("run-7-worker", "run-7-joiner")
+
+
+def test_an_outage_budget_that_reaches_the_poll_interval_is_refused() -> None:
+    Settings(streams={"outage_timeout_s": 40, "max_poll_interval_s": 60})  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="max_poll_interval_s"):
+        Settings(streams={"outage_timeout_s": 50, "max_poll_interval_s": 60})  # type: ignore[arg-type]
+
+
+def test_replication_factor_is_the_broker_default_or_a_count() -> None:
+    assert Settings().kafka.replication_factor == -1
+    assert Settings(kafka={"replication_factor": 3}).kafka.replication_factor == 3  # type: ignore[arg-type]
+    for bad in (0, -2):
+        with pytest.raises(ValidationError, match="replication_factor"):
+            Settings(kafka={"replication_factor": bad})  # type: ignore[arg-type]

@@ -17,13 +17,16 @@ from inferloop.events import (
 )
 from inferloop.metrics import JoinerMetrics
 from inferloop.settings import Settings
+from streams.joiner.feedback_join import Origin
 from streams.joiner.join_step import Joiner
 from tests.fakes import FakeImages, feedback, prediction
 
 
-def run_joiner(records: list[Record], frames: dict[tuple[str, int, int], bytes]) -> list[tuple[str, bytes, bytes]]:
+def run_joiner(
+    records: list[Record], frames: dict[tuple[str, int, int], bytes], **streams: object
+) -> list[tuple[str, bytes, bytes]]:
     settings = Settings(
-        streams={"predictions_topic": "predictions", "dead_letter_topic": "dead"},  # type: ignore[arg-type]
+        streams={"images_topic": "images", "predictions_topic": "predictions", "dead_letter_topic": "dead", **streams},  # type: ignore[arg-type]
         feedback={"topic": "feedback", "training_log_topic": "log"},  # type: ignore[arg-type]
     )
     sent: list[tuple[str, bytes, bytes]] = []
@@ -57,3 +60,68 @@ def test_the_joiner_logs_the_input_image_and_dead_letters_what_it_cannot_join() 
     assert set(dead) == {"image_unavailable", "unknown_label", "not_feedback"}
     assert dead["not_feedback"].original == b"not feedback" and dead["not_feedback"].origin_offset == 4
     assert dead["unknown_label"].event_id == "a"
+
+
+def test_malformed_predictions_and_oversized_examples_are_dead_lettered_with_a_reason() -> None:
+    images = {
+        ("images", 0, 10): encode_image_event(ImageEvent("a", "image/png", b"P" * 2000)),
+        ("images", 0, 11): encode_image_event(ImageEvent("b", "image/png", b"PNG")),
+    }
+    empty_scores = encode_prediction(prediction("c", offset=12)).replace(b'"scores":[0.9,0.05]', b'"scores":[]')
+    assert b'"scores":[]' in empty_scores
+    records = [
+        Record("predictions", 0, 0, b"a", encode_prediction(prediction("a", offset=10))),
+        Record("predictions", 0, 1, b"b", encode_prediction(prediction("b", offset=11))),
+        Record("predictions", 0, 2, b"c", empty_scores),
+        Record("predictions", 0, 3, b"d", b'{"schema_version": 1, "event_id": 7}'),
+        Record("feedback", 0, 0, b"a", encode_feedback(feedback("a", "3"))),
+        Record("feedback", 0, 1, b"b", encode_feedback(feedback("b", "3"))),
+    ]
+    sent = run_joiner(records, images, max_request_bytes=2048)
+    logged = [decode_labelled_example(v).event_id for t, _, v in sent if t == "log"]
+    dead = sorted((decode_dead_letter(v).event_id, decode_dead_letter(v).reason) for t, _, v in sent if t == "dead")
+    assert logged == ["b"]
+    assert dead == [("a", "example_too_large"), ("c", "bad_prediction"), ("d", "bad_prediction")]
+
+
+def test_the_sweep_and_a_batch_take_turns_so_a_correction_is_the_last_label_logged() -> None:
+    """A label left pending by a crash is due for the sweep when the redelivered batch brings a correction: run
+    together, the sweep's re-join and the batch never interleave, so the correction is logged last and kept."""
+    settings = Settings(
+        streams={"images_topic": "images", "predictions_topic": "predictions", "dead_letter_topic": "dead"},  # type: ignore[arg-type]
+        feedback={"topic": "feedback", "training_log_topic": "log", "wait_s": 10},  # type: ignore[arg-type]
+    )
+    store: dict[bytes, bytes] = {}
+    sent: list[tuple[str, bytes, bytes]] = []
+
+    async def send_all(batch: list[tuple[str, bytes, bytes]]) -> None:
+        sent.extend(batch)
+
+    async def labels_of(model: str) -> frozenset[str]:
+        return frozenset(str(d) for d in range(10))
+
+    clock = [0.0]
+    frames = {("images", 0, 10): encode_image_event(ImageEvent("a", "image/png", b"PNG"))}
+    delays = [0.05]  # the first lookup (the sweep's) is the slow one: the batch would overtake it
+
+    async def images(wanted: list[tuple[str, int, int]]) -> dict[tuple[str, int, int], bytes | None]:
+        await asyncio.sleep(delays.pop() if delays else 0.0)
+        return {w: frames.get(w) for w in wanted}
+
+    joiner = Joiner(settings, store, JoinerMetrics(CollectorRegistry()), send_all, images, labels_of, lambda: clock[0])
+    joiner.join.on_feedback(feedback("a", "3"), Origin("feedback", 0, 1), b"", now_s=0)
+    joiner.join.on_prediction(prediction("a"), now_s=1)  # joined, then the joiner died before logging it
+    clock[0] = 100.0  # the pending label is long due for the sweep
+
+    async def both() -> None:
+        batch = [
+            Record("predictions", 0, 0, b"a", encode_prediction(prediction("a"))),
+            Record("feedback", 0, 2, b"a", encode_feedback(feedback("a", "7"))),
+        ]
+        await asyncio.gather(joiner.sweep(), joiner.process(batch))
+
+    asyncio.run(both())
+    labels = [decode_labelled_example(v).label for t, _, v in sent if t == "log"]
+    assert labels[-1] == "7" and "3" in labels, labels
+    entry = joiner.join.get("a")
+    assert entry is not None and entry.logged_label == "7" and entry.pending is None

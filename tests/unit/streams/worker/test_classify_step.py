@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 
+import pytest
 from PIL import Image
 from prometheus_client import CollectorRegistry
 
@@ -12,8 +14,10 @@ from inferloop.events import ImageEvent, Record, decode_dead_letter, decode_pred
 from inferloop.metrics import WorkerMetrics
 from inferloop.settings import Settings
 from inferloop.triton.errors import TritonRequestFailed, TritonUnavailable
-from streams.worker.classify_step import Classifier
-from tests.fakes import FakeBroker, FakeTriton
+from streams.errors import DependencyOutage
+from streams.faust_app import EXIT_BEFORE_COMMIT
+from streams.worker.classify_step import Classifier, exit_on_delivery_failure
+from tests.fakes import FakeBroker, FakeTriton, prediction
 
 
 def _event(event_id: str) -> Record:
@@ -23,8 +27,8 @@ def _event(event_id: str) -> Record:
     return Record("images", 0, int(event_id[1:]), event_id.encode(), value)
 
 
-def _classifier(triton: FakeTriton, broker: FakeBroker) -> tuple[Classifier, WorkerMetrics]:
-    settings = Settings(streams={"retry_initial_s": 0.01, "retry_max_s": 0.02})  # type: ignore[arg-type]
+def _classifier(triton: FakeTriton, broker: FakeBroker, **streams: float) -> tuple[Classifier, WorkerMetrics]:
+    settings = Settings(streams={"retry_initial_s": 0.01, "retry_max_s": 0.02, **streams})  # type: ignore[arg-type]
     metrics = WorkerMetrics(CollectorRegistry())
     return Classifier(settings, triton, metrics, broker.send), metrics  # type: ignore[arg-type]
 
@@ -68,7 +72,7 @@ def test_broker_failures_are_retried_not_dropped() -> None:
     assert metrics.retries.labels("produce")._value.get() == 2
 
 
-def test_a_refused_delivery_stops_the_worker_before_any_commit() -> None:
+def test_a_refused_delivery_goes_to_the_failure_handler_and_counts_no_prediction() -> None:
     triton, broker = FakeTriton([]), FakeBroker(refuse=True)
     classifier, metrics = _classifier(triton, broker)
     failures: list[tuple[str, str]] = []
@@ -81,3 +85,37 @@ def test_a_refused_delivery_stops_the_worker_before_any_commit() -> None:
     asyncio.run(run())
     assert failures == [("e1", "refused")]
     assert metrics.predictions.labels("digits", "4")._value.get() == 0
+
+
+def test_the_default_delivery_failure_handler_exits_at_once_with_code_70(monkeypatch: pytest.MonkeyPatch) -> None:
+    codes: list[int] = []
+
+    def fake_exit(code: int) -> None:
+        codes.append(code)
+        raise SystemExit(code)
+
+    monkeypatch.setattr(os, "_exit", fake_exit)
+    with pytest.raises(SystemExit):
+        exit_on_delivery_failure(prediction("e1"), RuntimeError("refused"))
+    assert codes == [EXIT_BEFORE_COMMIT] == [70]
+
+
+def test_a_dependency_down_longer_than_the_outage_budget_raises_instead_of_waiting_forever() -> None:
+    triton = FakeTriton([TritonUnavailable("x", 1.0)] * 1000)
+    broker = FakeBroker()
+    classifier, metrics = _classifier(triton, broker, outage_timeout_s=0.2)
+    with pytest.raises(DependencyOutage, match="outage_timeout_s"):
+        asyncio.run(classifier.process([_event("e1")]))
+    assert not broker.records, "an output was produced for a batch that was never inferred"
+    assert 5 <= metrics.retries.labels("unavailable")._value.get() < 1000
+
+
+def test_the_outage_budget_restarts_with_each_answer() -> None:
+    """Short outages one after the other are not one long outage: a success resets the clock."""
+    triton = FakeTriton([TritonUnavailable("x", 1.0)] * 3)
+    broker = FakeBroker()
+    classifier, _ = _classifier(triton, broker, outage_timeout_s=0.05, retry_initial_s=0.02, retry_max_s=0.02)
+    asyncio.run(classifier.process([_event("e1")]))  # three failures, 0.06 s: within budget after the answer
+    triton.failures.extend([TritonUnavailable("x", 1.0)] * 2)
+    asyncio.run(classifier.process([_event("e2")]))
+    assert [t for t, _, _ in broker.records] == ["inferloop.predictions"] * 2
