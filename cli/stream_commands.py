@@ -121,8 +121,8 @@ def topics(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         )
         return
     table = Table(title=f"topics (replication factor {settings.kafka.replication_factor}; -1: the broker's default)")
-    for column in ("topic", "partitions", "exists", "configs"):
-        table.add_column(column)
+    for column in ("topic", "partitions", "exists", "configs it is created with"):
+        table.add_column(column, no_wrap=column == "topic")
     for t in specs:
         configs = ", ".join(f"{k}={v}" for k, v in sorted(t.configs.items()))
         table.add_row(t.name, str(t.partitions), "yes" if t.name in existing else "[red]no[/]", configs)

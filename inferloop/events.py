@@ -143,8 +143,8 @@ def _unframe(value: bytes | None, magic: bytes, version_supported: int, what: st
     return header, bytes(value[_FRAME_HEAD.size + header_len :])
 
 
-def encode_image_event(event: ImageEvent) -> bytes:
-    header = {
+def _image_header(event: ImageEvent) -> dict[str, Any]:
+    header: dict[str, Any] = {
         "event_id": event.event_id,
         "content_type": event.content_type,
         "source": event.source,
@@ -154,7 +154,17 @@ def encode_image_event(event: ImageEvent) -> bytes:
         header["image_uri"] = event.image_uri
     if event.metadata:
         header["metadata"] = event.metadata
-    return _frame(IMAGE_MAGIC, event.schema_version, header, event.image)
+    return header
+
+
+def encode_image_event(event: ImageEvent) -> bytes:
+    return _frame(IMAGE_MAGIC, event.schema_version, _image_header(event), event.image)
+
+
+def check_image_event(event: ImageEvent) -> None:
+    """Raise the :class:`EventDecodeError` the worker would dead-let ``event`` with for its fields (producers
+    call this before sending); the image itself is the worker's to judge."""
+    _image_event_from_header(_image_header(event), event.image)
 
 
 def decode_image_event(value: bytes | None) -> ImageEvent:

@@ -50,18 +50,43 @@ def exit_on_batch_error(exc: BaseException, where: str) -> NoReturn:
     exit_before_commit(f"unexpected {type(exc).__name__} in the batch starting at {where}")
 
 
+def batch_deadline_s(settings: Settings) -> float:
+    """The longest one batch may take: the outage budget, one inference timeout and one back-off (the settings
+    keep this under ``max_poll_interval_s``)."""
+    s = settings.streams
+    return s.outage_timeout_s + s.triton_timeout_s + s.retry_max_s
+
+
+async def within(deadline_s: float, work: Awaitable[None], what: str) -> None:
+    """``work``, or :class:`DependencyOutage` once it took ``deadline_s`` (whatever it waits on)."""
+    try:
+        await asyncio.wait_for(work, timeout=deadline_s)
+    except TimeoutError as exc:
+        raise DependencyOutage(f"{what} took over {deadline_s:g} s (streams.outage_timeout_s and the rest)") from exc
+
+
 async def process_batches(
-    batches: AsyncIterator[list[Any]], process: Callable[[list[Record]], Awaitable[None]]
+    batches: AsyncIterator[list[Any]], process: Callable[[list[Record]], Awaitable[None]], deadline_s: float
 ) -> None:
-    """Hand each batch of faust events (``take_events``) to ``process`` as records; whatever ``process`` raises
-    stops the process before faust can acknowledge the batch (:func:`exit_on_batch_error`)."""
+    """Hand each batch of faust events (``take_events``) to ``process`` as records, each within ``deadline_s``;
+    whatever ``process`` raises, or a batch that outlasts its deadline, stops the process before faust can
+    acknowledge the batch (:func:`exit_on_batch_error`)."""
     async for events in batches:
         batch = [Record(e.message.topic, e.message.partition, e.message.offset, e.key, e.value) for e in events]
         try:
-            await process(batch)
+            await within(deadline_s, process(batch), f"a batch of {len(batch)}")
         except Exception as exc:  # nothing a batch raises may let faust ack it
             head = batch[0]
             exit_on_batch_error(exc, f"{head.topic}[{head.partition}]@{head.offset}")
+
+
+class ExitOnSendError(faust.Sensor):
+    """faust writes a table's changelog without waiting and only logs a refused write, then commits the offsets
+    of the events that made it: a label waiting in the joiner's table would be lost on the next restart. A
+    refused write stops the process instead, before that commit."""
+
+    def on_send_error(self, producer: Any, exc: BaseException, state: Any) -> None:
+        exit_before_commit(f"the broker refused one of faust's writes (a table changelog): {exc}")
 
 
 class InferloopApp(faust.App):
@@ -95,7 +120,7 @@ def faust_credentials(kafka: KafkaSettings) -> Any:
 def faust_app(settings: Settings, app_id: str, **options: Any) -> faust.App:
     """A Faust app as inferloop configures them all (see the module's documentation)."""
     s = settings.streams
-    return InferloopApp(
+    app = InferloopApp(
         app_id,
         broker=[f"kafka://{server}" for server in settings.kafka.bootstrap.split(",")],
         broker_credentials=faust_credentials(settings.kafka),
@@ -116,8 +141,12 @@ def faust_app(settings: Settings, app_id: str, **options: Any) -> faust.App:
         topic_allow_declare=settings.kafka.create_topics,
         topic_disable_leader=True,
         topic_replication_factor=max(settings.kafka.replication_factor, 1),  # unused: the changelog exists
+        # an output the broker has not taken within the outage budget fails its delivery (and stops the worker)
+        producer_request_timeout=s.outage_timeout_s,
         **options,
     )
+    app.sensors.add(ExitOnSendError())
+    return app
 
 
 def observe(

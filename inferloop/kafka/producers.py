@@ -15,6 +15,7 @@ from inferloop.errors import EventDecodeError, InferloopError
 from inferloop.events import (
     Feedback,
     ImageEvent,
+    check_image_event,
     decode_feedback,
     encode_feedback,
     encode_image_event,
@@ -94,7 +95,9 @@ class ImageProducer(_Producer):
         self._uris = ImageUriPolicy.from_settings(settings.streams)
 
     def publish(self, event: ImageEvent, what: str = "the event") -> str:
-        """Send ``event`` (confirmed by :meth:`flush`); :class:`EventTooLarge` before sending if it cannot fit."""
+        """Send ``event`` (confirmed by :meth:`flush`); before sending, :class:`EventTooLarge` if it cannot fit and
+        :class:`~inferloop.errors.EventDecodeError` if a field is outside its bounds (docs/events.md)."""
+        check_image_event(event)
         value = encode_image_event(event)
         if len(value) > self.settings.streams.max_request_bytes - 512:  # record overhead
             raise EventTooLarge(len(value), self.settings.streams.max_request_bytes, what)

@@ -66,6 +66,8 @@ def read_topic(
         partitions = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         if not tps:
+            if complete and until and any(until.values()):  # the topic is gone, or the broker does not say
+                raise ReadIncomplete(topic, {p: (0, end) for p, end in until.items()}, 0)
             return
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)

@@ -9,7 +9,6 @@ so that it gets them as well. With ``kafka.create_topics`` off (managed clusters
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 from inferloop.errors import ConfigurationError
@@ -27,6 +26,14 @@ class TopicsMissing(ConfigurationError):
             "`inferloop topics create` or the cluster's tooling)"
         )
         self.missing = missing
+
+
+class TopicsNotCreated(ConfigurationError):
+    """The brokers refused to create topics (a replication factor over the broker count, an ACL, a bad config)."""
+
+    def __init__(self, failed: dict[str, str]) -> None:
+        super().__init__("topics not created: " + "; ".join(f"{name}: {why}" for name, why in sorted(failed.items())))
+        self.failed = failed
 
 
 @dataclass(frozen=True)
@@ -105,8 +112,14 @@ def ensure_topics(settings: Settings, names: list[str] | None = None, create: bo
                 }
                 for spec in missing
             }
-            with contextlib.suppress(TopicAlreadyExistsError):  # another process won the race
-                admin.create_topics(topics)
+            response = admin.create_topics(topics, raise_errors=False)
+            failed = {
+                t["name"]: t.get("error_message") or f"error {t['error_code']}"
+                for t in response.get("topics", [])
+                if t["error_code"] not in (0, TopicAlreadyExistsError.errno)  # 36: another process won the race
+            }
+            if failed:
+                raise TopicsNotCreated(failed)
         return [spec.name for spec in missing]
     finally:
         admin.close()

@@ -22,7 +22,15 @@ from inferloop.kafka.options import aiokafka_options
 from inferloop.kafka.topics import ensure_topics
 from inferloop.metrics import JoinerMetrics
 from inferloop.settings import Settings
-from streams.faust_app import exit_on_batch_error, faust_app, observe, process_batches, run_app
+from streams.faust_app import (
+    batch_deadline_s,
+    exit_on_batch_error,
+    faust_app,
+    observe,
+    process_batches,
+    run_app,
+    within,
+)
 from streams.joiner.join_step import Joiner
 from streams.joiner.lookups import ImageLookup, TritonLabels
 
@@ -64,7 +72,7 @@ def create_joiner_app(settings: Settings, registry: CollectorRegistry | None = N
     @app.agent(topics, concurrency=1)
     async def join(stream: Any) -> None:
         try:
-            await process_batches(stream.take_events(256, within=0.1), joiner.process)
+            await process_batches(stream.take_events(256, within=0.1), joiner.process, batch_deadline_s(settings))
         finally:
             await lookup.close()
 
@@ -73,7 +81,7 @@ def create_joiner_app(settings: Settings, registry: CollectorRegistry | None = N
         if not app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
             return  # the table is not whole yet
         try:
-            await joiner.sweep()
+            await within(batch_deadline_s(settings), joiner.sweep(), "the sweep")
         except Exception as exc:  # the table still holds what the sweep found due: a restart sweeps it again
             exit_on_batch_error(exc, "the sweep")
 

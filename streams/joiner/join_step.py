@@ -37,7 +37,7 @@ from inferloop.images.uris import ImageUriReader
 from inferloop.metrics import JoinerMetrics
 from inferloop.quality import RollingQuality
 from inferloop.settings import Settings
-from streams.errors import DependencyOutage, FeedbackRejected
+from streams.errors import FeedbackRejected
 from streams.joiner.feedback_join import FeedbackJoin, Join, Origin, Reject
 
 log = logging.getLogger(__name__)
@@ -174,11 +174,7 @@ class Joiner:
         ]
         if not records:
             return
-        budget = self.settings.streams.outage_timeout_s
-        try:  # a broker that takes nothing holds the batch, never longer than the outage budget
-            await asyncio.wait_for(self.send_all(records), timeout=budget)
-        except TimeoutError as exc:
-            raise DependencyOutage(f"the broker took none of {len(records)} records in {budget:g} s") from exc
+        await self.send_all(records)  # the agent bounds the whole batch (streams.faust_app.process_batches)
         for j, e, _ in examples:  # acknowledged: only now is the event marked as logged
             self.join.mark_logged(j)
             self.metrics.examples_logged.labels(e.model_name, str(e.model_version)).inc()

@@ -21,7 +21,7 @@ from inferloop.kafka.topics import ensure_topics
 from inferloop.metrics import WorkerMetrics
 from inferloop.settings import Settings
 from inferloop.triton.inference import triton_inference
-from streams.faust_app import faust_app, observe, process_batches, run_app
+from streams.faust_app import batch_deadline_s, faust_app, observe, process_batches, run_app
 from streams.worker.classify_step import Classifier
 from streams.worker.memory_plan import memory_plan
 
@@ -81,7 +81,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         classifier = Classifier(settings, triton, metrics, send)
         try:
             batches = stream.take_events(plan.batch, within=s.batch_within_ms / 1000)  # type: ignore[attr-defined]
-            await process_batches(batches, classifier.process)
+            await process_batches(batches, classifier.process, batch_deadline_s(settings))
         finally:
             classifier.stop()
             await triton.close()

@@ -76,7 +76,7 @@ class Classifier:
         self.signature: ModelSignature | None = None
         self.on_delivery_failure: Callable[[Prediction | DeadLetter, BaseException], None] = exit_on_delivery_failure
         self._stopping = False
-        self._outage_since: float | None = None  # when the dependency the batch waits for stopped answering
+        self._outage_since: float | None = None  # when this batch first waited for a dependency
 
     def stop(self) -> None:
         """Give up retrying (worker shutdown): the unfinished batch is not acknowledged, so it is redelivered."""
@@ -146,7 +146,6 @@ class Classifier:
         while self.signature is None:
             try:
                 self.signature = await self.triton.signature()
-                self._outage_since = None
             except (TritonUnavailable, TritonRequestFailed) as exc:
                 delay = await self._retry_pause("contract", delay, exc)  # the metric label predates the name
         return self.signature
@@ -161,7 +160,6 @@ class Classifier:
                 started = time.perf_counter()
                 scores, version = await self.triton.infer(signature, x)
                 self.metrics.triton_latency.observe(time.perf_counter() - started)
-                self._outage_since = None
                 if scores.shape[-1] != len(signature.labels):
                     raise TritonRequestFailed(signature.model, "inference", "output width differs from the labels")
                 return scores, version, signature

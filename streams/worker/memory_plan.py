@@ -7,7 +7,10 @@ one poll hands faust (``max_poll_records``), faust's stream buffer (``stream_buf
 ``take_events`` gathers, which is also the batch in flight (the agent runs at concurrency 1 and asks for the
 next batch only when this one is done). Decoding needs room too: two images at the pixel limit, as 32-bit
 pixels. The budget is split so that all of it stays within it; measured with near-limit images under a slow
-Triton (tests/integration/test_faults.py), RSS grows by less than the budget.
+Triton (tests/integration/test_faults.py), RSS grows by less than the budget. Not counted: the model inputs of
+the batch in flight (each event's preprocessed tensor, stacked per request and serialised for Triton: about
+three copies of batch x input size), small for the digits model (3 KB an event) but not for a large input
+(224x224x3 floats: 600 KB an event): lower ``streams.max_batch`` or raise the memory limit accordingly.
 """
 
 from __future__ import annotations

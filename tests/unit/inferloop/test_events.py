@@ -14,6 +14,7 @@ from inferloop.events import (
     ImageEvent,
     LabelledExample,
     Prediction,
+    check_image_event,
     decode_dead_letter,
     decode_feedback,
     decode_image_event,
@@ -114,3 +115,35 @@ def test_feedback_and_labelled_examples_round_trip_and_refuse_garbage() -> None:
     with pytest.raises(EventDecodeError) as info:
         decode_labelled_example(encode_image_event(ImageEvent("e", "image/png", b"x")))
     assert info.value.reason == "not_a_labelled_example"
+
+
+def test_producers_check_the_bounds_the_worker_enforces() -> None:
+    check_image_event(ImageEvent("e", "image/png", b"png", source="s" * 256, metadata={"k": "v"}))
+    for bad, reason in [
+        (ImageEvent("e", "image/png", b"png", source="s" * 257), "bad_field"),
+        (ImageEvent("e", "image/png", b"png", metadata={str(n): "v" for n in range(33)}), "bad_field"),
+        (ImageEvent("", "image/png", b"png"), "missing_field"),
+    ]:
+        with pytest.raises(EventDecodeError) as caught:
+            check_image_event(bad)
+        assert caught.value.reason == reason
+        with pytest.raises(EventDecodeError):
+            decode_image_event(encode_image_event(bad))  # the worker would refuse it the same way
+
+
+def test_predictions_with_unusable_fields_are_refused_with_a_reason() -> None:
+    good = json.loads(encode_prediction(Prediction("e", "m", 1, ["a"], [0.9], 1, 2, 3, "", "images", 0, 5)))
+    decode_prediction(json.dumps(good).encode())
+    for change, reason in [
+        ({"scores": []}, "bad_prediction"),
+        ({"labels": ["a", "b"]}, "bad_prediction"),
+        ({"scores": ["0.9"]}, "bad_prediction"),
+        ({"event_id": 7}, "missing_field"),
+        ({"model_version": -1}, "missing_field"),
+        ({"image_offset": -5}, "missing_field"),
+        ({"image_topic": "t" * 250}, "bad_field"),
+        ({"source": "s" * 257}, "bad_field"),
+    ]:
+        with pytest.raises(EventDecodeError) as caught:
+            decode_prediction(json.dumps({**good, **change}).encode())
+        assert caught.value.reason == reason, change

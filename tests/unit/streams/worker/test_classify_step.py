@@ -110,12 +110,13 @@ def test_a_dependency_down_longer_than_the_outage_budget_raises_instead_of_waiti
     assert 5 <= metrics.retries.labels("unavailable")._value.get() < 1000
 
 
-def test_the_outage_budget_restarts_with_each_answer() -> None:
-    """Short outages one after the other are not one long outage: a success resets the clock."""
+def test_each_batch_gets_an_outage_budget_of_its_own() -> None:
+    """Two batches that each wait less than the budget, though together more: neither gives up."""
     triton = FakeTriton([TritonUnavailable("x", 1.0)] * 3)
     broker = FakeBroker()
-    classifier, _ = _classifier(triton, broker, outage_timeout_s=0.05, retry_initial_s=0.02, retry_max_s=0.02)
-    asyncio.run(classifier.process([_event("e1")]))  # three failures, 0.06 s: within budget after the answer
-    triton.failures.extend([TritonUnavailable("x", 1.0)] * 2)
-    asyncio.run(classifier.process([_event("e2")]))
+    options = {"outage_timeout_s": 0.5, "retry_initial_s": 0.15, "retry_max_s": 0.15}
+    classifier, _ = _classifier(triton, broker, **options)
+    asyncio.run(classifier.process([_event("e1")]))  # waits 3 x 0.15 s
+    triton.failures.extend([TritonUnavailable("x", 1.0)] * 3)
+    asyncio.run(classifier.process([_event("e2")]))  # 3 x 0.15 s more: 0.9 s in all, over the budget
     assert [t for t, _, _ in broker.records] == ["inferloop.predictions"] * 2
