@@ -43,6 +43,7 @@ MAX_METADATA_ENTRIES = 32
 MAX_METADATA_CHARS = 1024  # each metadata key or value
 MAX_LABELS = 1000  # class labels (and scores) in one prediction
 MAX_TOPIC_CHARS = 249  # Kafka's own limit on topic names
+MAX_FEEDBACK_BYTES = 4096  # a whole feedback record: the joiner keeps it in its table until it is logged
 T = TypeVar("T")
 
 
@@ -333,6 +334,9 @@ def decode_feedback(value: bytes | None) -> Feedback:
     """Feedback in a Kafka value; raises :class:`EventDecodeError` with a specific reason."""
     if not value:
         raise EventDecodeError("empty_value", "the record has no value")
+    if len(value) > MAX_FEEDBACK_BYTES:
+        message = f"a feedback record is at most {MAX_FEEDBACK_BYTES} bytes, not {len(value)}"
+        raise EventDecodeError("bad_field", message)
     try:
         raw = json.loads(value)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

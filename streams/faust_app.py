@@ -41,11 +41,19 @@ def exit_before_commit(reason: str, code: int = EXIT_BEFORE_COMMIT) -> NoReturn:
     os._exit(code)
 
 
+def is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` says a dependency is unavailable (the outage budget ran out, the broker timed out or is
+    unreachable) rather than that something is wrong (a refusal, a bug)."""
+    from aiokafka.errors import KafkaTimeoutError
+
+    return isinstance(exc, DependencyOutage | KafkaTimeoutError) or bool(getattr(exc, "retriable", False))
+
+
 def exit_on_batch_error(exc: BaseException, where: str) -> NoReturn:
     """What an agent does with an exception its batch raised: exit before faust acknowledges the batch, with
     :data:`EXIT_OUTAGE` when a dependency stayed unavailable too long, else :data:`EXIT_BEFORE_COMMIT`."""
-    if isinstance(exc, DependencyOutage):
-        exit_before_commit(f"{exc} (the batch starting at {where})", EXIT_OUTAGE)
+    if is_outage(exc):
+        exit_before_commit(f"{type(exc).__name__}: {exc} (the batch starting at {where})", EXIT_OUTAGE)
     log.error("unexpected error in the batch starting at %s", where, exc_info=exc)
     exit_before_commit(f"unexpected {type(exc).__name__} in the batch starting at {where}")
 
@@ -86,7 +94,8 @@ class ExitOnSendError(faust.Sensor):
     refused write stops the process instead, before that commit."""
 
     def on_send_error(self, producer: Any, exc: BaseException, state: Any) -> None:
-        exit_before_commit(f"the broker refused one of faust's writes (a table changelog): {exc}")
+        code = EXIT_OUTAGE if is_outage(exc) else EXIT_BEFORE_COMMIT
+        exit_before_commit(f"the broker did not take one of faust's writes (a table changelog): {exc!r}", code)
 
 
 class InferloopApp(faust.App):

@@ -188,7 +188,12 @@ class KafkaBroker(LocalService):
         if (self.log_dirs / "meta.properties").exists():
             return
         cmd = self._java(
-            "kafka.tools.StorageTool", "format", "-t", new_cluster_id(), "-c", str(self.config_path), *self.format_args
+            "kafka.tools.StorageTool",
+            "format",
+            f"--cluster-id={new_cluster_id()}",  # one form: an id may start with "-" (base64url), read as an option
+            "-c",
+            str(self.config_path),
+            *self.format_args,
         )
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as out:

@@ -23,7 +23,7 @@ Entries are JSON in the store; a small in-memory index of deadlines keeps the pe
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -258,14 +258,20 @@ class FeedbackJoin:
             }
         return iter(list(self._deadlines.items()))
 
-    def sweep(self, now_s: float) -> tuple[list[Join], list[Reject]]:
-        """What is due: feedback that waited too long for its prediction (rejects, settled by the caller once
-        dead-lettered), feedback joined but never logged (joins again), predictions past retention, old markers."""
+    def sweep(
+        self, now_s: float, owns: Callable[[bytes], bool] = lambda key: True, most: int = 256
+    ) -> tuple[list[Join], list[Reject]]:
+        """What is due, of the keys this instance ``owns`` (another joiner sweeps the rest; a rebalance can leave
+        their entries here), at most ``most`` joins and rejects a call: feedback that waited too long for its
+        prediction (rejects, settled by the caller once dead-lettered), feedback joined but never logged (joins
+        again), predictions past retention, old markers."""
         joins: list[Join] = []
         rejects: list[Reject] = []
         for key, deadline in self._index():
-            if deadline > now_s:
+            if deadline > now_s or not owns(key):
                 continue
+            if len(joins) + len(rejects) >= most:
+                break
             value = self.store.get(key)
             if not value:
                 self._deadlines.pop(key, None)

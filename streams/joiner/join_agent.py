@@ -16,8 +16,10 @@ import asyncio
 from typing import Any
 
 import faust
+from aiokafka.partitioner import murmur2
 from prometheus_client import CollectorRegistry
 
+from inferloop.events import Record
 from inferloop.kafka.options import aiokafka_options
 from inferloop.kafka.topics import ensure_topics
 from inferloop.metrics import JoinerMetrics
@@ -57,22 +59,36 @@ def create_joiner_app(settings: Settings, registry: CollectorRegistry | None = N
         futures = [await producer.send(topic, value=value, key=key) for topic, key, value in records]
         await asyncio.gather(*futures)
 
-    joiner = Joiner(
-        settings,
-        table,
-        metrics,
-        send_all,
-        lookup,
-        TritonLabels(settings),
-    )
+    def owns(key: bytes) -> bool:
+        """Whether the key's partition (murmur2, as every producer of these topics and the table place it) is
+        one this instance consumes."""
+        assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == s.predictions_topic}
+        return (murmur2(key) & 0x7FFFFFFF) % s.partitions in assigned
+
+    async def drained() -> None:
+        """Every table write handed to the producer: faust buffers them and its pre-commit flush gives up on
+        the buffer after 0.1 s without progress, so a commit could otherwise overtake a queued changelog write."""
+        buffer = app.producer.buffer
+        while buffer.size:
+            await buffer.flush()
+
+    joiner = Joiner(settings, table, metrics, send_all, lookup, TritonLabels(settings), owns=owns)
     app.inferloop_joiner = joiner  # type: ignore[attr-defined]
 
     topics = app.topic(s.predictions_topic, f.topic, key_type=bytes, value_type=bytes)
 
+    async def process_and_drain(batch: list[Record]) -> None:
+        await joiner.process(batch)
+        await drained()
+
+    async def sweep_and_drain() -> None:
+        await joiner.sweep()
+        await drained()
+
     @app.agent(topics, concurrency=1)
     async def join(stream: Any) -> None:
         try:
-            await process_batches(stream.take_events(256, within=0.1), joiner.process, batch_deadline_s(settings))
+            await process_batches(stream.take_events(256, within=0.1), process_and_drain, batch_deadline_s(settings))
         finally:
             await lookup.close()
 
@@ -81,7 +97,7 @@ def create_joiner_app(settings: Settings, registry: CollectorRegistry | None = N
         if not app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
             return  # the table is not whole yet
         try:
-            await within(batch_deadline_s(settings), joiner.sweep(), "the sweep")
+            await within(batch_deadline_s(settings), sweep_and_drain(), "the sweep")
         except Exception as exc:  # the table still holds what the sweep found due: a restart sweeps it again
             exit_on_batch_error(exc, "the sweep")
 

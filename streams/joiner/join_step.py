@@ -63,7 +63,9 @@ class Joiner:
         fetch: FetchFn,
         labels_of: LabelsFn,
         clock: Callable[[], float] = time.time,
+        owns: Callable[[bytes], bool] = lambda key: True,
     ) -> None:
+        """``owns``: whether an event id's partition is assigned to this instance (the sweep leaves the others)."""
         f = settings.feedback
         self.settings, self.metrics, self.send_all, self.fetch, self.labels_of = (
             settings,
@@ -75,7 +77,7 @@ class Joiner:
         self.join = FeedbackJoin(store, retention_s=f.retention_s, wait_s=f.wait_s)
         self.quality = RollingQuality(f.online_window)
         self.uris = ImageUriReader.from_settings(settings.streams)
-        self.clock = clock
+        self.clock, self.owns = clock, owns
         # the agent's batches and the sweep timer share the table and the image lookup: one at a time
         self._turn = asyncio.Lock()
 
@@ -132,7 +134,7 @@ class Joiner:
 
     async def sweep(self) -> None:
         async with self._turn:
-            joins, rejects = self.join.sweep(self.clock())
+            joins, rejects = self.join.sweep(self.clock(), self.owns)
             if joins or rejects:
                 await self._log(joins, rejects)
             self._export()

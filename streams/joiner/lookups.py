@@ -43,6 +43,9 @@ class ImageLookup:
             self._consumer = None
 
     async def __call__(self, wanted: list[tuple[str, int, int]]) -> dict[tuple[str, int, int], bytes | None]:
+        """The values at these positions; None for one that is gone (below the log start, past its end, or
+        skipped over). An empty read is not taken for "gone": a slow broker or a leader election is waited out
+        (the agent's batch deadline bounds the wait)."""
         from aiokafka import TopicPartition
 
         found: dict[tuple[str, int, int], bytes | None] = {w: None for w in wanted}
@@ -61,7 +64,11 @@ class ImageLookup:
                 while todo and todo[0] <= last + self.SCAN_GAP:
                     batch = (await consumer.getmany(tp, timeout_ms=2000, max_records=1000)).get(tp, [])
                     if not batch:
-                        last = todo[-1]  # nothing more to read there: what is left is gone
+                        start = (await consumer.beginning_offsets([tp]))[tp]
+                        end = (await consumer.end_offsets([tp]))[tp]
+                        todo = [o for o in todo if start <= o < end]  # the others are gone for good
+                        if todo and consumer.position(tp) >= end:
+                            todo = []  # read to the end: what is left was skipped (markers), gone
                         break
                     for record in batch:
                         if (tp.topic, tp.partition, record.offset) in found:

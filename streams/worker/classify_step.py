@@ -41,7 +41,7 @@ from inferloop.triton.errors import TritonRequestFailed, TritonUnavailable
 from inferloop.triton.inference import TritonInference
 from inferloop.triton.signature import ModelSignature
 from streams.errors import DependencyOutage, InferenceFailed, UnexpectedInputError
-from streams.faust_app import exit_before_commit
+from streams.faust_app import EXIT_BEFORE_COMMIT, EXIT_OUTAGE, exit_before_commit, is_outage
 
 log = logging.getLogger(__name__)
 
@@ -264,8 +264,10 @@ class Classifier:
 
 
 def exit_on_delivery_failure(output: Prediction | DeadLetter, exc: BaseException) -> None:
-    """Stop the worker at once, before it can commit an offset past an output the broker never took."""
-    exit_before_commit(f"the broker refused an output for event {output.event_id} after all retries ({exc})")
+    """Stop the worker at once, before it can commit an offset past an output the broker never took (code 75
+    when the broker was unavailable for the outage budget, 70 when it refused)."""
+    code = EXIT_OUTAGE if is_outage(exc) else EXIT_BEFORE_COMMIT
+    exit_before_commit(f"the broker did not take an output for event {output.event_id} ({exc!r})", code)
 
 
 def _key_text(key: bytes | None) -> str | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+import time
 import uuid
 
 import numpy as np
@@ -35,6 +36,7 @@ from inferloop.settings import Settings
 from infra.local.triton_server import TritonServer
 from infra.local.worker import JoinerProcess
 from streams.joiner.feedback_join import Entry
+from streams.worker.memory_plan import memory_plan
 from tests.helpers import wait_for
 from tests.integration.conftest import (
     Stream,
@@ -253,17 +255,29 @@ def group_members(settings: Settings, group: str) -> int:
         admin.close()
 
 
-def test_a_triton_outage_longer_than_the_outage_budget_stops_the_worker_within_its_poll_interval(
+def members_until_exit(stream: Stream, settings: Settings) -> tuple[int | None, list[int], float]:
+    """The newest worker's exit code, its group's member count sampled each second while it ran, and how long
+    it ran from now."""
+    process, members, tick, started = stream.processes[-1], [], threading.Event(), time.monotonic()
+    while process.poll() is None and len(members) < 60:
+        members.append(group_members(settings, settings.streams.app_id))
+        tick.wait(1.0)
+    return process.poll(), members, time.monotonic() - started
+
+
+def test_a_triton_outage_longer_than_the_poll_interval_never_evicts_a_worker_that_holds_a_batch(
     stream: Stream,
 ) -> None:
-    """Triton cut off (behind a proxy) for longer than the session timeout (6 s) and the outage budget (8 s), with
-    a 25 s poll interval: the worker waits, a member of its group all along, then exits (code 75) with nothing
-    committed, well before the poll interval would evict it while it still held the batch; with Triton back, a
-    restarted worker predicts all 40 events, the 20 from before the outage once each."""
+    """Triton cut off (behind a proxy) for longer than the poll interval (15 s) and the session timeout (6 s), with
+    a 6 s outage budget and a backlog of 500 events (more than the worker buffers, so its fetching stops): the
+    worker waits, a member of its group all along, then exits (code 75) with nothing committed, before the poll
+    interval could evict it while it still held the batch; restarted while Triton is still down (as Kubernetes
+    would), the next one does the same. With Triton back, a third worker predicts all 520 events, the 20 from
+    before the outage once each."""
     stream.env |= {
         "INFERLOOP_STREAMS__SESSION_TIMEOUT_S": "6",
-        "INFERLOOP_STREAMS__OUTAGE_TIMEOUT_S": "8",
-        "INFERLOOP_STREAMS__MAX_POLL_INTERVAL_S": "25",
+        "INFERLOOP_STREAMS__OUTAGE_TIMEOUT_S": "6",
+        "INFERLOOP_STREAMS__MAX_POLL_INTERVAL_S": "15",
         "INFERLOOP_STREAMS__TRITON_TIMEOUT_S": "3",
         "INFERLOOP_STREAMS__RETRY_MAX_S": "1",
     }
@@ -271,19 +285,26 @@ def test_a_triton_outage_longer_than_the_outage_budget_stops_the_worker_within_i
     with TcpProxy(int(stream.env["INFERLOOP_TRITON__GRPC_PORT"])) as proxy:
         stream.env["INFERLOOP_TRITON__GRPC_PORT"] = str(proxy.port)
         stream.start_worker()
-        before, during = labelled_digits(20), labelled_digits(20, offset=20)
+        before, during = labelled_digits(20), labelled_digits(500, offset=20)
+        plan = memory_plan(settings.streams)
+        assert len(during) > plan.batch + plan.poll_records + plan.buffered, "the worker could buffer them all"
         publish(settings, before)
         stream.wait_predicted({e for e, _, _ in before})
         proxy.cut()
+        cut_at = time.monotonic()
         publish(settings, during)
-        members: list[int] = []
-        process = stream.processes[-1]
-        stop = threading.Event()
-        while process.poll() is None and len(members) < 60:
-            members.append(group_members(settings, settings.streams.app_id))
-            stop.wait(1.0)
-        assert process.poll() == 75, "the worker did not give up after its outage budget"
-        assert members and all(n == 1 for n in members), f"the worker left its group while it waited: {members}"
+        for attempt in ("first", "restarted"):
+            code, members, waited_s = members_until_exit(stream, settings)
+            assert code == 75, f"the {attempt} worker did not give up after its outage budget"
+            assert members and all(n == 1 for n in members), f"the {attempt} worker left its group: {members}"
+            assert waited_s < settings.streams.max_poll_interval_s, f"the {attempt} worker held on {waited_s:.0f} s"
+            # the exited member's session expires (it never left: os._exit), so that the next one is alone
+            wait_for(lambda: group_members(settings, settings.streams.app_id) == 0, 30, "the session to expire")
+            if attempt == "first":
+                stream.start_worker()
+                wait_for(lambda: group_members(settings, settings.streams.app_id) == 1, 60, "the restart to join")
+        outage_s = time.monotonic() - cut_at
+        assert outage_s > settings.streams.max_poll_interval_s, f"the outage ({outage_s:.0f} s) was too short"
         assert not {e for e, _, _ in during} & {p.event_id for p in stream.predictions()}
         proxy.restore()
         stream.start_worker()

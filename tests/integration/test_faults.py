@@ -47,7 +47,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.faults]
 
 def test_two_workers_share_the_partitions_and_one_killed_loses_nothing(stream: Stream) -> None:
     """Two workers in one group, one SIGKILLed mid-stream: its partitions move to the other after the session
-    timeout; 6,000 events all predicted, the killed worker's uncommitted outputs predicted again, identically."""
+    timeout; 6,000 events all predicted (any duplicate identical: whether the killed one left uncommitted
+    outputs depends on where the kill lands; the single-worker kill test asserts that it did)."""
     stream.env["INFERLOOP_STREAMS__SESSION_TIMEOUT_S"] = "8"  # the dead member's partitions move after 8 s
     first, second = stream.start_worker(), stream.start_worker()
     items = labelled_digits(6000)
@@ -61,8 +62,7 @@ def test_two_workers_share_the_partitions_and_one_killed_loses_nothing(stream: S
     left = len(items) - len(stream.predictions())
     assert left > 0, "the kill came too late to test anything"
     predictions = stream.wait_predicted({e for e, _, _ in items}, timeout_s=240)
-    # the killed worker's uncommitted outputs are predicted again by the survivor: duplicates, all identical
-    assert_each_event_once_or_identically(predictions, {e for e, _, _ in items}, duplicates_expected=True)
+    assert_each_event_once_or_identically(predictions, {e for e, _, _ in items})
     assert stream.metric(first, "inferloop_predictions_total") > 0
 
 

@@ -125,3 +125,17 @@ def test_data_survives_a_broker_restart(kafka_factory, tmp_path: Path) -> None: 
     assert sorted(got) == sorted(sent)
     # The storage was formatted once: the second start reused it.
     assert broker.log_path.read_text().count("Formatting") <= 1
+
+
+def test_a_cluster_id_that_starts_with_a_dash_formats(
+    kafka_libs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One random cluster id in 64 starts with "-" (URL-safe base64): the storage format must still take it."""
+    import infra.local.kafka_broker as kafka_broker
+
+    monkeypatch.setattr(kafka_broker, "new_cluster_id", lambda: "-8ZSSkfVT3u3VAP3q4qKHQ")
+    broker = KafkaBroker(
+        libs_dir=kafka_libs, data_dir=tmp_path, log_path=tmp_path / "kafka.log", port=1, controller_port=2
+    )
+    broker.prepare()
+    assert "cluster.id=-8ZSSkfVT3u3VAP3q4qKHQ" in (broker.log_dirs / "meta.properties").read_text()

@@ -248,8 +248,8 @@ def test_worker_killed_mid_stream_loses_nothing_and_duplicates_are_identical(str
     """The worker SIGKILLed mid-stream and a new one started: all 6,000 events predicted, the outputs it had not
     committed predicted again, identically."""
     items = labelled_digits(6000)  # enough that the kill lands mid-stream at a few thousand images/s
+    publish(stream.settings, items)  # a backlog first: the worker is busy, never caught up and committed, when killed
     worker = stream.start_worker()
-    publish(stream.settings, items)
     wait_for(lambda: stream.metric(worker, "inferloop_predictions_total") >= 200, 60, "200 predictions")
     kill_pid(stream.workers[0])
     done_before = {p.event_id for p in stream.predictions()}

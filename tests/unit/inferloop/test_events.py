@@ -147,3 +147,11 @@ def test_predictions_with_unusable_fields_are_refused_with_a_reason() -> None:
         with pytest.raises(EventDecodeError) as caught:
             decode_prediction(json.dumps({**good, **change}).encode())
         assert caught.value.reason == reason, change
+
+
+def test_a_feedback_record_over_its_size_bound_is_refused_whatever_it_pads() -> None:
+    padded = json.loads(encode_feedback(Feedback("e", "3")))
+    padded["note"] = "x" * 5000  # unknown keys are ignored, but not without bound: the joiner stores the record
+    with pytest.raises(EventDecodeError) as caught:
+        decode_feedback(json.dumps(padded).encode())
+    assert caught.value.reason == "bad_field"

@@ -20,6 +20,7 @@ from streams.faust_app import (
     EXIT_OUTAGE,
     ExitOnSendError,
     batch_deadline_s,
+    exit_on_batch_error,
     faust_app,
     process_batches,
 )
@@ -109,3 +110,17 @@ def test_a_refused_changelog_write_exits_70(exits: list[int]) -> None:
     with pytest.raises(Exited):
         ExitOnSendError().on_send_error(None, RuntimeError("NOT_ENOUGH_REPLICAS"), None)
     assert exits == [EXIT_BEFORE_COMMIT]
+
+
+def test_a_broker_that_times_out_is_an_outage_and_a_refusal_is_not(exits: list[int]) -> None:
+    from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, MessageSizeTooLargeError
+
+    for exc, code in [
+        (KafkaTimeoutError(), EXIT_OUTAGE),
+        (KafkaConnectionError(), EXIT_OUTAGE),
+        (MessageSizeTooLargeError(), EXIT_BEFORE_COMMIT),
+        (ValueError("a bug"), EXIT_BEFORE_COMMIT),
+    ]:
+        with pytest.raises(Exited):
+            exit_on_batch_error(exc, "t[0]@0")
+        assert exits[-1] == code, exc
