@@ -45,3 +45,11 @@ class PublishError(TrainerError):
 
 class RepositoryError(TrainerError):
     """The model repository is not usable (unwritable, inconsistent, unknown version)."""
+
+
+class LockBusy(RepositoryError):
+    """Another publisher held the model's lock for longer than this one would wait."""
+
+
+class StaleParent(PublishError):
+    """A candidate trained from a version that no longer serves (a rollback or another publish meanwhile)."""

@@ -4,8 +4,10 @@ Publish: take the lock; clear what a dead publisher left; give the next number; 
 staging and rename it into place; render the config to serve it; ask Triton to load; wait until that version
 is ready; check it with a smoke inference against the artifact's own outputs; then record it as serving,
 retire the versions beyond ``serving_versions`` (unloaded, kept on disk) and delete those beyond
-``keep_versions``. If loading or the smoke check fails, the config goes back to what it was, the version is
-moved aside, and whatever served before keeps serving.
+``keep_versions``. If anything fails from the config on (a refusal, an unreachable or slow Triton, an
+interruption), the config goes back to what it was, the version is moved aside, and whatever served before
+keeps serving. A publisher killed after writing the config leaves it listing an unverified version: every
+publish and rollback first reconciles the config with the registry, under the lock.
 """
 
 from __future__ import annotations
@@ -18,13 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from inferloop.triton.control import ControlPlane
-from inferloop.triton.errors import TritonError
-from inferloop.triton.model_config import ModelConfig
+from inferloop.triton.model_config import ModelConfig, specific_versions
 from trainer.card import ModelCard
-from trainer.errors import PublishError, RepositoryError
+from trainer.errors import LockBusy, PublishError, RepositoryError, StaleParent
 from trainer.export import ONNX_FILE, triton_config
 from trainer.onnx_inference import onnx_proba
-from trainer.repository import ModelRepository, Registry, Rejection
+from trainer.repository import CONFIG_FILE, ModelRepository, Registry, Rejection
 
 log = logging.getLogger(__name__)
 SMOKE_ATOL = 1e-4
@@ -76,9 +77,50 @@ class Publisher:
         if got.shape != expected.shape or not np.allclose(got, expected, atol=SMOKE_ATOL):
             raise PublishError(f"version {version} answers differently from its artifact")
 
-    def _serve(self, versions: list[int], card: ModelCard) -> None:
+    def _serve(self, versions: list[int], card: ModelCard, on_event: EventFn) -> None:
         self.repo.write_config(self._config_for(card, versions))
+        on_event(f"the config of {self.repo.name} lists versions {versions}")
         self.triton.load(self.repo.name, timeout_s=self.options.load_timeout_s)
+        on_event(f"Triton loaded {self.repo.name} {versions}")
+
+    def _put_back(self, versions: list[int], on_event: EventFn) -> None:
+        """The config back to serving ``versions`` (none: no config), then a reload if Triton takes one: the
+        config on disk is what Triton serves after any restart, so it is right even when Triton is not."""
+        config = self.repo.model_dir / CONFIG_FILE
+        if versions:
+            self.repo.write_config(self._config_for(self.repo.card(max(versions)), versions))
+        else:
+            config.unlink(missing_ok=True)
+        try:
+            if versions:
+                self.triton.load(self.repo.name, timeout_s=self.options.load_timeout_s)
+            else:
+                self.triton.unload(self.repo.name)
+        except Exception as exc:  # unreachable, or slow: it serves the config's versions once it reloads
+            on_event(f"Triton did not reload {self.repo.name} ({exc}); its config lists {versions or 'nothing'}")
+
+    def reconcile(self, on_event: EventFn = log.info, lock_timeout_s: float = 1.0) -> None:
+        """Put back what the registry says serves if a dead publisher left the config otherwise (the trainer's
+        loop calls this at every check); a publisher at work holds the lock and will do it itself."""
+        try:
+            with self.repo.lock(timeout_s=lock_timeout_s):
+                self._reconcile(self.repo.read_registry(), on_event)
+        except LockBusy:
+            return
+
+    def _reconcile(self, registry: Registry, on_event: EventFn) -> None:
+        """At every lock acquisition: a publisher that died after writing the config (before recording what it
+        did) left a config that lists unverified versions; put back what the registry says serves."""
+        if not registry.history:
+            return  # never published here: nothing to reconcile with
+        config = self.repo.model_dir / CONFIG_FILE
+        listed = specific_versions(config.read_text()) if config.exists() else ()
+        if listed != tuple(sorted(registry.serving)):
+            on_event(
+                f"the config of {self.repo.name} lists {list(listed or [])} but {registry.serving or 'nothing'} "
+                "serves by the registry (a publisher died mid-way): putting the registry's back"
+            )
+            self._put_back(registry.serving, on_event)
 
     def publish(self, artifact_dir: Path, card: ModelCard, on_event: EventFn = log.info) -> int:
         """Publish the artifact as the next version and make it serve; returns its number."""
@@ -88,6 +130,13 @@ class Publisher:
             if leftovers:
                 on_event(f"removed half-written versions left by a publisher that died: {', '.join(leftovers)}")
             registry = self.repo.read_registry()
+            self._reconcile(registry, on_event)
+            if card.parent is not None and registry.serving and card.parent not in registry.serving:
+                raise StaleParent(
+                    f"candidate {card.candidate_id} was trained from version {card.parent}, but "
+                    f"{registry.serving} serves now (a rollback or another publish during its training): "
+                    "discarded; the next run trains from what serves"
+                )
             version = max(registry.last_version, *self.repo.versions(), 0) + 1
             card.version = version
             staged = self.repo.stage(artifact_dir, card)
@@ -99,11 +148,13 @@ class Publisher:
             before = list(registry.serving)
             after = sorted({*before, version})[-self.options.serving_versions :]
             try:
-                self._serve(after, card)
+                self._serve(after, card, on_event)
                 self.triton.wait_ready(self.repo.name, version, self.options.load_timeout_s)
                 self._smoke(version, folder, card)
-            except (TritonError, PublishError) as exc:  # refused, or not ready / unreachable mid-swap
-                self._restore(registry, before, version, card, str(exc), on_event)
+            except BaseException as exc:  # refused, unreachable, too slow, interrupted: whatever it was
+                self._restore(registry, before, version, card, f"{type(exc).__name__}: {exc}", on_event)
+                if not isinstance(exc, Exception):
+                    raise
                 raise PublishError(f"version {version} of {self.repo.name} was not put in service: {exc}") from exc
             on_event(f"version {version} is serving")
 
@@ -119,21 +170,20 @@ class Publisher:
         self, registry: Registry, before: list[int], version: int, card: ModelCard, reason: str, on_event: EventFn
     ) -> None:
         on_event(f"version {version} failed ({reason}); restoring {before or 'no version'}")
-        self.repo.quarantine(version, card, reason)
-        registry.rejected.append(Rejection.of(card, [reason], version))
-        registry.event("publish_failed", version=version, reason=reason)
-        self.repo.write_registry(registry)
-        if before:
-            self._serve(before, self.repo.card(max(before)))
-        else:
-            self.repo.model_dir.joinpath("config.pbtxt").unlink(missing_ok=True)
-            self.triton.unload(self.repo.name)
+        try:
+            self.repo.quarantine(version, card, reason)
+            registry.rejected.append(Rejection.of(card, [reason], version))
+            registry.event("publish_failed", version=version, reason=reason)
+            self.repo.write_registry(registry)
+        finally:  # whatever the records did, the config goes back
+            self._put_back(before, on_event)
 
     def rollback(self, to: int | None = None, on_event: EventFn = log.info) -> int:
         """Serve an earlier version again (the one that served before the current, unless ``to`` says)."""
         self.triton.require_live()
         with self.repo.lock():
             registry = self.repo.read_registry()
+            self._reconcile(registry, on_event)
             if not registry.serving:
                 raise RepositoryError(f"{self.repo.name} has no serving version to roll back from")
             current = max(registry.serving)
@@ -142,11 +192,13 @@ class Publisher:
                 raise RepositoryError(f"version {target} is already serving")
             card = self.repo.card(target)  # raises if it is not on disk
             try:
-                self._serve([target], card)
+                self._serve([target], card, on_event)
                 self.triton.wait_ready(self.repo.name, target, self.options.load_timeout_s)
                 self._smoke(target, self.repo.version_dir(target), card)
-            except (TritonError, PublishError) as exc:
-                self._serve(registry.serving, self.repo.card(current))
+            except BaseException as exc:  # whatever it was, what served goes back
+                self._put_back(registry.serving, on_event)
+                if not isinstance(exc, Exception):
+                    raise
                 raise PublishError(f"rollback to version {target} failed, {current} still serves: {exc}") from exc
             registry.event("rollback", version=target, previous=registry.serving)
             registry.serving = [target]

@@ -31,7 +31,7 @@ from typing import Any
 
 from inferloop.triton.model_config import NAME_PATTERN, ModelConfig
 from trainer.card import CARD_FILE, ModelCard, utc_now
-from trainer.errors import RepositoryError
+from trainer.errors import LockBusy, RepositoryError
 
 STATE_DIR = "_inferloop"
 CONFIG_FILE = "config.pbtxt"
@@ -162,7 +162,7 @@ class ModelRepository:
                     break
                 except BlockingIOError:
                     if time.monotonic() > deadline:
-                        raise RepositoryError(
+                        raise LockBusy(
                             f"another publisher has held {self.name}'s lock for over {timeout_s:g} s"
                         ) from None
                     time.sleep(0.1)

@@ -121,3 +121,11 @@ def _quote(text: str) -> str:
 def _tensor(t: TensorSpec) -> str:
     dims = ", ".join(str(d) for d in t.dims)
     return f"  {{ name: {_quote(t.name)} data_type: {t.data_type.value} dims: [ {dims} ] }}"
+
+
+def specific_versions(pbtxt: str) -> tuple[int, ...] | None:
+    """The versions a config's ``specific`` version policy lists (None: another policy, or none)."""
+    match = re.search(r"version_policy\s*:\s*\{\s*specific\s*:\s*\{\s*versions\s*:\s*\[([^\]]*)\]", pbtxt)
+    if match is None:
+        return None
+    return tuple(sorted(int(v) for v in re.findall(r"\d+", match.group(1))))

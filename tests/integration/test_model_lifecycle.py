@@ -252,6 +252,57 @@ with repo.lock():
     assert control.infer(name, holdout_batch(2))[1] == 2
 
 
+PUBLISH_STEPS = {  # a step of Publisher.publish -> the progress event that follows it
+    "after renaming the version into place": "wrote version",
+    "after writing the config": "lists versions",
+    "after Triton loaded it": "Triton loaded",
+    "after the smoke check, before the registry": "is serving",
+}
+
+
+@pytest.mark.faults
+def test_a_publisher_killed_at_each_step_leaves_the_serving_version_unchanged(
+    fresh_model: LocalSettings, triton_server: TritonServer
+) -> None:
+    """A publisher SIGKILLed right after each step of a publish (the version renamed into place, the config
+    written, Triton loaded, the smoke check passed): the registry still says v1 serves, and once the next lock
+    holder (the trainer's next check) reconciles, the config lists v1 and Triton answers with v1; a last publish
+    then succeeds."""
+    name = fresh_model.model.name
+    repo = ModelRepository(triton_server.model_repository, name)
+    control = TritonControl(triton_server.grpc_url)
+    publisher = Publisher(repo, control, serving_options(fresh_model))
+    for step, marker in PUBLISH_STEPS.items():
+        script = f"""
+import os, signal
+from pathlib import Path
+from inferloop.triton.control import TritonControl
+from infra.local.settings import LocalSettings
+from trainer.jobs import serving_options
+from trainer.publish import Publisher
+from trainer.repository import ModelRepository
+
+def die_after(message: str) -> None:
+    if {marker!r} in message:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+settings = LocalSettings.model_validate_json({fresh_model.model_dump_json()!r})
+repo = ModelRepository(Path({str(triton_server.model_repository)!r}), {name!r})
+publisher = Publisher(repo, TritonControl({triton_server.grpc_url!r}), serving_options(settings))
+publisher.publish(repo.version_dir(1), repo.card(1), on_event=die_after)
+"""
+        died = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
+        assert died.returncode == -signal.SIGKILL, f"{step}: the publisher did not die there: {died.stderr[-2000:]}"
+        assert repo.read_registry().serving == [1], step
+        events: list[str] = []
+        publisher.reconcile(on_event=events.append)
+        assert (repo.model_dir / "config.pbtxt").read_text().count("versions: [ 1 ]") == 1, (step, events)
+        assert control.infer(name, holdout_batch(2))[1] == 1, f"{step}: Triton does not serve v1 after reconciling"
+    version = publisher.publish(repo.version_dir(1), repo.card(1))
+    assert repo.read_registry().serving == [version] and control.infer(name, holdout_batch(2))[1] == version
+    assert not list(repo.staging_dir.iterdir())
+
+
 def test_concurrent_publishers_get_distinct_versions(fresh_model: LocalSettings, triton_server: TritonServer) -> None:
     repo = ModelRepository(triton_server.model_repository, fresh_model.model.name)
     results: list[int] = []

@@ -70,6 +70,7 @@ def run_trainer_loop(
     while not stop.is_set() and (max_runs is None or len(results) < max_runs):
         pending = 0
         try:
+            jobs.publisher.reconcile(jobs.on_event)  # a publisher that died mid-way left the config unverified
             decision = due(jobs, triggers, time.monotonic() - last_run, new_at_last_attempt)
             pending = decision.pending
             if metrics is not None:

@@ -85,8 +85,10 @@ def retrain(jobs: TrainerJobs, min_new_labels: int | None = None) -> TrainOutcom
         jobs.record_rejection(card, decision.reasons)
         shutil.rmtree(folder, ignore_errors=True)
         raise CandidateRejected(card.candidate_id, decision.reasons)
-    version = jobs.publisher.publish(folder, card, jobs.on_event)
-    shutil.rmtree(folder, ignore_errors=True)
+    try:  # under the publisher's lock: discarded (StaleParent) if the parent no longer serves
+        version = jobs.publisher.publish(folder, card, jobs.on_event)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     return TrainOutcome(version, jobs.repo.card(version), decision)
 
 

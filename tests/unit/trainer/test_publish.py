@@ -12,7 +12,7 @@ import pytest
 from inferloop.triton.control import NAMES, Answer, FloatArray, TensorNames, VersionState
 from inferloop.triton.errors import ModelLoadFailed, TritonRequestFailed, TritonUnavailable
 from trainer.card import ModelCard
-from trainer.errors import PublishError, RepositoryError
+from trainer.errors import PublishError, RepositoryError, StaleParent
 from trainer.onnx_inference import onnx_proba
 from trainer.publish import Publisher, ServingOptions
 from trainer.repository import ModelRepository
@@ -167,3 +167,93 @@ def test_a_rollback_whose_target_fails_keeps_the_current_version(
         pub.rollback(to=1)
     assert repo.read_registry().serving == [2] and triton.loaded == [2]
     assert np.all(np.isfinite(triton.infer("digits", np.zeros((1, 1, 28, 28), np.float32), 2)[0]))
+
+
+class FlakyControlPlane(FakeControlPlane):
+    """A fake whose next ``failing_loads`` loads raise ``error`` (an unreachable Triton, a client timeout, a bug)."""
+
+    def __init__(self, repo: ModelRepository, error: BaseException, failing_loads: int) -> None:
+        super().__init__(repo)
+        self.error, self.failing_loads = error, failing_loads
+
+    def load(self, model: str, timeout_s: float = 120.0) -> None:
+        if self.failing_loads:
+            self.failing_loads -= 1
+            raise self.error
+        super().load(model, timeout_s)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [TritonUnavailable("fake:8001", 120.0, "deadline exceeded"), RuntimeError("a bug"), KeyboardInterrupt()],
+    ids=["unavailable", "unexpected", "interrupted"],
+)
+def test_any_failure_after_the_config_puts_the_serving_version_back_even_with_triton_down(
+    artifact: tuple[Path, ModelCard], tmp_path: Path, error: BaseException
+) -> None:
+    """The load raises whatever it raises, and so does the reload that restores: the config on disk still goes
+    back to the serving version (a Triton that restarts serves what it lists), and the registry says so."""
+    folder, card = artifact
+    repo = ModelRepository(tmp_path / "models", "digits")
+    good = Publisher(repo, FakeControlPlane(repo), ServingOptions())
+    good.publish(folder, card)
+    failing = 1 if isinstance(error, KeyboardInterrupt) else 2  # the new version's load, then the restoring reload
+    flaky = FlakyControlPlane(repo, error, failing_loads=failing)
+    events: list[str] = []
+    with pytest.raises((PublishError, KeyboardInterrupt)):
+        Publisher(repo, flaky, ServingOptions()).publish(folder, card, on_event=events.append)
+    assert served_versions(repo) == [1] and repo.read_registry().serving == [1]
+    assert repo.read_registry().history[-1]["event"] == "publish_failed"
+    assert failing == 1 or any("did not reload" in e for e in events), events
+    assert isinstance(error, Exception) or flaky.loaded == [1], "after an interrupt Triton reloads the old version"
+
+
+def test_a_publisher_that_died_after_writing_the_config_is_reconciled_at_the_next_lock(
+    artifact: tuple[Path, ModelCard], tmp_path: Path
+) -> None:
+    """The config lists an unverified version (its publisher died before recording anything); the next
+    publisher first puts back what the registry says serves, then goes on."""
+    pub, repo, triton = publisher(tmp_path)
+    folder, card = artifact
+    pub.publish(folder, card)
+    repo.write_config(pub._config_for(card, [1, 7]))  # what a publisher killed after write_config leaves
+    events: list[str] = []
+    assert pub.publish(folder, card, on_event=events.append) == 2
+    assert any("a publisher died mid-way" in e for e in events), events
+    assert served_versions(repo) == [2] and triton.loaded == [2]
+    history = [e["event"] for e in repo.read_registry().history]
+    assert history == ["published", "published"]
+
+
+def test_a_candidate_whose_parent_no_longer_serves_is_discarded(
+    artifact: tuple[Path, ModelCard], tmp_path: Path
+) -> None:
+    """Trained from v1 while an operator rolled forward to v2 (or back): publishing it would silently undo that."""
+    pub, repo, triton = publisher(tmp_path)
+    folder, card = artifact
+    pub.publish(folder, card)
+    pub.publish(folder, card)
+    stale = ModelCard.read(folder)
+    stale.parent = 1
+    with pytest.raises(StaleParent, match=re.escape("trained from version 1, but [2] serves now")):
+        pub.publish(folder, stale)
+    assert repo.read_registry().serving == [2] and repo.versions() == [1, 2] and triton.loaded == [2]
+    fresh = ModelCard.read(folder)
+    fresh.parent = 2
+    assert pub.publish(folder, fresh) == 3
+
+
+def test_a_rollback_reconciles_first_and_a_trainer_check_does_too(
+    artifact: tuple[Path, ModelCard], tmp_path: Path
+) -> None:
+    pub, repo, triton = publisher(tmp_path)
+    folder, card = artifact
+    pub.publish(folder, card)
+    pub.publish(folder, card)
+    repo.write_config(pub._config_for(card, [9]))  # left by a dead publisher
+    events: list[str] = []
+    pub.reconcile(on_event=events.append)  # what the trainer's loop does at every check
+    assert served_versions(repo) == [2] and triton.loaded == [2] and any("died mid-way" in e for e in events)
+    repo.write_config(pub._config_for(card, [9]))
+    assert pub.rollback(on_event=events.append) == 1
+    assert served_versions(repo) == [1] and repo.read_registry().serving == [1]
