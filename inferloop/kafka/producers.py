@@ -23,7 +23,7 @@ from inferloop.events import (
 )
 from inferloop.kafka.errors import BrokerUnavailable, EventTooLarge, FeedbackError
 from inferloop.kafka.options import kafka_options
-from inferloop.kafka.topics import ensure_topics
+from inferloop.kafka.topics import RECORD_OVERHEAD_BYTES, ensure_topics
 from inferloop.settings import Settings
 from inferloop.uri_policy import ImageUriPolicy
 
@@ -99,7 +99,7 @@ class ImageProducer(_Producer):
         :class:`~inferloop.errors.EventDecodeError` if a field is outside its bounds (docs/events.md)."""
         check_image_event(event)
         value = encode_image_event(event)
-        if len(value) > self.settings.streams.max_request_bytes - 512:  # record overhead
+        if len(value) > self.settings.streams.max_request_bytes - RECORD_OVERHEAD_BYTES:
             raise EventTooLarge(len(value), self.settings.streams.max_request_bytes, what)
         self._pending.append(
             self._producer.send(self.settings.streams.images_topic, key=event.event_id.encode(), value=value)

@@ -83,16 +83,6 @@ def read_topic(
         count, idle_since = 0, time.monotonic()
         while follow or ends:
             batch = consumer.poll(timeout_ms=200)
-            if not batch:
-                for tp in [tp for tp in ends if consumer.position(tp) >= ends[tp]]:
-                    del ends[tp]  # the rest of the range was compacted away or holds only markers
-                if ends and not follow and time.monotonic() - idle_since > idle_timeout_s:
-                    if complete:
-                        missing = {tp.partition: (consumer.position(tp), end) for tp, end in ends.items()}
-                        raise ReadIncomplete(topic, missing, idle_timeout_s)
-                    return
-                continue
-            idle_since = time.monotonic()
             for tp, records in batch.items():
                 for r in records:
                     if not follow and (tp not in ends or r.offset >= ends[tp]):
@@ -101,8 +91,15 @@ def read_topic(
                     count += 1
                     if limit is not None and count >= limit:
                         return
-                if not follow and tp in ends and consumer.position(tp) >= ends[tp]:
-                    del ends[tp]
+            # a partition is done once its position reaches the end: read, compacted away, or only markers left
+            ends = {tp: end for tp, end in ends.items() if consumer.position(tp) < end}
+            if batch:
+                idle_since = time.monotonic()
+            elif ends and not follow and time.monotonic() - idle_since > idle_timeout_s:
+                if complete:
+                    missing = {tp.partition: (consumer.position(tp), end) for tp, end in ends.items()}
+                    raise ReadIncomplete(topic, missing, idle_timeout_s)
+                return
     finally:
         consumer.close()
 

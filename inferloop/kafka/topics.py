@@ -9,12 +9,17 @@ so that it gets them as well. With ``kafka.create_topics`` off (managed clusters
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from inferloop.errors import ConfigurationError
 from inferloop.kafka.errors import BrokerUnavailable
 from inferloop.kafka.options import kafka_options
 from inferloop.settings import Settings
+
+RECORD_OVERHEAD_BYTES = 512  # a record batch's framing around one key and value, with room to spare
 
 
 class TopicsMissing(ConfigurationError):
@@ -66,12 +71,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     ]
 
 
-def topic_names(settings: Settings) -> list[str]:
-    return [spec.name for spec in topic_specs(settings)]
-
-
-def existing_topics(settings: Settings) -> set[str]:
-    """The names of the topics the cluster has."""
+@contextlib.contextmanager
+def _admin(settings: Settings) -> Iterator[Any]:
+    """A kafka-python admin client of the settings' cluster, closed afterwards."""
     from kafka.admin import KafkaAdminClient
     from kafka.errors import KafkaError
 
@@ -80,27 +82,26 @@ def existing_topics(settings: Settings) -> set[str]:
     except KafkaError as exc:
         raise BrokerUnavailable(settings.kafka.bootstrap, str(exc)) from exc
     try:
-        return set(admin.list_topics())
+        yield admin
     finally:
         admin.close()
 
 
-def ensure_topics(settings: Settings, names: list[str] | None = None, create: bool | None = None) -> list[str]:
+def existing_topics(settings: Settings) -> set[str]:
+    """The names of the topics the cluster has."""
+    with _admin(settings) as admin:
+        return set(admin.list_topics())
+
+
+def ensure_topics(settings: Settings, create: bool | None = None) -> list[str]:
     """Create the topics that do not exist yet (``create``: ``kafka.create_topics`` unless given); returns those
     created. Without creation, raises :class:`TopicsMissing` when any is missing."""
-    from kafka.admin import KafkaAdminClient
-    from kafka.errors import KafkaError, TopicAlreadyExistsError
+    from kafka.errors import TopicAlreadyExistsError
 
     create = settings.kafka.create_topics if create is None else create
-    bootstrap = settings.kafka.bootstrap
-    try:
-        admin = KafkaAdminClient(**kafka_options(settings.kafka), client_id="inferloop-admin", request_timeout_ms=15000)
-    except KafkaError as exc:
-        raise BrokerUnavailable(bootstrap, str(exc)) from exc
-    try:
+    with _admin(settings) as admin:
         existing = set(admin.list_topics())
-        wanted = [spec for spec in topic_specs(settings) if names is None or spec.name in names]
-        missing = [spec for spec in wanted if spec.name not in existing]
+        missing = [spec for spec in topic_specs(settings) if spec.name not in existing]
         if missing and not create:
             raise TopicsMissing([spec.name for spec in missing])
         if missing:
@@ -121,5 +122,3 @@ def ensure_topics(settings: Settings, names: list[str] | None = None, create: bo
             if failed:
                 raise TopicsNotCreated(failed)
         return [spec.name for spec in missing]
-    finally:
-        admin.close()

@@ -34,6 +34,7 @@ from inferloop.events import (
     encode_labelled_example,
 )
 from inferloop.images.uris import ImageUriReader
+from inferloop.kafka.topics import RECORD_OVERHEAD_BYTES
 from inferloop.metrics import JoinerMetrics
 from inferloop.quality import RollingQuality
 from inferloop.settings import Settings
@@ -41,7 +42,6 @@ from streams.errors import FeedbackRejected
 from streams.joiner.feedback_join import FeedbackJoin, Join, Origin, Reject
 
 log = logging.getLogger(__name__)
-RECORD_OVERHEAD_BYTES = 512  # a record batch's framing around one key and value, with room to spare
 
 # (topic, key, value) records -> once every one of them is acknowledged by the broker
 SendAllFn = Callable[[list[tuple[str, bytes, bytes]]], Awaitable[None]]

@@ -38,7 +38,6 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         consumer_max_fetch_size=plan.partition_fetch_bytes,
         producer_max_batch_size=256 * 1024,
     )
-    app.inferloop_memory_plan = plan  # type: ignore[attr-defined]
     images = app.topic(s.images_topic, key_type=bytes, value_type=bytes, partitions=s.partitions)
     metrics = WorkerMetrics(registry or CollectorRegistry())
     app.inferloop_metrics = metrics  # type: ignore[attr-defined]

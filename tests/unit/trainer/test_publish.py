@@ -85,6 +85,11 @@ def publisher(tmp_path: Path, **faults: set[int]) -> tuple[Publisher, ModelRepos
     return Publisher(repo, triton, ServingOptions(keep_versions=10)), repo, triton
 
 
+def publish_twice(pub: Publisher, artifact: tuple[Path, ModelCard]) -> None:
+    """v1 then v2: v2 serves, v1 is retired (there is something to roll back to)."""
+    assert [pub.publish(*artifact), pub.publish(*artifact)] == [1, 2]
+
+
 def served_versions(repo: ModelRepository) -> list[int]:
     text = (repo.model_dir / "config.pbtxt").read_text()
     return [int(v) for v in re.search(r"versions: \[ ([\d, ]+) \]", text).group(1).split(",")]  # type: ignore[union-attr]
@@ -159,9 +164,7 @@ def test_a_rollback_whose_target_fails_keeps_the_current_version(
     artifact: tuple[Path, ModelCard], tmp_path: Path
 ) -> None:
     pub, repo, triton = publisher(tmp_path)
-    folder, card = artifact
-    pub.publish(folder, card)
-    pub.publish(folder, card)
+    publish_twice(pub, artifact)
     triton.broken = {1}
     with pytest.raises(PublishError, match="rollback to version 1 failed, 2 still serves"):
         pub.rollback(to=1)
@@ -230,9 +233,8 @@ def test_a_candidate_whose_parent_no_longer_serves_is_discarded(
 ) -> None:
     """Trained from v1 while an operator rolled forward to v2 (or back): publishing it would silently undo that."""
     pub, repo, triton = publisher(tmp_path)
-    folder, card = artifact
-    pub.publish(folder, card)
-    pub.publish(folder, card)
+    folder = artifact[0]
+    publish_twice(pub, artifact)
     stale = ModelCard.read(folder)
     stale.parent = 1
     with pytest.raises(StaleParent, match=re.escape("trained from version 1, but [2] serves now")):
@@ -247,9 +249,8 @@ def test_a_rollback_reconciles_first_and_a_trainer_check_does_too(
     artifact: tuple[Path, ModelCard], tmp_path: Path
 ) -> None:
     pub, repo, triton = publisher(tmp_path)
-    folder, card = artifact
-    pub.publish(folder, card)
-    pub.publish(folder, card)
+    card = artifact[1]
+    publish_twice(pub, artifact)
     repo.write_config(pub._config_for(card, [9]))  # left by a dead publisher
     events: list[str] = []
     pub.reconcile(on_event=events.append)  # what the trainer's loop does at every check
