@@ -84,10 +84,10 @@ class Demo:
         jobs = TrainerJobs.from_settings(self.settings, on_event=self.on_event)
         repo = jobs.repo
         registry = repo.read_registry()
-        if not registry.serving:
+        if registry.promoted is None:
             self.on_event(f"no {repo.name} model serves: training version 1 from scratch on the embedded digits")
             return bootstrap(jobs, again=bool(repo.versions())).version
-        serving = max(registry.serving)
+        serving = registry.promoted
         if repo.card(serving).parent is None:
             return serving
         scratch = [v for v in repo.versions() if repo.card(v).parent is None]

@@ -1,4 +1,5 @@
-"""Wire formats of inferloop's topics: image events, predictions, dead letters, feedback and labelled examples.
+"""Wire formats of inferloop's topics: image events, predictions, dead letters, feedback, labelled examples and
+promotions.
 
 One encode/decode pair each.
 
@@ -8,9 +9,10 @@ Image events carry the image bytes raw, never base64: a Kafka value is a small b
 
 The JSON header holds the event id, time, source, content type, an optional image URI (for images too large to
 travel inline; read through fsspec, so ``file://`` and object stores work) and optional metadata. The key of
-the Kafka record is the event id. Predictions, dead letters and feedback are small JSON documents with a
-``schema_version``. Labelled examples (the training log) use a frame like image events' (magic ``ILX``), since
-they carry the image too. See ``docs/events.md``.
+the Kafka record is the event id. Predictions, dead letters, feedback and promotions (the announced version of
+each model) are small JSON documents with a ``schema_version``; shadow predictions are predictions, on a topic
+of their own. Labelled examples (the training log) use a frame like image events' (magic ``ILX``), since they
+carry the image too. See ``docs/events.md``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ FEEDBACK_SCHEMA_VERSION = 1
 EXAMPLE_SCHEMA_VERSION = 1
 PREDICTION_SCHEMA_VERSION = 1
 DEAD_LETTER_SCHEMA_VERSION = 1
+PROMOTION_SCHEMA_VERSION = 1
 _FRAME_HEAD = struct.Struct(">3sBI")
 MAX_HEADER_BYTES = 64 * 1024
 # Bounds of the text fields every decoder enforces (docs/events.md): a record within them always fits the next
@@ -44,6 +47,8 @@ MAX_METADATA_CHARS = 1024  # each metadata key or value
 MAX_LABELS = 1000  # class labels (and scores) in one prediction
 MAX_TOPIC_CHARS = 249  # Kafka's own limit on topic names
 MAX_FEEDBACK_BYTES = 4096  # a whole feedback record: the joiner keeps it in its table until it is logged
+MAX_EVIDENCE_ENTRIES = 32  # the evidence of a promotion: numbers and short texts
+PROMOTION_ACTIONS = ("promote", "rollback", "shadow", "shadow_ended", "reconcile")
 T = TypeVar("T")
 
 
@@ -369,11 +374,17 @@ class LabelledExample:
     feedback_at_ms: int = 0
     predicted_at_ms: int = 0
     logged_at_ms: int = field(default_factory=now_ms)
+    shadow_version: int | None = None  # the candidate scored in shadow on the same event, if any
+    shadow_label: str = ""  # its top label
     schema_version: int = EXAMPLE_SCHEMA_VERSION
 
     @property
     def correct(self) -> bool:
         return self.label == self.predicted_label
+
+    @property
+    def shadow_correct(self) -> bool | None:
+        return None if self.shadow_version is None else self.label == self.shadow_label
 
 
 def encode_labelled_example(example: LabelledExample) -> bytes:
@@ -392,6 +403,9 @@ def decode_labelled_example(value: bytes | None) -> LabelledExample:
         _count(header, name)
     for name in ("feedback_at_ms", "predicted_at_ms"):
         _count(header, name, required=False)
+    if header.get("shadow_version") is not None:
+        _count(header, "shadow_version")
+        _text(header, "shadow_label")
     score = header.get("predicted_score")
     if not isinstance(score, int | float) or isinstance(score, bool):
         raise EventDecodeError("missing_field", "field 'predicted_score' is missing or not a number")
@@ -399,3 +413,68 @@ def decode_labelled_example(value: bytes | None) -> LabelledExample:
         return LabelledExample(**header, image=image)
     except TypeError as exc:
         raise EventDecodeError("bad_header", f"not a labelled example: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """The announced state of one model, keyed by its name on the compacted promotions topic: the version that
+    computes every prediction (``serving``) and the candidate scored in shadow beside it (``shadow``), with why.
+
+    Only versions the publisher verified (loaded on every Triton replica, smoke-tested by pinned requests) are
+    announced; the latest record of a model is its state, so a rollback is one more record.
+    """
+
+    model_name: str
+    serving: int
+    shadow: int | None = None
+    action: str = "promote"  # one of PROMOTION_ACTIONS
+    reason: str = ""
+    evidence: dict[str, Any] = field(default_factory=dict)
+    announced_at_ms: int = field(default_factory=now_ms)
+    schema_version: int = PROMOTION_SCHEMA_VERSION
+
+
+def encode_promotion(promotion: Promotion) -> bytes:
+    return json.dumps(promotion.__dict__, separators=(",", ":"), sort_keys=True).encode()
+
+
+def _promotion(raw: Any) -> Promotion:
+    if not isinstance(raw, dict):
+        raise EventDecodeError("bad_promotion", "a promotion is a JSON object")
+    if raw.get("schema_version") != PROMOTION_SCHEMA_VERSION:
+        raise EventDecodeError("unknown_schema_version", f"promotion schema {raw.get('schema_version')!r}")
+    model = _text(raw, "model_name")
+    serving = _count(raw, "serving")
+    if serving < 1:
+        raise EventDecodeError("bad_field", "field 'serving' is a version number (1 or more)")
+    shadow = raw.get("shadow")
+    if shadow is not None and (_count(raw, "shadow") < 1 or shadow == serving):
+        raise EventDecodeError("bad_field", "field 'shadow' is another version number than 'serving'")
+    action = _text(raw, "action")
+    if action not in PROMOTION_ACTIONS:
+        raise EventDecodeError("bad_field", f"field 'action' is one of {', '.join(PROMOTION_ACTIONS)}")
+    evidence = raw.get("evidence") or {}
+    if (
+        not isinstance(evidence, dict)
+        or len(evidence) > MAX_EVIDENCE_ENTRIES
+        or not all(isinstance(k, str) and len(k) <= MAX_ID_CHARS for k in evidence)
+        or not all(
+            v is None or (isinstance(v, int | float | str) and not isinstance(v, bool) and len(str(v)) <= MAX_ID_CHARS)
+            for v in evidence.values()
+        )
+    ):
+        raise EventDecodeError("bad_field", f"field 'evidence' is up to {MAX_EVIDENCE_ENTRIES} numbers or short texts")
+    return Promotion(
+        model_name=model,
+        serving=serving,
+        shadow=shadow,
+        action=action,
+        reason=_text(raw, "reason", required=False, max_chars=MAX_SOURCE_CHARS),
+        evidence=dict(evidence),
+        announced_at_ms=_count(raw, "announced_at_ms"),
+    )
+
+
+def decode_promotion(value: bytes | None) -> Promotion:
+    """The promotion in a Kafka value; :class:`EventDecodeError` (``bad_promotion``, ``bad_field``...)."""
+    return _from_json(value, _promotion, "bad_promotion", "a promotion")

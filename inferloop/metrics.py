@@ -55,6 +55,18 @@ class WorkerMetrics:
         self.serving_version = Gauge(
             "inferloop_serving_model_version", "Model version that answered last.", ["model"], registry=registry
         )
+        self.shadow_predictions = Counter(
+            "inferloop_shadow_predictions",
+            "Predictions of the candidate in shadow written to the shadow-predictions topic (acknowledged).",
+            ["model", "version"],
+            registry=registry,
+        )
+        self.shadow_failures = Counter(
+            "inferloop_shadow_failures",
+            "Shadow inferences that failed (the events' predictions are unaffected).",
+            ["model"],
+            registry=registry,
+        )
         self.consumer_lag = consumer_lag_gauge(registry)
 
 

@@ -177,6 +177,13 @@ class StreamsSettings(SettingsGroup):
     images_topic: str = Field("inferloop.images", description="Image events in.")
     predictions_topic: str = Field("inferloop.predictions", description="Predictions out, keyed by event id.")
     dead_letter_topic: str = Field("inferloop.dead-letters", description="Events that could not be processed.")
+    shadow_predictions_topic: str = Field(
+        "inferloop.shadow-predictions",
+        description="Predictions of the candidate in shadow, keyed by event id (never on the predictions topic).",
+    )
+    shadow_fraction: float = Field(
+        1.0, ge=0, le=1, description="Share of live events also scored by the candidate in shadow (by event id)."
+    )
     partitions: int = Field(4, ge=1, description="Partitions of the topics inferloop creates.")
     max_batch: int = Field(256, ge=1, description="Most events the worker takes into one batch.")
     batch_within_ms: float = Field(10.0, gt=0, description="Longest wait to fill a batch.")
@@ -277,6 +284,13 @@ class ModelSettings(SettingsGroup):
     max_batch_size: int = Field(64, ge=1, description="Largest batch Triton accepts and forms.")
     instance_count: int = Field(1, ge=1, description="Model instances (processes) per Triton server.")
     max_queue_delay_us: int = Field(2000, ge=0, description="Dynamic batching: longest wait to fill a batch.")
+    promotions_topic: str = Field(
+        "inferloop.promotions",
+        description=(
+            "The announced (serving and shadow) version of each model: a compacted topic every worker reads; it "
+            "belongs with the model repository, so topic prefixes leave it alone."
+        ),
+    )
 
 
 class TrainerSettings(SettingsGroup):
@@ -318,7 +332,31 @@ class TrainerSettings(SettingsGroup):
     min_labels_per_run: int = Field(
         20, ge=1, description="Schedule and accuracy triggers: fewest new labelled examples a retraining uses."
     )
-    serving_versions: int = Field(1, ge=1, description="How many of the newest versions Triton serves at once.")
+    serving_versions: int = Field(
+        2,
+        ge=1,
+        description=(
+            "Verified versions Triton keeps loaded: the promoted one and those before it, so that a rollback to "
+            "them is an announcement (a candidate in shadow is loaded besides)."
+        ),
+    )
+    promotion_min_labels: int = Field(
+        200,
+        ge=0,
+        description=(
+            "Live labels the candidate in shadow needs before the promoter decides (it is promoted when at least as "
+            "accurate as the serving version on the same events); 0: promoted once verified, no shadow."
+        ),
+    )
+    best_tolerance: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="Gate: how far below the best version ever served a candidate may be on the trusted holdout.",
+    )
+    min_trusted_accuracy: float = Field(
+        0.5, ge=0, le=1, description="Gate: the least trusted-holdout accuracy any candidate needs."
+    )
     keep_versions: int = Field(10, ge=1, description="Versions kept on disk (for rollback); older are deleted.")
     load_timeout_s: float = Field(120.0, gt=0, description="How long Triton may take to load a version.")
     seed: int = Field(0, description="Seed of training and sampling.")
@@ -385,6 +423,7 @@ class Settings(BaseSettings):
                 "images_topic": f"{prefix}.images",
                 "predictions_topic": f"{prefix}.predictions",
                 "dead_letter_topic": f"{prefix}.dead-letters",
+                "shadow_predictions_topic": f"{prefix}.shadow-predictions",
             }
         )
         feedback = self.feedback.model_copy(

@@ -13,6 +13,11 @@ class DependencyOutage(RetryableError):
     """A batch waited ``streams.outage_timeout_s`` for a dependency: the process exits without committing it."""
 
 
+class NotPromoted(RetryableError):
+    """No version of the model is announced on the promotions topic yet: the worker waits (within its outage
+    budget) rather than ask Triton for whatever it loaded."""
+
+
 class InferenceFailed(PoisonError):
     """Triton refused the event's batch repeatedly (not unavailable: it answered with an error each time)."""
 

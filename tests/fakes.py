@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from inferloop.events import Feedback, Prediction
+from inferloop.triton.errors import TritonRequestFailed
 from inferloop.triton.signature import ModelSignature
 
 
@@ -24,19 +25,26 @@ SIGNATURE = ModelSignature("digits", "image", "probabilities", (1, 28, 28), tupl
 
 
 class FakeTriton:
-    def __init__(self, failures: list[Exception]) -> None:
-        self.failures = failures
+    def __init__(self, failures: list[Exception], failing_versions: set[int] = frozenset()) -> None:  # type: ignore[assignment]
+        self.failures, self.failing_versions = failures, failing_versions
         self.calls: list[int] = []
+        self.versions: list[int | None] = []  # the version each call asked for
 
     async def signature(self) -> ModelSignature:
         return SIGNATURE
 
-    async def infer(self, signature: ModelSignature, x: np.ndarray) -> tuple[np.ndarray, int]:
+    async def infer(
+        self, signature: ModelSignature, x: np.ndarray, version: int | None = None
+    ) -> tuple[np.ndarray, int]:
+        """Scores from version ``version`` (4 when none is named; version 5 ranks 'c' first)."""
         self.calls.append(len(x))
+        self.versions.append(version)
         if self.failures:
             raise self.failures.pop(0)
-        scores = np.tile(np.array([[0.2, 0.7, 0.1]], dtype=np.float32), (len(x), 1))
-        return scores, 4
+        if version in self.failing_versions:
+            raise TritonRequestFailed("digits", "inference", f"version {version} is not loaded")
+        row = [0.1, 0.2, 0.7] if version == 5 else [0.2, 0.7, 0.1]
+        return np.tile(np.array([row], dtype=np.float32), (len(x), 1)), version or 4
 
 
 class FakeBroker:

@@ -80,6 +80,8 @@ class ModelCard:
     version: int | None = None  # set when published
     serving_metrics: Metrics | None = None  # the serving model on the same holdouts, when there was one
     artifact_sha256: str | None = None
+    trusted_gate: dict[str, Any] | None = None  # the comparison with the best version ever served (trainer.evaluate)
+    shadow_evidence: dict[str, Any] | None = None  # live labels behind its promotion or rejection (the promoter)
 
     def signature(self, max_batch_size: int) -> ModelSignature:
         """What this model takes and answers when Triton serves it with ``max_batch_size``."""

@@ -1,31 +1,44 @@
-"""Publishing a version into the repository and getting Triton to serve it, with no dropped requests.
+"""Publishing a version beside the serving one, verifying it, and announcing which version serves.
 
-Publish: take the lock; clear what a dead publisher left; give the next number; write the version under
-staging and rename it into place; render the config to serve it; ask Triton to load; wait until that version
-is ready; check it with a smoke inference against the artifact's own outputs; then record it as serving,
-retire the versions beyond ``serving_versions`` (unloaded, kept on disk) and delete those beyond
-``keep_versions``. If anything fails from the config on (a refusal, an unreachable or slow Triton, an
-interruption), the config goes back to what it was, the version is moved aside, and whatever served before
-keeps serving. A publisher killed after writing the config leaves it listing an unverified version: every
-publish and rollback first reconciles the config with the registry, under the lock.
+Triton loads versions; the promotions topic (:mod:`inferloop.kafka.promotions`) says which one every worker
+asks for by number. So nothing a publish does reaches traffic until it is announced, and only verified versions
+are announced:
+
+* **publish**: take the lock; reconcile; clear what a dead publisher left; give the next number; write the
+  version under staging and rename it into place; render the config to load it *beside* the loaded versions;
+  ask Triton (every replica) to load; wait until it is ready; smoke-test it with pinned requests on every
+  replica against the artifact's own outputs; record it as verified. Then announce it in shadow (scored on live
+  traffic, promoted later by the promoter, ``trainer.promotion_min_labels``), or promote it at once when
+  shadow scoring is off or nothing serves yet. If anything fails from the config on (a refusal, an unreachable
+  or slow Triton, an interruption), the config goes back to what it was, the version is moved aside and
+  recorded as rejected, and the serving version never stopped serving: it was never unloaded.
+* **promote** / **rollback**: announce a verified version (loading and smoke-testing it first if it is not
+  loaded): instant for the versions kept loaded (``trainer.serving_versions``), no reload.
+* every announcement is written to the topic first and then to the registry; every lock holder reconciles
+  first: the config with the registry's loaded versions, and the registry with the topic (a verified, loaded
+  version the topic names is adopted: a publisher died after announcing; otherwise the registry's state is
+  announced again: it died before).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
+from inferloop.events import Promotion
 from inferloop.triton.control import ControlPlane
 from inferloop.triton.model_config import ModelConfig, specific_versions
-from trainer.card import ModelCard
+from trainer.card import CARD_FILE, ModelCard
 from trainer.errors import LockBusy, PublishError, RepositoryError, StaleParent
 from trainer.export import ONNX_FILE, triton_config
 from trainer.onnx_inference import onnx_proba
-from trainer.repository import CONFIG_FILE, ModelRepository, Registry, Rejection
+from trainer.repository import CONFIG_FILE, ModelRepository, Registry, Rejection, write_atomic
 
 log = logging.getLogger(__name__)
 SMOKE_ATOL = 1e-4
@@ -40,16 +53,27 @@ class ServingOptions:
     max_batch_size: int = 64
     instance_count: int = 1
     max_queue_delay_us: int = 2000
-    serving_versions: int = 1
+    serving_versions: int = 2  # verified versions kept loaded: the promoted one and those before it
     keep_versions: int = 10
     load_timeout_s: float = 120.0
+    shadow: bool = True  # a new version goes into shadow when one serves already; False: promoted once verified
+    retire_grace_s: float = 2.0  # after announcing another version, before unloading the one that served
+
+
+class Promotions(Protocol):
+    """Where promotions are announced (:class:`inferloop.kafka.promotions.PromotionLog`)."""
+
+    def latest(self, model: str) -> Promotion | None: ...
+    def announce(self, promotion: Promotion) -> None: ...
 
 
 class Publisher:
-    """Puts versions of one model into service on one Triton server."""
+    """Puts versions of one model into service on one Triton server (or every replica) and announces them."""
 
-    def __init__(self, repo: ModelRepository, triton: ControlPlane, options: ServingOptions) -> None:
-        self.repo, self.triton, self.options = repo, triton, options
+    def __init__(
+        self, repo: ModelRepository, triton: ControlPlane, options: ServingOptions, promotions: Promotions
+    ) -> None:
+        self.repo, self.triton, self.options, self.promotions = repo, triton, options, promotions
 
     def _config_for(self, card: ModelCard, versions: list[int]) -> ModelConfig:
         o = self.options
@@ -64,7 +88,7 @@ class Publisher:
         )
 
     def _smoke(self, version: int, folder: Path, card: ModelCard) -> None:
-        """The served version answers, and answers what its artifact computes."""
+        """The version answers pinned requests (on every replica), and answers what its artifact computes."""
         spec = card.input_spec
         x = np.random.default_rng(version).random((4, *spec.shape), dtype=np.float32)
         try:
@@ -84,8 +108,8 @@ class Publisher:
         on_event(f"Triton loaded {self.repo.name} {versions}")
 
     def _put_back(self, versions: list[int], on_event: EventFn) -> None:
-        """The config back to serving ``versions`` (none: no config), then a reload if Triton takes one: the
-        config on disk is what Triton serves after any restart, so it is right even when Triton is not."""
+        """The config back to loading ``versions`` (none: no config), then a reload if Triton takes one: the
+        config on disk is what Triton loads after any restart, so it is right even when Triton is not."""
         config = self.repo.model_dir / CONFIG_FILE
         if versions:
             self.repo.write_config(self._config_for(self.repo.card(max(versions)), versions))
@@ -96,12 +120,14 @@ class Publisher:
                 self.triton.load(self.repo.name, timeout_s=self.options.load_timeout_s)
             else:
                 self.triton.unload(self.repo.name)
-        except Exception as exc:  # unreachable, or slow: it serves the config's versions once it reloads
+        except Exception as exc:  # unreachable, or slow: it loads the config's versions once it reloads
             on_event(f"Triton did not reload {self.repo.name} ({exc}); its config lists {versions or 'nothing'}")
 
+    # -- reconciling ------------------------------------------------------------------------------------------
+
     def reconcile(self, on_event: EventFn = log.info, lock_timeout_s: float = 1.0) -> None:
-        """Put back what the registry says serves if a dead publisher left the config otherwise (the trainer's
-        loop calls this at every check); a publisher at work holds the lock and will do it itself."""
+        """Mend what a dead publisher left (the trainer's loop calls this at every check); a publisher at work
+        holds the lock and will do it itself."""
         try:
             with self.repo.lock(timeout_s=lock_timeout_s):
                 self._reconcile(self.repo.read_registry(), on_event)
@@ -109,21 +135,51 @@ class Publisher:
             return
 
     def _reconcile(self, registry: Registry, on_event: EventFn) -> None:
-        """At every lock acquisition: a publisher that died after writing the config (before recording what it
-        did) left a config that lists unverified versions; put back what the registry says serves."""
+        """At every lock acquisition: the config back to the registry's loaded versions (a publisher that died
+        after writing it left unverified ones there), and the registry and the topic in agreement."""
         if not registry.history:
             return  # never published here: nothing to reconcile with
         config = self.repo.model_dir / CONFIG_FILE
         listed = specific_versions(config.read_text()) if config.exists() else ()
-        if listed != tuple(sorted(registry.serving)):
+        if listed != tuple(sorted(registry.loaded)):
             on_event(
-                f"the config of {self.repo.name} lists {list(listed or [])} but {registry.serving or 'nothing'} "
-                "serves by the registry (a publisher died mid-way): putting the registry's back"
+                f"the config of {self.repo.name} lists {list(listed or [])} but the registry loads "
+                f"{registry.loaded or 'nothing'} (a publisher died mid-way): putting the registry's back"
             )
-            self._put_back(registry.serving, on_event)
+            self._put_back(registry.loaded, on_event)
+        if registry.promoted is None:
+            return
+        announced = self.promotions.latest(self.repo.name)
+        state = (registry.promoted, registry.shadow)
+        if announced is not None and (announced.serving, announced.shadow) == state:
+            return
+        if announced is not None and self._announceable(registry, announced.serving, announced.shadow):
+            on_event(
+                f"the promotions topic says version {announced.serving} serves ({announced.action}) but the registry "
+                f"says {registry.promoted} (a publisher died after announcing): the registry follows the topic"
+            )
+            registry.promoted, registry.shadow = announced.serving, announced.shadow
+            registry.event("reconciled", version=announced.serving, shadow=announced.shadow)
+            self.repo.write_registry(registry)
+            return
+        on_event(f"announcing the registry's state again: version {registry.promoted} serves")
+        self.promotions.announce(
+            Promotion(self.repo.name, registry.promoted, registry.shadow, "reconcile", "the registry's state")
+        )
 
-    def publish(self, artifact_dir: Path, card: ModelCard, on_event: EventFn = log.info) -> int:
-        """Publish the artifact as the next version and make it serve; returns its number."""
+    @staticmethod
+    def _announceable(registry: Registry, serving: int, shadow: int | None) -> bool:
+        ok = {v for v in registry.verified if v in registry.loaded}
+        return serving in ok and (shadow is None or shadow in ok)
+
+    # -- publishing -------------------------------------------------------------------------------------------
+
+    def publish(
+        self, artifact_dir: Path, card: ModelCard, on_event: EventFn = log.info, shadow: bool | None = None
+    ) -> int:
+        """Publish the artifact as the next version, verify it beside the serving one, then announce it in
+        shadow (or promote it: nothing serves yet, or ``shadow`` is False, by default when shadow scoring is
+        off); returns its number."""
         self.triton.require_live()
         with self.repo.lock():
             leftovers = self.repo.clean_staging()
@@ -131,10 +187,10 @@ class Publisher:
                 on_event(f"removed half-written versions left by a publisher that died: {', '.join(leftovers)}")
             registry = self.repo.read_registry()
             self._reconcile(registry, on_event)
-            if card.parent is not None and registry.serving and card.parent not in registry.serving:
+            if card.parent is not None and registry.promoted is not None and card.parent != registry.promoted:
                 raise StaleParent(
-                    f"candidate {card.candidate_id} was trained from version {card.parent}, but "
-                    f"{registry.serving} serves now (a rollback or another publish during its training): "
+                    f"candidate {card.candidate_id} was trained from version {card.parent}, but version "
+                    f"{registry.promoted} serves now (a rollback or a promotion during its training): "
                     "discarded; the next run trains from what serves"
                 )
             version = max(registry.last_version, *self.repo.versions(), 0) + 1
@@ -145,23 +201,34 @@ class Publisher:
             folder = self.repo.commit(staged, version)
             on_event(f"wrote version {version} to {folder}")
 
-            before = list(registry.serving)
-            after = sorted({*before, version})[-self.options.serving_versions :]
+            before = list(registry.loaded)
             try:
-                self._serve(after, card, on_event)
+                self._serve(sorted({*before, version}), card, on_event)
                 self.triton.wait_ready(self.repo.name, version, self.options.load_timeout_s)
                 self._smoke(version, folder, card)
             except BaseException as exc:  # refused, unreachable, too slow, interrupted: whatever it was
                 self._restore(registry, before, version, card, f"{type(exc).__name__}: {exc}", on_event)
                 if not isinstance(exc, Exception):
                     raise
-                raise PublishError(f"version {version} of {self.repo.name} was not put in service: {exc}") from exc
-            on_event(f"version {version} is serving")
-
-            registry.serving = after
-            registry.event("published", version=version, serving=after, retired=sorted(set(before) - set(after)))
+                raise PublishError(f"version {version} of {self.repo.name} was not verified: {exc}") from exc
+            registry.loaded = sorted({*before, version})
+            registry.verified = sorted({*registry.verified, version})
+            registry.event("verified", version=version)
             self.repo.write_registry(registry)
-            deleted = self.repo.prune(self.options.keep_versions, protected=after)
+            on_event(f"version {version} is loaded and verified on every replica (no traffic yet)")
+
+            if registry.promoted is None or not (self.options.shadow if shadow is None else shadow):
+                self._announce_promotion(registry, version, "promote", "verified", {}, on_event)
+            else:
+                superseded = registry.shadow
+                self._announce(registry, registry.promoted, version, "shadow", "verified, scored in shadow")
+                registry.shadow = version
+                registry.event("shadow", version=version, serving=registry.promoted, superseded=superseded)
+                self.repo.write_registry(registry)
+                on_event(f"version {version} is in shadow beside version {registry.promoted}")
+                if superseded is not None:
+                    self._retire_unneeded(registry, on_event)
+            deleted = self.repo.prune(self.options.keep_versions, protected=registry.loaded)
             if deleted:
                 on_event(f"deleted old versions beyond the {self.options.keep_versions} kept: {deleted}")
             return version
@@ -169,7 +236,7 @@ class Publisher:
     def _restore(
         self, registry: Registry, before: list[int], version: int, card: ModelCard, reason: str, on_event: EventFn
     ) -> None:
-        on_event(f"version {version} failed ({reason}); restoring {before or 'no version'}")
+        on_event(f"version {version} failed ({reason}); loading {before or 'no version'} again")
         try:
             self.repo.quarantine(version, card, reason)
             registry.rejected.append(Rejection.of(card, [reason], version))
@@ -178,43 +245,163 @@ class Publisher:
         finally:  # whatever the records did, the config goes back
             self._put_back(before, on_event)
 
-    def rollback(self, to: int | None = None, on_event: EventFn = log.info) -> int:
-        """Serve an earlier version again (the one that served before the current, unless ``to`` says)."""
+    # -- announcing -------------------------------------------------------------------------------------------
+
+    def _announce(
+        self,
+        registry: Registry,
+        serving: int,
+        shadow: int | None,
+        action: str,
+        reason: str,
+        evidence: dict[str, Any] | None = None,
+    ) -> None:
+        if not self._announceable(registry, serving, shadow):
+            raise RepositoryError(f"refusing to announce unverified or unloaded versions ({serving}, {shadow})")
+        self.promotions.announce(Promotion(self.repo.name, serving, shadow, action, reason, dict(evidence or {})))
+
+    def _announce_promotion(
+        self,
+        registry: Registry,
+        version: int,
+        action: str,
+        reason: str,
+        evidence: dict[str, Any],
+        on_event: EventFn,
+    ) -> None:
+        """Announce ``version`` as serving (first the topic, then the registry), then unload what is no longer
+        kept loaded. A candidate in shadow stays in shadow unless it is the version promoted."""
+        previous = registry.promoted
+        shadow = registry.shadow if registry.shadow != version else None
+        self._announce(registry, version, shadow, action, reason, evidence)
+        registry.promoted, registry.shadow = version, shadow
+        registry.event("promoted" if action == "promote" else action, version=version, previous=previous, **evidence)
+        self.repo.write_registry(registry)
+        on_event(f"version {version} serves (was {previous or 'nothing'}): {reason}")
+        self._retire_unneeded(registry, on_event, grace=previous is not None)
+
+    def _retire_unneeded(self, registry: Registry, on_event: EventFn, grace: bool = False) -> None:
+        """Unload the loaded versions beyond the promoted one, the candidate in shadow and the
+        ``serving_versions - 1`` promoted most recently before (kept loaded for instant rollbacks)."""
+        assert registry.promoted is not None
+        keep = {registry.promoted, *registry.promoted_before()[: self.options.serving_versions - 1]}
+        if registry.shadow is not None:
+            keep.add(registry.shadow)
+        keep &= set(registry.loaded)
+        retired = sorted(set(registry.loaded) - keep)
+        if not retired:
+            return
+        if grace:  # workers follow the announcement within a poll: let their requests to the old version finish
+            time.sleep(self.options.retire_grace_s)
+        registry.loaded = sorted(keep)
+        self.repo.write_registry(registry)
+        self._put_back(registry.loaded, on_event)
+        registry.event("retired", versions=retired)
+        self.repo.write_registry(registry)
+        on_event(f"unloaded versions {retired} (kept loaded: {registry.loaded})")
+
+    def _load_verified(self, registry: Registry, version: int, on_event: EventFn) -> None:
+        """Load a verified version that is not loaded (beside the others) and smoke-test it again."""
+        if version in registry.loaded:
+            return
+        card = self.repo.card(version)  # raises if it is not on disk
+        try:
+            self._serve(sorted({*registry.loaded, version}), card, on_event)
+            self.triton.wait_ready(self.repo.name, version, self.options.load_timeout_s)
+            self._smoke(version, self.repo.version_dir(version), card)
+        except BaseException as exc:  # whatever it was, the loaded versions stay as they were
+            self._put_back(registry.loaded, on_event)
+            if not isinstance(exc, Exception):
+                raise
+            raise PublishError(f"version {version} could not be loaded and verified again: {exc}") from exc
+        registry.loaded = sorted({*registry.loaded, version})
+        self.repo.write_registry(registry)
+
+    def _verified(self, registry: Registry, version: int) -> None:
+        if version not in registry.verified or version not in self.repo.versions():
+            raise RepositoryError(
+                f"version {version} of {self.repo.name} was never verified (or is gone): only versions that passed "
+                f"the smoke test can serve; verified: {registry.verified}"
+            )
+
+    def promote(
+        self,
+        version: int,
+        evidence: dict[str, Any] | None = None,
+        reason: str = "operator",
+        on_event: EventFn = log.info,
+        expect_shadow: bool = False,
+    ) -> int:
+        """Announce a verified ``version`` as serving (loading and checking it first if it is not loaded).
+        ``expect_shadow``: only if it is still the candidate in shadow (the promoter's decision is about it)."""
         self.triton.require_live()
         with self.repo.lock():
             registry = self.repo.read_registry()
             self._reconcile(registry, on_event)
-            if not registry.serving:
+            if expect_shadow and registry.shadow != version:
+                raise StaleParent(f"version {version} is no longer in shadow (now: {registry.shadow}); not promoted")
+            self._verified(registry, version)
+            if version == registry.promoted:
+                raise RepositoryError(f"version {version} already serves")
+            self._load_verified(registry, version, on_event)
+            if evidence:
+                card = self.repo.card(version)
+                card.shadow_evidence = dict(evidence)
+                write_atomic(self.repo.version_dir(version) / CARD_FILE, card.to_json() + "\n")
+            self._announce_promotion(registry, version, "promote", reason, dict(evidence or {}), on_event)
+            return version
+
+    def end_shadow(
+        self, version: int, reasons: list[str], evidence: dict[str, Any], on_event: EventFn = log.info
+    ) -> None:
+        """The candidate in shadow lost (or is given up): recorded as rejected with the evidence, announced out
+        of shadow, unloaded and moved aside."""
+        with self.repo.lock():
+            registry = self.repo.read_registry()
+            self._reconcile(registry, on_event)
+            if registry.shadow != version or registry.promoted is None:
+                raise StaleParent(f"version {version} is no longer in shadow (now: {registry.shadow})")
+            self._announce(registry, registry.promoted, None, "shadow_ended", "; ".join(reasons), evidence)
+            card = self.repo.card(version)
+            card.shadow_evidence = dict(evidence)
+            registry.shadow = None
+            registry.verified = [v for v in registry.verified if v != version]
+            registry.loaded = [v for v in registry.loaded if v != version]
+            registry.rejected.append(Rejection.of(card, reasons, version))
+            registry.event("shadow_ended", version=version, reasons=reasons, **evidence)
+            self.repo.write_registry(registry)
+            self._put_back(registry.loaded, on_event)
+            card.write(self.repo.version_dir(version))
+            self.repo.quarantine(version, card, "; ".join(reasons))
+            on_event(f"version {version} left shadow, rejected: {'; '.join(reasons)}")
+
+    def rollback(self, to: int | None = None, on_event: EventFn = log.info) -> int:
+        """Serve an earlier verified version again (the one promoted before the current, unless ``to`` says):
+        an announcement, instant when it is still loaded. A candidate in shadow is dropped from shadow."""
+        self.triton.require_live()
+        with self.repo.lock():
+            registry = self.repo.read_registry()
+            self._reconcile(registry, on_event)
+            if registry.promoted is None:
                 raise RepositoryError(f"{self.repo.name} has no serving version to roll back from")
-            current = max(registry.serving)
-            target = to if to is not None else self._previous(registry, current)
+            current = registry.promoted
+            target = to if to is not None else self._previous(registry)
             if target == current:
                 raise RepositoryError(f"version {target} is already serving")
-            card = self.repo.card(target)  # raises if it is not on disk
-            try:
-                self._serve([target], card, on_event)
-                self.triton.wait_ready(self.repo.name, target, self.options.load_timeout_s)
-                self._smoke(target, self.repo.version_dir(target), card)
-            except BaseException as exc:  # whatever it was, what served goes back
-                self._put_back(registry.serving, on_event)
-                if not isinstance(exc, Exception):
-                    raise
-                raise PublishError(f"rollback to version {target} failed, {current} still serves: {exc}") from exc
-            registry.event("rollback", version=target, previous=registry.serving)
-            registry.serving = [target]
-            self.repo.write_registry(registry)
-            on_event(f"version {target} is serving again (was {current})")
+            self._verified(registry, target)
+            self._load_verified(registry, target, on_event)
+            dropped = registry.shadow
+            registry.shadow = None  # a candidate trained from what no longer serves is not promoted later
+            self._announce_promotion(registry, target, "rollback", f"rolled back from {current}", {}, on_event)
+            if dropped is not None and dropped != target:
+                registry.event("shadow_ended", version=dropped, reasons=["rolled back"])
+                self.repo.write_registry(registry)
             return target
 
-    def _previous(self, registry: Registry, current: int) -> int:
-        """The newest version on disk, older than ``current``, that served before."""
-        served = {
-            v
-            for e in registry.history
-            if e["event"] in ("published", "rollback")
-            for v in [e["version"], *e.get("serving", [])]
-        }
-        older = [v for v in self.repo.versions() if v < current and v in served]
-        if not older:
-            raise RepositoryError(f"no earlier version of {self.repo.name} on disk to roll back to")
-        return max(older)
+    def _previous(self, registry: Registry) -> int:
+        """The version promoted most recently before the current one, still verified and on disk."""
+        on_disk = set(self.repo.versions())
+        for v in registry.promoted_before():
+            if v in on_disk and v in registry.verified:
+                return v
+        raise RepositoryError(f"no earlier version of {self.repo.name} on disk to roll back to")

@@ -2,10 +2,11 @@
 
 Layout (``<repo>/<model>/``)::
 
-    config.pbtxt            rendered from code; lists exactly the versions Triton serves
+    config.pbtxt            rendered from code; lists exactly the versions Triton loads
     1/ 2/ ...               version folders: model.onnx, model.py, weights.pt, model_card.json
     _inferloop/             not numeric, so Triton ignores it
-        registry.json       which versions serve, the last number given, history, rejected candidates
+        registry.json       which versions are loaded, verified, promoted and in shadow, the last number
+                            given, history, rejected candidates
         publish.lock        held by the one publisher at work
         staging/            versions being written (renamed into place when complete)
         candidates/         artifacts the trainer produced, before the gate
@@ -67,15 +68,42 @@ class Rejection:
 
 @dataclass
 class Registry:
-    """inferloop's record of one model: what serves, what was given a number, what was refused."""
+    """inferloop's record of one model: what Triton loads (``loaded``: the versions the config lists), which of
+    those passed the smoke test on every replica (``verified``), which one is announced to serve every prediction
+    (``promoted``) and which is scored in shadow (``shadow``); what was given a number, what was refused."""
 
-    serving: list[int] = field(default_factory=list)
+    loaded: list[int] = field(default_factory=list)
+    verified: list[int] = field(default_factory=list)
+    promoted: int | None = None
+    shadow: int | None = None
     last_version: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
 
     def event(self, kind: str, **details: Any) -> None:
         self.history.append({"at": utc_now(), "event": kind, **details})
+
+    def promoted_before(self) -> list[int]:
+        """Versions promoted before the current one, the most recent first (rollback targets)."""
+        seen: list[int] = []
+        for e in reversed(self.history):
+            if e["event"] in ("promoted", "rollback", "published") and e.get("version") != self.promoted:
+                v = e.get("version")
+                if isinstance(v, int) and v not in seen:
+                    seen.append(v)
+        return seen
+
+    @staticmethod
+    def from_dict(raw: dict[str, Any]) -> Registry:
+        """As recorded, tolerating a registry an older inferloop wrote (``serving``: what it loaded and served)."""
+        raw = dict(raw)
+        old_serving = raw.pop("serving", None)
+        if old_serving is not None and "loaded" not in raw:
+            raw["loaded"] = list(old_serving)
+            raw["verified"] = list(old_serving)
+            raw["promoted"] = max(old_serving) if old_serving else None
+        raw["rejected"] = [Rejection.from_dict(r) for r in raw.get("rejected", [])]
+        return Registry(**raw)
 
 
 def fsync_path(path: Path) -> None:
@@ -132,9 +160,7 @@ class ModelRepository:
 
     def read_registry(self) -> Registry:
         try:
-            raw = json.loads(self.registry_path.read_text())
-            raw["rejected"] = [Rejection.from_dict(r) for r in raw.get("rejected", [])]
-            return Registry(**raw)
+            return Registry.from_dict(json.loads(self.registry_path.read_text()))
         except FileNotFoundError:
             return Registry()
         except (json.JSONDecodeError, TypeError, AttributeError) as exc:
@@ -243,15 +269,29 @@ class ModelRepository:
         return doomed
 
     def catalog(self) -> list[dict[str, Any]]:
-        """Every version on disk (serving or retired) and every rejected candidate, oldest first."""
+        """Every version on disk and every rejected candidate, oldest first, with its status: ``serving`` (the
+        promoted version), ``shadow``, ``candidate`` (verified, never promoted), ``retired`` or ``rejected``."""
         registry = self.read_registry()
+        ever_promoted = {registry.promoted, *registry.promoted_before()}
         rows: list[dict[str, Any]] = []
         for version in self.versions():
             card = self.card(version)
+            if version == registry.promoted:
+                status = "serving"
+            elif version == registry.shadow:
+                status = "shadow"
+            elif version in ever_promoted:
+                status = "retired"
+            elif version in registry.verified:
+                status = "candidate"
+            else:
+                status = "unverified"
             rows.append(
                 {
                     "version": version,
-                    "status": "serving" if version in registry.serving else "retired",
+                    "status": status,
+                    "loaded": version in registry.loaded,
+                    "shadow_evidence": card.shadow_evidence,
                     "created_at": card.created_at,
                     "parent": card.parent,
                     "candidate_id": card.candidate_id,
@@ -268,6 +308,7 @@ class ModelRepository:
                 {
                     "version": entry.version,
                     "status": "rejected",
+                    "loaded": False,
                     "created_at": entry.at,
                     "parent": entry.parent,
                     "candidate_id": entry.candidate_id,

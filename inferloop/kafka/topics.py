@@ -54,8 +54,9 @@ def join_changelog_topic(settings: Settings) -> str:
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
-    """Every topic inferloop needs. The training log and the join changelog are compacted (the latest record per
-    key, kept forever); every topic takes records up to ``streams.max_request_bytes``."""
+    """Every topic inferloop needs. The training log, the join changelog and the promotions topic (one
+    partition) are compacted (the latest record per key, kept forever); every topic takes records up to
+    ``streams.max_request_bytes``."""
     s, f, k = settings.streams, settings.feedback, settings.kafka
     common = {"max.message.bytes": str(s.max_request_bytes)}
     if k.min_insync_replicas is not None:
@@ -65,9 +66,11 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(s.images_topic, s.partitions, common),
         TopicSpec(s.predictions_topic, s.partitions, common),
         TopicSpec(s.dead_letter_topic, s.partitions, common),
+        TopicSpec(s.shadow_predictions_topic, s.partitions, common),
         TopicSpec(f.topic, s.partitions, common),
         TopicSpec(f.training_log_topic, s.partitions, compacted),
         TopicSpec(join_changelog_topic(settings), s.partitions, compacted),
+        TopicSpec(settings.model.promotions_topic, 1, compacted),  # one partition: one order of announcements
     ]
 
 

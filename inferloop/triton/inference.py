@@ -1,7 +1,8 @@
 """Triton's data plane for the worker: asynchronous gRPC, one model, batched float32 inputs.
 
-The worker reads the served version's :class:`~inferloop.triton.signature.ModelSignature` from Triton (never
-assumes it) and infers with it; every answer carries the version that computed it.
+The worker reads the model's :class:`~inferloop.triton.signature.ModelSignature` from Triton (never assumes it)
+and infers with it, naming the version (the promoted one, or the candidate in shadow); every answer carries the
+version that computed it.
 """
 
 from __future__ import annotations
@@ -46,8 +47,11 @@ class TritonInference:
         )
         return ModelSignature.from_config(raw["config"])
 
-    async def infer(self, signature: ModelSignature, x: FloatArray) -> tuple[FloatArray, int]:
-        """Class scores for ``x`` and the version that computed them."""
+    async def infer(
+        self, signature: ModelSignature, x: FloatArray, version: int | None = None
+    ) -> tuple[FloatArray, int]:
+        """Class scores for ``x`` from ``version`` (the workers always name the promoted one) and the version that
+        computed them."""
         inp = self._aio.InferInput(signature.input_name, list(x.shape), "FP32")
         inp.set_data_from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         result = await self._call(
@@ -55,6 +59,7 @@ class TritonInference:
             self._client.infer(
                 self.model,
                 [inp],
+                model_version=str(version) if version else "",
                 outputs=[self._aio.InferRequestedOutput(signature.output_name)],
                 client_timeout=self.timeout_s,
             ),

@@ -67,7 +67,7 @@ class ImageLookup:
                         start = (await consumer.beginning_offsets([tp]))[tp]
                         end = (await consumer.end_offsets([tp]))[tp]
                         todo = [o for o in todo if start <= o < end]  # the others are gone for good
-                        if todo and consumer.position(tp) >= end:
+                        if todo and await consumer.position(tp) >= end:
                             todo = []  # read to the end: what is left was skipped (markers), gone
                         break
                     for record in batch:

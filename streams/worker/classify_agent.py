@@ -2,7 +2,9 @@
 
 The app is built by :func:`create_app` from the settings (Faust itself is configured in
 :mod:`streams.faust_app`), at-least-once:
-the agent consumes with ``take_events`` at concurrency 1 (batch and buffer sizes from the memory budget,
+every inference names the version announced on the promotions topic (followed in the background by a
+:class:`~inferloop.kafka.promotions.PromotionWatcher`), and the candidate in shadow scores a share of the events
+onto the shadow-predictions topic; the agent consumes with ``take_events`` at concurrency 1 (batch and buffer sizes from the memory budget,
 :mod:`streams.worker.memory_plan`) (faust acknowledges a batch only after the agent's
 body returned, and commits offsets only of acknowledged events), and the body returns only once every output
 of the batch is acknowledged by the broker.
@@ -17,6 +19,7 @@ import faust
 from aiokafka.partitioner import murmur2
 from prometheus_client import CollectorRegistry
 
+from inferloop.kafka.promotions import PromotionWatcher
 from inferloop.kafka.topics import ensure_topics
 from inferloop.metrics import WorkerMetrics
 from inferloop.settings import Settings
@@ -77,12 +80,14 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     @app.agent(images, concurrency=1)
     async def classify(stream: faust.StreamT[bytes]) -> None:
         triton = triton_inference(settings)
-        classifier = Classifier(settings, triton, metrics, send)
+        promotions = PromotionWatcher(settings)  # every worker follows the whole promotions topic
+        classifier = Classifier(settings, triton, metrics, send, promotions.current)
         try:
             batches = stream.take_events(plan.batch, within=s.batch_within_ms / 1000)  # type: ignore[attr-defined]
             await process_batches(batches, classifier.process, batch_deadline_s(settings))
         finally:
             classifier.stop()
+            await promotions.close()
             await triton.close()
 
     observe(app, s.app_id, metrics.registry, metrics.consumer_lag, {s.images_topic}, s.metrics_port)

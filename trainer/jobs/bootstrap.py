@@ -21,7 +21,7 @@ def bootstrap(jobs: TrainerJobs, again: bool = False) -> TrainOutcome:
     jobs.triton.require_live()
     repo = jobs.repo
     registry = repo.read_registry()
-    if not again and (registry.serving or repo.versions()):
+    if not again and (registry.loaded or repo.versions()):
         raise RepositoryError(f"{repo.name} already has versions {repo.versions()}; use `inferloop train` to retrain")
     t, spec = jobs.settings.trainer, jobs.spec
     jobs.on_event(f"loading dataset {t.dataset!r}")
@@ -38,6 +38,7 @@ def bootstrap(jobs: TrainerJobs, again: bool = False) -> TrainOutcome:
     card.metrics = measure(folder, holdout, ExampleSet.empty(spec, data.classes))
     jobs.write_card(card, folder)
     jobs.on_event(f"holdout accuracy {card.metrics.holdout_accuracy:.4f}")
-    version = jobs.publisher.publish(folder, card, jobs.on_event)
+    # trained from scratch on the dataset by an operator's explicit command: promoted once verified, no shadow
+    version = jobs.publisher.publish(folder, card, jobs.on_event, shadow=False)
     shutil.rmtree(folder, ignore_errors=True)
     return TrainOutcome(version, repo.card(version), None)

@@ -49,7 +49,16 @@ def serving_options(settings: Settings) -> ServingOptions:
         serving_versions=t.serving_versions,
         keep_versions=t.keep_versions,
         load_timeout_s=t.load_timeout_s,
+        shadow=t.promotion_min_labels > 0,
     )
+
+
+def publisher(settings: Settings, triton: ControlPlane) -> Publisher:
+    """The publisher of the settings' model: its repository, on ``triton``, announcing on the promotions topic."""
+    from inferloop.kafka.promotions import PromotionLog
+
+    repo = ModelRepository(settings.model_repository, settings.model.name)
+    return Publisher(repo, triton, serving_options(settings), PromotionLog(settings))
 
 
 def dataset_name(source: str) -> str:
@@ -69,8 +78,8 @@ class TrainerJobs:
         on_epoch: ProgressFn | None = None,
     ) -> None:
         self.settings, self.triton = settings, triton
-        self.repo = ModelRepository(settings.model_repository, settings.model.name)
-        self.publisher = Publisher(self.repo, triton, serving_options(settings))
+        self.publisher = publisher(settings, triton)
+        self.repo = self.publisher.repo
         self._reader = reader
         self.on_event, self.on_epoch = on_event, on_epoch
 
@@ -99,9 +108,9 @@ class TrainerJobs:
 
     def serving_card(self) -> ModelCard:
         registry = self.repo.read_registry()
-        if not registry.serving:
+        if registry.promoted is None:
             raise NoServingVersion(f"{self.repo.name} has no serving version: run `inferloop train --bootstrap` first")
-        return self.repo.card(max(registry.serving))
+        return self.repo.card(registry.promoted)
 
     def new_labels(self) -> tuple[ExampleSet, str | None]:
         """The labelled examples logged since the serving version's training read, and the cursor after them."""

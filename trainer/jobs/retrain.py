@@ -29,9 +29,9 @@ def retrain(jobs: TrainerJobs, min_new_labels: int | None = None) -> TrainOutcom
     need = t.min_new_labels if min_new_labels is None else min_new_labels
     jobs.triton.require_live()
     registry = jobs.repo.read_registry()
-    if not registry.serving:
+    if registry.promoted is None:
         raise NoServingVersion(f"{jobs.repo.name} has no serving version: run `inferloop train --bootstrap` first")
-    parent = max(registry.serving)
+    parent = registry.promoted
     parent_card = jobs.repo.card(parent)
     spec, classes = parent_card.input_spec, tuple(parent_card.classes)
     reader = jobs.reader(spec)

@@ -1,9 +1,11 @@
-"""Publishing and rolling back against a fake Triton control plane that serves what the rendered config lists,
-computing with each version's own ONNX file (the integration tests do the same against the real server)."""
+"""Publishing, promoting and rolling back against a fake Triton control plane that loads what the rendered config
+lists, computing with each version's own ONNX file, and an in-memory promotions topic (the integration tests do
+the same against the real servers)."""
 
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,8 @@ from inferloop.triton.errors import ModelLoadFailed, TritonRequestFailed, Triton
 from trainer.card import ModelCard
 from trainer.errors import PublishError, RepositoryError, StaleParent
 from trainer.onnx_inference import onnx_proba
+from inferloop.events import Promotion
+from inferloop.kafka.errors import BrokerUnavailable
 from trainer.publish import Publisher, ServingOptions
 from trainer.repository import ModelRepository
 
@@ -79,46 +83,91 @@ def artifact(trained: tuple[Path, object, object], tmp_path: Path) -> tuple[Path
     return folder, ModelCard.read(folder)
 
 
-def publisher(tmp_path: Path, **faults: set[int]) -> tuple[Publisher, ModelRepository, FakeControlPlane]:
+class FakePromotions:
+    """The promotions topic in memory; ``refuse`` makes the next announcements fail like an unreachable broker."""
+
+    def __init__(self) -> None:
+        self.records: list[Promotion] = []
+        self.refuse = 0
+
+    def latest(self, model: str) -> Promotion | None:
+        mine = [p for p in self.records if p.model_name == model]
+        return mine[-1] if mine else None
+
+    def announce(self, promotion: Promotion) -> None:
+        if self.refuse:
+            self.refuse -= 1
+            raise BrokerUnavailable("fake:9092", "refused")
+        self.records.append(promotion)
+
+    def state(self) -> tuple[int, int | None] | None:
+        last = self.latest("digits")
+        return None if last is None else (last.serving, last.shadow)
+
+
+def publisher(
+    tmp_path: Path, promotions: FakePromotions | None = None, **faults: set[int]
+) -> tuple[Publisher, ModelRepository, FakeControlPlane]:
     repo = ModelRepository(tmp_path / "models", "digits")
     triton = FakeControlPlane(repo, **faults)
-    return Publisher(repo, triton, ServingOptions(keep_versions=10)), repo, triton
+    options = ServingOptions(keep_versions=10, retire_grace_s=0)
+    return Publisher(repo, triton, options, promotions or FakePromotions()), repo, triton
 
 
-def publish_twice(pub: Publisher, artifact: tuple[Path, ModelCard]) -> None:
-    """v1 then v2: v2 serves, v1 is retired (there is something to roll back to)."""
-    assert [pub.publish(*artifact), pub.publish(*artifact)] == [1, 2]
-
-
-def served_versions(repo: ModelRepository) -> list[int]:
+def loaded_versions(repo: ModelRepository) -> list[int]:
     text = (repo.model_dir / "config.pbtxt").read_text()
     return [int(v) for v in re.search(r"versions: \[ ([\d, ]+) \]", text).group(1).split(",")]  # type: ignore[union-attr]
 
 
-def test_publishing_serves_the_new_version_and_retires_the_old(
+def announced(pub: Publisher) -> tuple[int, int | None] | None:
+    return pub.promotions.state()  # type: ignore[attr-defined, no-any-return]
+
+
+def test_a_first_version_is_promoted_once_verified_and_the_next_goes_into_shadow_beside_it(
     artifact: tuple[Path, ModelCard], tmp_path: Path
 ) -> None:
     pub, repo, triton = publisher(tmp_path)
     folder, card = artifact
     assert pub.publish(folder, card) == 1
+    assert announced(pub) == (1, None) and repo.read_registry().promoted == 1
     assert pub.publish(folder, card) == 2
-    assert repo.read_registry().serving == [2] and served_versions(repo) == [2] and triton.loaded == [2]
-    assert repo.versions() == [1, 2], "a retired version stays on disk for rollback"
+    registry = repo.read_registry()
+    assert (registry.promoted, registry.shadow, registry.loaded, registry.verified) == (1, 2, [1, 2], [1, 2])
+    assert announced(pub) == (1, 2), "verified and in shadow: scored beside version 1, serving nothing"
+    assert loaded_versions(repo) == [1, 2] and triton.loaded == [1, 2], "the serving version was never unloaded"
     assert repo.card(2).version == 2 and repo.card(2).artifact_sha256 == card.artifact_sha256
-    assert [e["event"] for e in repo.read_registry().history] == ["published", "published"]
+    assert [e["event"] for e in registry.history] == ["verified", "promoted", "verified", "shadow"]
+    assert [r["status"] for r in repo.catalog()] == ["serving", "shadow"]
+
+
+def test_promotions_keep_the_previous_version_loaded_and_unload_older_ones(
+    artifact: tuple[Path, ModelCard], tmp_path: Path
+) -> None:
+    pub, repo, triton = publisher(tmp_path)
+    folder, card = artifact
+    for expected in (1, 2, 3):
+        assert pub.publish(folder, card) == expected
+        if expected > 1:
+            pub.promote(expected, evidence={"shadow_live_labels": 200}, reason="test")
+    registry = repo.read_registry()
+    assert registry.promoted == 3 and registry.shadow is None and registry.loaded == [2, 3] and triton.loaded == [2, 3]
+    assert announced(pub) == (3, None)
+    assert repo.card(3).shadow_evidence == {"shadow_live_labels": 200}
+    assert {r["version"]: r["status"] for r in repo.catalog()} == {1: "retired", 2: "retired", 3: "serving"}
 
 
 @pytest.mark.parametrize("fault", ["broken", "unloadable", "not_ready"])
-def test_a_version_that_fails_is_set_aside_and_the_old_one_keeps_serving(
+def test_a_version_that_fails_is_set_aside_and_the_old_one_never_stops_serving(
     artifact: tuple[Path, ModelCard], tmp_path: Path, fault: str
 ) -> None:
     pub, repo, triton = publisher(tmp_path, **{fault: {2}})
     folder, card = artifact
     pub.publish(folder, card)
-    with pytest.raises(PublishError, match="version 2 of digits was not put in service"):
+    with pytest.raises(PublishError, match="version 2 of digits was not verified"):
         pub.publish(folder, card)
     registry = repo.read_registry()
-    assert registry.serving == [1] and served_versions(repo) == [1] and triton.loaded == [1]
+    assert registry.promoted == 1 and registry.loaded == [1] and loaded_versions(repo) == [1] and triton.loaded == [1]
+    assert announced(pub) == (1, None) and len(pub.promotions.records) == 1  # type: ignore[attr-defined]
     assert repo.versions() == [1] and [p.name.split("-")[0] for p in repo.rejected_dir.iterdir()] == ["v2"]
     assert registry.rejected[-1].version == 2 and registry.rejected[-1].candidate_id == card.candidate_id
     assert registry.history[-1]["event"] == "publish_failed"
@@ -142,34 +191,86 @@ def test_a_first_version_that_fails_leaves_nothing_served(artifact: tuple[Path, 
     with pytest.raises(PublishError):
         pub.publish(folder, card)
     assert not (repo.model_dir / "config.pbtxt").exists() and triton.loaded == []
-    assert repo.read_registry().serving == []
+    assert repo.read_registry().loaded == [] and announced(pub) is None
 
 
-def test_rollback_serves_the_version_before(artifact: tuple[Path, ModelCard], tmp_path: Path) -> None:
+def test_a_rollback_is_an_announcement_when_the_version_is_still_loaded(
+    artifact: tuple[Path, ModelCard], tmp_path: Path
+) -> None:
     pub, repo, triton = publisher(tmp_path)
     folder, card = artifact
-    for _ in range(3):
+    for v in (1, 2, 3):
         pub.publish(folder, card)
+        if v > 1:
+            pub.promote(v)
+    loads = triton.loads
     assert pub.rollback() == 2
-    assert repo.read_registry().serving == [2] and served_versions(repo) == [2] and triton.loaded == [2]
-    assert pub.rollback(to=1) == 1
+    assert triton.loads == loads, "version 2 was still loaded: no reload"
+    assert announced(pub) == (2, None) and repo.read_registry().promoted == 2
+    assert pub.rollback(to=1) == 1, "version 1 was unloaded: loaded again and verified again first"
+    assert triton.loads > loads and 1 in triton.loaded
     with pytest.raises(RepositoryError, match="already serving"):
         pub.rollback(to=1)
-    with pytest.raises(RepositoryError, match="no version 9"):
+    with pytest.raises(RepositoryError, match="never verified"):
         pub.rollback(to=9)
-    assert repo.read_registry().serving == [1]
+    assert repo.read_registry().promoted == 1 and announced(pub) == (1, None)
 
 
 def test_a_rollback_whose_target_fails_keeps_the_current_version(
     artifact: tuple[Path, ModelCard], tmp_path: Path
 ) -> None:
     pub, repo, triton = publisher(tmp_path)
-    publish_twice(pub, artifact)
+    folder, card = artifact
+    for v in (1, 2, 3):
+        pub.publish(folder, card)
+        if v > 1:
+            pub.promote(v)
     triton.broken = {1}
-    with pytest.raises(PublishError, match="rollback to version 1 failed, 2 still serves"):
+    with pytest.raises(PublishError, match="version 1 could not be loaded and verified again"):
         pub.rollback(to=1)
-    assert repo.read_registry().serving == [2] and triton.loaded == [2]
-    assert np.all(np.isfinite(triton.infer("digits", np.zeros((1, 1, 28, 28), np.float32), 2)[0]))
+    assert repo.read_registry().promoted == 3 and triton.loaded == [2, 3] and announced(pub) == (3, None)
+    assert np.all(np.isfinite(triton.infer("digits", np.zeros((1, 1, 28, 28), np.float32), 3)[0]))
+
+
+def test_a_rollback_drops_the_candidate_in_shadow(artifact: tuple[Path, ModelCard], tmp_path: Path) -> None:
+    pub, repo, triton = publisher(tmp_path)
+    folder, card = artifact
+    pub.publish(folder, card)
+    pub.publish(folder, card)
+    pub.promote(2)
+    pub.publish(folder, card)  # 3, in shadow, trained from 2
+    assert announced(pub) == (2, 3)
+    assert pub.rollback() == 1
+    registry = repo.read_registry()
+    assert announced(pub) == (1, None) and registry.shadow is None and 3 not in triton.loaded
+    with pytest.raises(StaleParent, match="no longer in shadow"):
+        pub.promote(3, expect_shadow=True)
+
+
+def test_only_verified_versions_can_be_promoted(artifact: tuple[Path, ModelCard], tmp_path: Path) -> None:
+    """A version folder put in the repository by hand never passed the smoke test: it is refused."""
+    pub, repo, _ = publisher(tmp_path)
+    folder, card = artifact
+    pub.publish(folder, card)
+    shutil.copytree(repo.version_dir(1), repo.version_dir(5))
+    with pytest.raises(RepositoryError, match="version 5 of digits was never verified"):
+        pub.promote(5)
+    assert announced(pub) == (1, None)
+
+
+def test_a_candidate_that_loses_in_shadow_is_rejected_and_unloaded(
+    artifact: tuple[Path, ModelCard], tmp_path: Path
+) -> None:
+    pub, repo, triton = publisher(tmp_path)
+    folder, card = artifact
+    pub.publish(folder, card)
+    pub.publish(folder, card)
+    pub.end_shadow(2, ["less accurate live"], {"candidate_live_accuracy": 0.5, "serving_live_accuracy": 0.9})
+    registry = repo.read_registry()
+    assert announced(pub) == (1, None) and registry.shadow is None and triton.loaded == [1]
+    assert registry.rejected[-1].version == 2 and repo.versions() == [1]
+    with pytest.raises(RepositoryError, match="never verified"):
+        pub.promote(2)
 
 
 class FlakyControlPlane(FakeControlPlane):
@@ -191,21 +292,21 @@ class FlakyControlPlane(FakeControlPlane):
     [TritonUnavailable("fake:8001", 120.0, "deadline exceeded"), RuntimeError("a bug"), KeyboardInterrupt()],
     ids=["unavailable", "unexpected", "interrupted"],
 )
-def test_any_failure_after_the_config_puts_the_serving_version_back_even_with_triton_down(
+def test_any_failure_after_the_config_puts_the_loaded_versions_back_even_with_triton_down(
     artifact: tuple[Path, ModelCard], tmp_path: Path, error: BaseException
 ) -> None:
     """The load raises whatever it raises, and so does the reload that restores: the config on disk still goes
-    back to the serving version (a Triton that restarts serves what it lists), and the registry says so."""
+    back to the loaded versions (a Triton that restarts loads what it lists), and the registry says so."""
     folder, card = artifact
     repo = ModelRepository(tmp_path / "models", "digits")
-    good = Publisher(repo, FakeControlPlane(repo), ServingOptions())
-    good.publish(folder, card)
+    promotions = FakePromotions()
+    Publisher(repo, FakeControlPlane(repo), ServingOptions(), promotions).publish(folder, card)
     failing = 1 if isinstance(error, KeyboardInterrupt) else 2  # the new version's load, then the restoring reload
     flaky = FlakyControlPlane(repo, error, failing_loads=failing)
     events: list[str] = []
     with pytest.raises((PublishError, KeyboardInterrupt)):
-        Publisher(repo, flaky, ServingOptions()).publish(folder, card, on_event=events.append)
-    assert served_versions(repo) == [1] and repo.read_registry().serving == [1]
+        Publisher(repo, flaky, ServingOptions(), promotions).publish(folder, card, on_event=events.append)
+    assert loaded_versions(repo) == [1] and repo.read_registry().loaded == [1] and promotions.state() == (1, None)
     assert repo.read_registry().history[-1]["event"] == "publish_failed"
     assert failing == 1 or any("did not reload" in e for e in events), events
     assert isinstance(error, Exception) or flaky.loaded == [1], "after an interrupt Triton reloads the old version"
@@ -215,7 +316,7 @@ def test_a_publisher_that_died_after_writing_the_config_is_reconciled_at_the_nex
     artifact: tuple[Path, ModelCard], tmp_path: Path
 ) -> None:
     """The config lists an unverified version (its publisher died before recording anything); the next
-    publisher first puts back what the registry says serves, then goes on."""
+    publisher first puts back what the registry says is loaded, then goes on."""
     pub, repo, triton = publisher(tmp_path)
     folder, card = artifact
     pub.publish(folder, card)
@@ -223,23 +324,47 @@ def test_a_publisher_that_died_after_writing_the_config_is_reconciled_at_the_nex
     events: list[str] = []
     assert pub.publish(folder, card, on_event=events.append) == 2
     assert any("a publisher died mid-way" in e for e in events), events
-    assert served_versions(repo) == [2] and triton.loaded == [2]
-    history = [e["event"] for e in repo.read_registry().history]
-    assert history == ["published", "published"]
+    assert loaded_versions(repo) == [1, 2] and triton.loaded == [1, 2]
+
+
+def test_the_registry_and_the_topic_are_reconciled_whichever_a_dead_publisher_wrote_last(
+    artifact: tuple[Path, ModelCard], tmp_path: Path
+) -> None:
+    promotions = FakePromotions()
+    pub, repo, _ = publisher(tmp_path, promotions)
+    folder, card = artifact
+    pub.publish(folder, card)
+    pub.publish(folder, card)  # 2 in shadow
+    # died after announcing 2 but before recording it: the registry follows the topic (2 is verified and loaded)
+    promotions.records.append(Promotion("digits", 2, None, "promote"))
+    events: list[str] = []
+    pub.reconcile(on_event=events.append)
+    assert repo.read_registry().promoted == 2 and any("the registry follows the topic" in e for e in events)
+    # the topic lost its record, or says something unverified: the registry's state is announced again
+    promotions.records.append(Promotion("digits", 7, None, "promote"))
+    pub.reconcile(on_event=events.append)
+    assert promotions.state() == (2, None) and promotions.records[-1].action == "reconcile"
+    # the broker refuses: a promotion fails before anything changed
+    promotions.refuse = 1
+    with pytest.raises(BrokerUnavailable):
+        pub.rollback()
+    assert repo.read_registry().promoted == 2 and promotions.state() == (2, None)
 
 
 def test_a_candidate_whose_parent_no_longer_serves_is_discarded(
     artifact: tuple[Path, ModelCard], tmp_path: Path
 ) -> None:
-    """Trained from v1 while an operator rolled forward to v2 (or back): publishing it would silently undo that."""
+    """Trained from v1 while an operator promoted v2 (or rolled back): publishing it would silently undo that."""
     pub, repo, triton = publisher(tmp_path)
-    folder = artifact[0]
-    publish_twice(pub, artifact)
+    folder, card = artifact
+    pub.publish(folder, card)
+    pub.publish(folder, card)
+    pub.promote(2)
     stale = ModelCard.read(folder)
     stale.parent = 1
-    with pytest.raises(StaleParent, match=re.escape("trained from version 1, but [2] serves now")):
+    with pytest.raises(StaleParent, match=re.escape("trained from version 1, but version 2 serves now")):
         pub.publish(folder, stale)
-    assert repo.read_registry().serving == [2] and repo.versions() == [1, 2] and triton.loaded == [2]
+    assert repo.read_registry().promoted == 2 and repo.versions() == [1, 2] and triton.loaded == [1, 2]
     fresh = ModelCard.read(folder)
     fresh.parent = 2
     assert pub.publish(folder, fresh) == 3
@@ -249,12 +374,14 @@ def test_a_rollback_reconciles_first_and_a_trainer_check_does_too(
     artifact: tuple[Path, ModelCard], tmp_path: Path
 ) -> None:
     pub, repo, triton = publisher(tmp_path)
-    card = artifact[1]
-    publish_twice(pub, artifact)
+    folder, card = artifact
+    pub.publish(folder, card)
+    pub.publish(folder, card)
+    pub.promote(2)
     repo.write_config(pub._config_for(card, [9]))  # left by a dead publisher
     events: list[str] = []
     pub.reconcile(on_event=events.append)  # what the trainer's loop does at every check
-    assert served_versions(repo) == [2] and triton.loaded == [2] and any("died mid-way" in e for e in events)
+    assert loaded_versions(repo) == [1, 2] and triton.loaded == [1, 2] and any("died mid-way" in e for e in events)
     repo.write_config(pub._config_for(card, [9]))
     assert pub.rollback(on_event=events.append) == 1
-    assert served_versions(repo) == [1] and repo.read_registry().serving == [1]
+    assert loaded_versions(repo) == [1, 2] and repo.read_registry().promoted == 1

@@ -67,27 +67,49 @@ def test_rejections_written_with_fewer_fields_are_still_read(tmp_path: Path) -> 
 def test_registry_round_trip_and_damage_is_reported(tmp_path: Path) -> None:
     repo = ModelRepository(tmp_path / "repo", "m")
     registry = repo.read_registry()
-    registry.serving, registry.last_version = [3], 3
-    registry.event("published", version=3)
+    registry.loaded, registry.verified, registry.promoted, registry.shadow, registry.last_version = (
+        [3, 4],
+        [3, 4],
+        3,
+        4,
+        4,
+    )
+    registry.event("promoted", version=3)
     repo.write_registry(registry)
     again = repo.read_registry()
-    assert again.serving == [3] and again.history[0]["event"] == "published"
+    assert again == registry and again.history[0]["event"] == "promoted"
     repo.registry_path.write_text("{not json")
     with pytest.raises(RepositoryError, match="damaged"):
         repo.read_registry()
 
 
-def test_catalog_lists_serving_retired_and_rejected(tmp_path: Path) -> None:
+def test_a_registry_an_older_inferloop_wrote_reads_as_verified_and_promoted(tmp_path: Path) -> None:
     repo = ModelRepository(tmp_path / "repo", "m")
-    for v in (1, 2):
+    repo.ensure()
+    old = {"serving": [2], "last_version": 2, "history": [{"at": "", "event": "published", "version": 2}]}
+    repo.registry_path.write_text(json.dumps(old))
+    registry = repo.read_registry()
+    assert (registry.loaded, registry.verified, registry.promoted, registry.shadow) == ([2], [2], 2, None)
+
+
+def test_catalog_lists_serving_shadow_retired_and_rejected(tmp_path: Path) -> None:
+    repo = ModelRepository(tmp_path / "repo", "m")
+    for v in (1, 2, 3):
         repo.commit(repo.stage(_artifact(tmp_path, f"a{v}"), _card(v)), v)
     registry = repo.read_registry()
-    registry.serving = [2]
+    registry.loaded, registry.verified, registry.promoted, registry.shadow = [2, 3], [1, 2, 3], 2, 3
+    registry.event("promoted", version=1)
+    registry.event("promoted", version=2)
     registry.rejected.append(Rejection("c9", None, "2026-01-09T00:00:00+00:00", ["worse"], {}, parent=2))
     repo.write_registry(registry)
     assert repo.read_registry().rejected == registry.rejected, "rejections are read back as written"
     rows = repo.catalog()
-    assert [(r["version"], r["status"]) for r in rows] == [(1, "retired"), (2, "serving"), (None, "rejected")]
+    assert [(r["version"], r["status"], r["loaded"]) for r in rows] == [
+        (1, "retired", False),
+        (2, "serving", True),
+        (3, "shadow", True),
+        (None, "rejected", False),
+    ]
     assert rows[0]["metrics"]["holdout_accuracy"] == 0.9
     json.dumps(rows)
 

@@ -16,10 +16,13 @@ def test_every_topic_and_the_joiners_changelog_with_their_configs() -> None:
         "inferloop.feedback",
         "inferloop.training-log",
         "inferloop-joiner-join-changelog",
+        "inferloop.shadow-predictions",
+        "inferloop.promotions",
     }
     assert join_changelog_topic(settings) == "inferloop-joiner-join-changelog"
+    assert specs.pop("inferloop.promotions").partitions == 1, "one order of announcements"
     assert {t.partitions for t in specs.values()} == {6}
     assert all(t.configs["min.insync.replicas"] == "2" for t in specs.values())
-    compacted = {n for n, t in specs.items() if t.configs.get("cleanup.policy") == "compact"}
-    assert compacted == {"inferloop.training-log", "inferloop-joiner-join-changelog"}
+    compacted = {t.name for t in topic_specs(settings) if t.configs.get("cleanup.policy") == "compact"}
+    assert compacted == {"inferloop.training-log", "inferloop-joiner-join-changelog", "inferloop.promotions"}
     assert "min.insync.replicas" not in topic_specs(Settings())[0].configs  # unset: the broker's default

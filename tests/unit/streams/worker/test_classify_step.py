@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from prometheus_client import CollectorRegistry
 
-from inferloop.events import ImageEvent, Record, decode_dead_letter, decode_prediction, encode_image_event
+from inferloop.events import ImageEvent, Promotion, Record, decode_dead_letter, decode_prediction, encode_image_event
 from inferloop.metrics import WorkerMetrics
 from inferloop.settings import Settings
 from inferloop.triton.errors import TritonRequestFailed, TritonUnavailable
@@ -27,10 +27,22 @@ def _event(event_id: str) -> Record:
     return Record("images", 0, int(event_id[1:]), event_id.encode(), value)
 
 
-def _classifier(triton: FakeTriton, broker: FakeBroker, **streams: float) -> tuple[Classifier, WorkerMetrics]:
+class Announced:
+    """The promotions topic as a worker sees it: a state per model, changed by the test."""
+
+    def __init__(self, serving: int | None = 4, shadow: int | None = None) -> None:
+        self.state = None if serving is None else Promotion("digits", serving, shadow)
+
+    def __call__(self, model: str) -> Promotion | None:
+        return self.state if model == "digits" else None
+
+
+def _classifier(
+    triton: FakeTriton, broker: FakeBroker, announced: Announced | None = None, **streams: float
+) -> tuple[Classifier, WorkerMetrics]:
     settings = Settings(streams={"retry_initial_s": 0.01, "retry_max_s": 0.02, **streams})  # type: ignore[arg-type]
     metrics = WorkerMetrics(CollectorRegistry())
-    return Classifier(settings, triton, metrics, broker.send), metrics  # type: ignore[arg-type]
+    return Classifier(settings, triton, metrics, broker.send, announced or Announced()), metrics  # type: ignore[arg-type]
 
 
 def test_batches_are_chunked_to_the_model_limit_and_predicted() -> None:
@@ -120,3 +132,58 @@ def test_each_batch_gets_an_outage_budget_of_its_own() -> None:
     triton.failures.extend([TritonUnavailable("x", 1.0)] * 3)
     asyncio.run(classifier.process([_event("e2")]))  # 3 x 0.15 s more: 0.9 s in all, over the budget
     assert [t for t, _, _ in broker.records] == ["inferloop.predictions"] * 2
+
+
+def test_every_inference_names_the_announced_version_and_follows_a_new_announcement() -> None:
+    triton, broker = FakeTriton([]), FakeBroker()
+    announced = Announced(serving=4)
+    classifier, _ = _classifier(triton, broker, announced)
+    asyncio.run(classifier.process([_event("e1")]))
+    announced.state = Promotion("digits", 5, None, "rollback")
+    asyncio.run(classifier.process([_event("e2")]))
+    predictions = [decode_prediction(v) for t, _, v in broker.records if t == "inferloop.predictions"]
+    assert triton.versions == [4, 5] and [p.model_version for p in predictions] == [4, 5]
+
+
+def test_a_worker_waits_for_an_announcement_and_never_asks_for_whatever_triton_loaded() -> None:
+    triton, broker = FakeTriton([]), FakeBroker()
+    classifier, metrics = _classifier(triton, broker, Announced(serving=None), outage_timeout_s=0.2)
+    with pytest.raises(DependencyOutage, match="no version of digits is announced"):
+        asyncio.run(classifier.process([_event("e1")]))
+    assert triton.calls == [] and broker.records == [] and metrics.retries.labels("promotion")._value.get() > 0
+
+
+def test_the_candidate_in_shadow_scores_the_same_events_onto_the_shadow_topic_only() -> None:
+    triton, broker = FakeTriton([]), FakeBroker()
+    classifier, metrics = _classifier(triton, broker, Announced(serving=4, shadow=5))
+    asyncio.run(classifier.process([_event(f"e{i}") for i in range(3)]))
+    by_topic: dict[str, list[tuple[str, int, str]]] = {}
+    for topic, _, value in broker.records:
+        p = decode_prediction(value)
+        by_topic.setdefault(topic, []).append((p.event_id, p.model_version, p.label))
+    assert by_topic == {
+        "inferloop.predictions": [("e0", 4, "b"), ("e1", 4, "b"), ("e2", 4, "b")],
+        "inferloop.shadow-predictions": [("e0", 5, "c"), ("e1", 5, "c"), ("e2", 5, "c")],
+    }
+    assert metrics.shadow_predictions.labels("digits", "5")._value.get() == 3
+    assert metrics.predictions.labels("digits", "5")._value.get() == 0
+
+
+def test_a_failing_shadow_costs_only_its_evaluation() -> None:
+    triton, broker = FakeTriton([], failing_versions={5}), FakeBroker()
+    classifier, metrics = _classifier(triton, broker, Announced(serving=4, shadow=5))
+    asyncio.run(classifier.process([_event("e1"), _event("e2")]))
+    assert [t for t, _, _ in broker.records] == ["inferloop.predictions"] * 2
+    assert metrics.shadow_failures.labels("digits")._value.get() == 1
+    assert metrics.retries.labels("request_failed")._value.get() == 0, "the shadow is never retried"
+
+
+def test_a_shadow_fraction_samples_the_same_events_on_every_worker() -> None:
+    events = [_event(f"e{i}") for i in range(200)]
+    sampled: list[set[str]] = []
+    for _ in range(2):
+        triton, broker = FakeTriton([]), FakeBroker()
+        classifier, _ = _classifier(triton, broker, Announced(serving=4, shadow=5), shadow_fraction=0.25)
+        asyncio.run(classifier.process(events))
+        sampled.append({decode_prediction(v).event_id for t, _, v in broker.records if "shadow" in t})
+    assert sampled[0] == sampled[1] and 20 < len(sampled[0]) < 80
