@@ -1,4 +1,4 @@
-"""``inferloop train / trainer / models / rollback``: the model's versions."""
+"""``inferloop train / trainer / models / promote / rollback``: the model's versions."""
 
 from __future__ import annotations
 
@@ -86,7 +86,8 @@ def train(
         fail(str(exc))
     m = outcome.card.metrics
     err.print(
-        f"published version {outcome.version} of {settings.model.name}: holdout accuracy {m.holdout_accuracy:.4f}"
+        f"published version {outcome.version} of {settings.model.name} ({outcome.status}): "
+        f"holdout accuracy {m.holdout_accuracy:.4f}"
         + (f", feedback accuracy {m.feedback_accuracy:.4f}" if m.feedback_accuracy is not None else ""),
         highlight=False,
     )
@@ -100,8 +101,9 @@ def trainer(
         int | None, typer.Option(help="Stop after this many checks (default: run until killed).")
     ] = None,
 ) -> None:
-    """Keep retraining: check the triggers (new labels, schedule, online accuracy) every interval; publish if the
-    gate accepts."""
+    """Keep the model current: every interval, decide on the candidate in shadow (promote it once enough live
+    labels show it at least as accurate, else reject it), or check the triggers (new labels, schedule, online
+    accuracy) and retrain; a candidate the gates accept goes into shadow."""
     from trainer.jobs import run_trainer
 
     settings = load()
@@ -116,7 +118,8 @@ def models(
         bool, typer.Option(help="Add online quality from the training log and predictions (needs Kafka).")
     ] = True,
 ) -> None:
-    """List the model's versions (serving / retired), rejected candidates, holdout and online accuracy."""
+    """List the model's versions (serving / shadow / candidate / retired / rejected), whether Triton has them
+    loaded, holdout accuracy, live accuracy and label counts, and the shadow evidence behind each decision."""
     from trainer.jobs.catalog import model_catalog
 
     settings = load()
@@ -130,22 +133,34 @@ def models(
         emit_json(rows)
         return
     table = Table(title=f"model {settings.model.name} in {settings.model_repository}")
-    for column in ("version", "status", "holdout acc.", "feedback acc.", "online acc. (n)", "confidence", "parent",
-                   "created", "note"):  # fmt: skip
+    for column in ("version", "status", "loaded", "holdout acc.", "feedback acc.", "online acc. (n)", "confidence",
+                   "shadow evidence", "parent", "created", "note"):  # fmt: skip
         table.add_column(column)
-    colours = {"serving": "green", "retired": "dim", "rejected": "red"}
+    colours = {
+        "serving": "green", "shadow": "cyan", "candidate": "yellow", "retired": "dim", "rejected": "red",
+        "unverified": "red",
+    }  # fmt: skip
     for r in rows:
         metrics = r.get("metrics") or {}
         acc = metrics.get("holdout_accuracy")
         fb = metrics.get("feedback_accuracy")
         o = r["online"] or {}
+        shadow = r.get("shadow_evidence") or {}
+        evidence = (
+            f"{shadow.get('shadow_live_labels')} labels: {shadow.get('candidate_live_accuracy')} vs "
+            f"v{shadow.get('serving_version')} {shadow.get('serving_live_accuracy')}"
+            if shadow
+            else "-"
+        )
         table.add_row(
             str(r["version"] or "-"),
             f"[{colours[r['status']]}]{r['status']}[/]",
+            "yes" if r.get("loaded") else "-",
             f"{acc:.4f}" if acc is not None else "-",
             f"{fb:.4f}" if fb is not None else "-",
             f"{o['accuracy']:.3f} ({o['labelled']})" if o.get("accuracy") is not None else "-",
             f"{o['confidence']:.3f}" if o.get("confidence") is not None else "-",
+            evidence,
             str(r.get("parent") or "-"),
             str(r["created_at"]),
             "; ".join(r.get("reasons", [])),
@@ -157,12 +172,27 @@ def models(
 def rollback(
     to: Annotated[int | None, typer.Option(help="The version to serve (default: the previous one).")] = None,
 ) -> None:
-    """Serve an earlier version again."""
+    """Serve an earlier verified version again (by default the one promoted before): an announcement every worker
+    follows within a second, with no reload when the version is still loaded."""
     from trainer.jobs.rollback import rollback as rollback_to
 
     settings = load()
     try:
         version = rollback_to(settings, to, on_event=err.log)
+    except InferloopError as exc:
+        fail(str(exc))
+    err.print(f"version {version} of {settings.model.name} is serving", highlight=False)
+
+
+@app.command()
+def promote(version: Annotated[int, typer.Argument(help="A verified version (see `inferloop models`).")]) -> None:
+    """Make a verified version serve now (an operator's decision; versions that never passed the smoke test on
+    every replica are refused)."""
+    from trainer.jobs.rollback import promote as promote_version
+
+    settings = load()
+    try:
+        promote_version(settings, version, on_event=err.log)
     except InferloopError as exc:
         fail(str(exc))
     err.print(f"version {version} of {settings.model.name} is serving", highlight=False)

@@ -55,6 +55,18 @@ class WorkerMetrics:
         self.serving_version = Gauge(
             "inferloop_serving_model_version", "Model version that answered last.", ["model"], registry=registry
         )
+        self.announced_version = Gauge(
+            "inferloop_announced_model_version",
+            "The version the promotions topic announces, as this worker read it (what its next inference names).",
+            ["model"],
+            registry=registry,
+        )
+        self.announced_shadow_version = Gauge(
+            "inferloop_announced_shadow_version",
+            "The candidate in shadow the promotions topic announces, as this worker read it (0: none).",
+            ["model"],
+            registry=registry,
+        )
         self.shadow_predictions = Counter(
             "inferloop_shadow_predictions",
             "Predictions of the candidate in shadow written to the shadow-predictions topic (acknowledged).",
@@ -80,6 +92,11 @@ class JoinerMetrics:
         )
         self.predictions_seen = Counter(
             "inferloop_join_predictions", "Predictions the joiner took into its table.", registry=registry
+        )
+        self.shadow_predictions_seen = Counter(
+            "inferloop_join_shadow_predictions",
+            "Shadow predictions (the candidate in shadow) the joiner took into its table.",
+            registry=registry,
         )
         self.examples_logged = Counter(
             "inferloop_training_examples_logged",
@@ -160,8 +177,15 @@ class TrainerMetrics:
         self.registry = registry
         self.runs = Counter(
             "inferloop_trainer_runs",
-            "Trigger checks by outcome: published, rejected (the gate refused), skipped (no trigger), failed.",
+            "Trainer checks by outcome: published (a candidate verified and in shadow), shadow (waiting for live "
+            "labels), promoted, rejected (by the gate or in shadow), skipped (no trigger), failed.",
             ["model", "outcome"],
+            registry=registry,
+        )
+        self.shadow_labels = Gauge(
+            "inferloop_trainer_shadow_live_labels",
+            "Live labels on events both the serving version and the candidate in shadow answered (0: none in shadow).",
+            ["model"],
             registry=registry,
         )
         self.new_labels = Gauge(

@@ -95,6 +95,8 @@ def label_quality(examples: Iterable[LabelledExample], model: str, window: int) 
     for e in sorted(examples, key=lambda e: e.logged_at_ms):
         if e.model_name == model:
             quality.record_label(model, e.model_version, e.correct)
+            if e.shadow_version is not None:  # the candidate in shadow, on the same event
+                quality.record_label(model, e.shadow_version, bool(e.shadow_correct))
     return quality
 
 

@@ -357,6 +357,13 @@ class TrainerSettings(SettingsGroup):
     min_trusted_accuracy: float = Field(
         0.5, ge=0, le=1, description="Gate: the least trusted-holdout accuracy any candidate needs."
     )
+    trusted_holdout: Path | None = Field(
+        None,
+        description=(
+            "Gate: a labelled ImageFolder (root/<label>/*) to compare candidates with the best version ever served; "
+            "unset: the dataset's fixed holdout split. Feedback never changes it."
+        ),
+    )
     keep_versions: int = Field(10, ge=1, description="Versions kept on disk (for rollback); older are deleted.")
     load_timeout_s: float = Field(120.0, gt=0, description="How long Triton may take to load a version.")
     seed: int = Field(0, description="Seed of training and sampling.")

@@ -213,15 +213,19 @@ def topic_name(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="session")
 def bootstrapped(
-    triton_server: TritonServer, base_settings: LocalSettings, tmp_path_factory: pytest.TempPathFactory
+    triton_server: TritonServer,
+    kafka_broker: KafkaBroker,
+    base_settings: LocalSettings,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, str]:
-    """`inferloop train --bootstrap` run once, as a user runs it: model 'digits' version 1 serves.
+    """`inferloop train --bootstrap` run once, as a user runs it: model 'digits' version 1 serves, announced on the
+    session broker's promotions topic.
 
-    Returns the environment of that CLI call (it points at the session's Triton and repository).
+    Returns the environment of that CLI call (it points at the session's Triton, broker and repository).
     """
     from tests.helpers import inferloop, stack_env
 
-    env = stack_env(tmp_path_factory.mktemp("home"), base_settings.cache_dir, triton_server)
+    env = stack_env(tmp_path_factory.mktemp("home"), base_settings.cache_dir, triton_server, kafka_broker)
     result = inferloop(env, "train", "--bootstrap")
     assert result.returncode == 0, result.stderr
     return env

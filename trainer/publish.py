@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from inferloop.errors import InferloopError
 from inferloop.events import Promotion
 from inferloop.triton.control import ControlPlane
 from inferloop.triton.model_config import ModelConfig, specific_versions
@@ -149,6 +150,11 @@ class Publisher:
             self._put_back(registry.loaded, on_event)
         if registry.promoted is None:
             return
+        self._reconcile_topic(registry, on_event)
+        self._retire_unneeded(registry, on_event)  # a verified version a dead publisher never announced
+
+    def _reconcile_topic(self, registry: Registry, on_event: EventFn) -> None:
+        assert registry.promoted is not None
         announced = self.promotions.latest(self.repo.name)
         state = (registry.promoted, registry.shadow)
         if announced is not None and (announced.serving, announced.shadow) == state:
@@ -217,21 +223,31 @@ class Publisher:
             self.repo.write_registry(registry)
             on_event(f"version {version} is loaded and verified on every replica (no traffic yet)")
 
-            if registry.promoted is None or not (self.options.shadow if shadow is None else shadow):
-                self._announce_promotion(registry, version, "promote", "verified", {}, on_event)
-            else:
-                superseded = registry.shadow
-                self._announce(registry, registry.promoted, version, "shadow", "verified, scored in shadow")
-                registry.shadow = version
-                registry.event("shadow", version=version, serving=registry.promoted, superseded=superseded)
-                self.repo.write_registry(registry)
-                on_event(f"version {version} is in shadow beside version {registry.promoted}")
-                if superseded is not None:
-                    self._retire_unneeded(registry, on_event)
+            try:
+                self._announce_new(registry, version, shadow, on_event)
+            except InferloopError as exc:  # the broker: the version stays verified and loaded, serving nothing
+                raise PublishError(
+                    f"version {version} of {self.repo.name} is verified but was not announced ({exc}); nothing "
+                    f"changed for traffic: `inferloop promote {version}` once Kafka answers"
+                ) from exc
             deleted = self.repo.prune(self.options.keep_versions, protected=registry.loaded)
             if deleted:
                 on_event(f"deleted old versions beyond the {self.options.keep_versions} kept: {deleted}")
             return version
+
+    def _announce_new(self, registry: Registry, version: int, shadow: bool | None, on_event: EventFn) -> None:
+        """A verified new version: promoted when nothing serves yet or shadow scoring is off, else in shadow."""
+        if registry.promoted is None or not (self.options.shadow if shadow is None else shadow):
+            self._announce_promotion(registry, version, "promote", "verified", {}, on_event)
+        else:
+            superseded = registry.shadow
+            self._announce(registry, registry.promoted, version, "shadow", "verified, scored in shadow")
+            registry.shadow = version
+            registry.event("shadow", version=version, serving=registry.promoted, superseded=superseded)
+            self.repo.write_registry(registry)
+            on_event(f"version {version} is in shadow beside version {registry.promoted}")
+            if superseded is not None:
+                self._retire_unneeded(registry, on_event)
 
     def _restore(
         self, registry: Registry, before: list[int], version: int, card: ModelCard, reason: str, on_event: EventFn
@@ -270,12 +286,16 @@ class Publisher:
         on_event: EventFn,
     ) -> None:
         """Announce ``version`` as serving (first the topic, then the registry), then unload what is no longer
-        kept loaded. A candidate in shadow stays in shadow unless it is the version promoted."""
-        previous = registry.promoted
-        shadow = registry.shadow if registry.shadow != version else None
-        self._announce(registry, version, shadow, action, reason, evidence)
-        registry.promoted, registry.shadow = version, shadow
+        kept loaded. Any other candidate in shadow leaves shadow: it was trained from a version that no longer
+        serves."""
+        previous, dropped = registry.promoted, registry.shadow
+        self._announce(registry, version, None, action, reason, evidence)
+        on_event(f"announced version {version} ({action})")
+        registry.promoted, registry.shadow = version, None
         registry.event("promoted" if action == "promote" else action, version=version, previous=previous, **evidence)
+        if dropped not in (None, version):
+            registry.event("shadow_ended", version=dropped, reasons=[f"version {version} serves instead ({action})"])
+            on_event(f"version {dropped} leaves shadow: version {version} serves instead ({action})")
         self.repo.write_registry(registry)
         on_event(f"version {version} serves (was {previous or 'nothing'}): {reason}")
         self._retire_unneeded(registry, on_event, grace=previous is not None)
@@ -390,12 +410,7 @@ class Publisher:
                 raise RepositoryError(f"version {target} is already serving")
             self._verified(registry, target)
             self._load_verified(registry, target, on_event)
-            dropped = registry.shadow
-            registry.shadow = None  # a candidate trained from what no longer serves is not promoted later
             self._announce_promotion(registry, target, "rollback", f"rolled back from {current}", {}, on_event)
-            if dropped is not None and dropped != target:
-                registry.event("shadow_ended", version=dropped, reasons=["rolled back"])
-                self.repo.write_registry(registry)
             return target
 
     def _previous(self, registry: Registry) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from inferloop.errors import EventDecodeError
@@ -34,14 +35,19 @@ class PromotionLog:
     def latest(self, model: str) -> Promotion | None:
         """The last announcement of ``model`` (None: never announced); the whole topic is read, or this raises
         :class:`~inferloop.kafka.errors.ReadIncomplete`. A record that does not decode is skipped, logged."""
+        from kafka.errors import KafkaError
+
         latest: Promotion | None = None
-        for record in read_topic(self.settings, self.topic, idle_timeout_s=self.timeout_s, complete=True):
-            if record.key != model.encode() or record.value is None:
-                continue
-            try:
-                latest = decode_promotion(record.value)
-            except EventDecodeError as exc:
-                log.warning("skipping %s@%d: %s", self.topic, record.offset, exc)
+        try:
+            for record in read_topic(self.settings, self.topic, idle_timeout_s=self.timeout_s, complete=True):
+                if record.key != model.encode() or record.value is None:
+                    continue
+                try:
+                    latest = decode_promotion(record.value)
+                except EventDecodeError as exc:
+                    log.warning("skipping %s@%d: %s", self.topic, record.offset, exc)
+        except KafkaError as exc:
+            raise BrokerUnavailable(self.settings.kafka.bootstrap, f"reading {self.topic}: {exc}") from exc
         return latest
 
     def announce(self, promotion: Promotion) -> None:
@@ -72,8 +78,8 @@ class PromotionWatcher:
 
     POLL_MS = 250
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings, self.topic = settings, settings.model.promotions_topic
+    def __init__(self, settings: Settings, on_change: Callable[[Promotion], None] | None = None) -> None:
+        self.settings, self.topic, self.on_change = settings, settings.model.promotions_topic, on_change
         self._state: dict[str, Promotion] = {}
         self._caught_up = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -137,6 +143,8 @@ class PromotionWatcher:
             return
         previous = self._state.get(promotion.model_name)
         self._state[promotion.model_name] = promotion
+        if self.on_change is not None:
+            self.on_change(promotion)
         if previous is None or (previous.serving, previous.shadow) != (promotion.serving, promotion.shadow):
             log.warning(
                 "%s: version %d serves%s (%s)",

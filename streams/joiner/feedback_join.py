@@ -3,6 +3,8 @@
 Pure logic over a key-value store (a Faust table in the joiner, a dict in unit tests), so that every edge case
 is decided in one place:
 
+* a **shadow prediction** (the candidate in shadow on the same event) is kept beside the prediction and goes
+  into the example, so that the training log scores both versions on the same labels;
 * feedback for a prediction the joiner holds is **joined** (the app then reads the input image back and logs
   the labelled example);
 * feedback that arrives **before** its prediction waits up to ``wait_s``; if no prediction comes it is
@@ -78,18 +80,29 @@ class PendingFeedback:
     received_at_s: float
 
 
+@dataclass(frozen=True)
+class Shadowed:
+    """What the joiner keeps of a shadow prediction: the candidate's version and top label."""
+
+    model_version: int
+    label: str
+
+
 @dataclass
 class Entry:
     """The joiner's state for one event id."""
 
     predicted: Predicted | None = None
-    seen_at_s: float = 0.0  # when the prediction reached the joiner
+    seen_at_s: float = 0.0  # when the prediction (or the shadow prediction) reached the joiner
     pending: PendingFeedback | None = None
     logged_label: str | None = None
     expired: bool = False
+    shadow: Shadowed | None = None
 
     def encode(self) -> bytes:
         raw: dict[str, Any] = {"seen_at_s": self.seen_at_s, "expired": self.expired, "logged_label": self.logged_label}
+        if self.shadow is not None:
+            raw["shadow"] = asdict(self.shadow)
         if self.predicted is not None:
             raw["predicted"] = asdict(self.predicted)
         if self.pending is not None:
@@ -114,6 +127,7 @@ class Entry:
             ),
             logged_label=raw.get("logged_label"),
             expired=raw.get("expired", False),
+            shadow=Shadowed(**raw["shadow"]) if raw.get("shadow") else None,
         )
 
     def deadline(self, retention_s: float, wait_s: float) -> float:
@@ -121,7 +135,7 @@ class Entry:
         times = []
         if self.pending is not None:
             times.append(self.pending.received_at_s + wait_s)
-        if self.predicted is not None or self.expired:
+        if self.predicted is not None or self.expired or self.shadow is not None:
             times.append(self.seen_at_s + (2 if self.expired else 1) * retention_s)
         return min(times) if times else 0.0
 
@@ -138,6 +152,7 @@ class Join:
     origin: Origin
     original: bytes
     correction: bool
+    shadow: Shadowed | None = None
 
 
 @dataclass(frozen=True)
@@ -194,6 +209,18 @@ class FeedbackJoin:
             return None
         return self._join(prediction.event_id, entry, entry.pending)
 
+    def on_shadow(self, prediction: Prediction, now_s: float) -> None:
+        """Keep the candidate's answer beside the prediction (before or after it arrives; the newest version's
+        wins). An event already logged keeps its example: a shadow prediction that comes later is not scored."""
+        if prediction.model_version < 1:
+            return
+        key = prediction.event_id.encode()
+        entry = self.get(prediction.event_id) or Entry(seen_at_s=now_s)
+        if entry.expired or (entry.shadow is not None and entry.shadow.model_version > prediction.model_version):
+            return
+        entry.shadow = Shadowed(prediction.model_version, prediction.labels[0])
+        self._put(key, entry)
+
     def on_feedback(self, feedback: Feedback, origin: Origin, original: bytes, now_s: float) -> Join | Reject | None:
         """A join, a rejection, or None (a duplicate, or waiting for the prediction)."""
         key = feedback.event_id.encode()
@@ -224,6 +251,7 @@ class FeedbackJoin:
             pending.origin,
             pending.original,
             correction=entry.logged_label is not None,
+            shadow=entry.shadow,
         )
 
     def mark_logged(self, join: Join) -> None:
@@ -293,6 +321,9 @@ class FeedbackJoin:
                 continue
             if entry.predicted is not None and entry.seen_at_s + self.retention_s <= now_s:
                 entry = Entry(seen_at_s=entry.seen_at_s, expired=True, logged_label=entry.logged_label)
+            elif entry.predicted is None and entry.shadow is not None and entry.seen_at_s + self.retention_s > now_s:
+                self._put(key, entry)  # a shadow prediction waiting for its prediction
+                continue
             if entry.predicted is None and not entry.expired:
                 self._delete(key)
             else:

@@ -75,7 +75,8 @@ def create_joiner_app(settings: Settings, registry: CollectorRegistry | None = N
     joiner = Joiner(settings, table, metrics, send_all, lookup, TritonLabels(settings), owns=owns)
     app.inferloop_joiner = joiner  # type: ignore[attr-defined]
 
-    topics = app.topic(s.predictions_topic, f.topic, key_type=bytes, value_type=bytes)
+    # co-partitioned by event id with the table: predictions, shadow predictions and feedback
+    topics = app.topic(s.predictions_topic, s.shadow_predictions_topic, f.topic, key_type=bytes, value_type=bytes)
 
     async def process_and_drain(batch: list[Record]) -> None:
         await joiner.process(batch)
@@ -101,7 +102,8 @@ def create_joiner_app(settings: Settings, registry: CollectorRegistry | None = N
         except Exception as exc:  # the table still holds what the sweep found due: a restart sweeps it again
             exit_on_batch_error(exc, "the sweep")
 
-    observe(app, f.app_id, metrics.registry, metrics.consumer_lag, {s.predictions_topic, f.topic}, f.metrics_port)
+    observed = {s.predictions_topic, s.shadow_predictions_topic, f.topic}
+    observe(app, f.app_id, metrics.registry, metrics.consumer_lag, observed, f.metrics_port)
     return app
 
 

@@ -10,7 +10,10 @@ the Faust app injects, so that it is tested without Faust):
   predictions that do not decode (``bad_prediction``...) and examples too large for a record
   (``example_too_large``); once acknowledged, the feedback is settled in the table;
 * a timer expires the table (feedback that waited too long, predictions past retention);
-* online quality (rolling accuracy per version, confidence drift) is exported on ``/metrics``.
+* shadow predictions (the candidate in shadow, on the same events) are kept beside the predictions and their
+  labels go into the examples, so that the training log scores both versions on the same events;
+* online quality (rolling accuracy per version, the candidate in shadow's too; confidence drift) is exported on
+  ``/metrics``.
 """
 
 from __future__ import annotations
@@ -93,6 +96,15 @@ class Joiner:
         for r in records:
             now = self.clock()
             origin = Origin(r.topic, r.partition, r.offset)
+            if r.topic == s.streams.shadow_predictions_topic:
+                try:
+                    shadow = decode_prediction(r.value or b"")
+                except EventDecodeError as exc:  # an evaluation, not an output: counted and logged, not joined
+                    log.warning("skipping shadow prediction %s[%d]@%d: %s", r.topic, r.partition, r.offset, exc)
+                    continue
+                self.metrics.shadow_predictions_seen.inc()
+                self.join.on_shadow(shadow, now)
+                continue
             if r.topic == s.streams.predictions_topic:
                 try:
                     prediction = decode_prediction(r.value or b"")
@@ -182,6 +194,8 @@ class Joiner:
             self.metrics.examples_logged.labels(e.model_name, str(e.model_version)).inc()
             self.metrics.feedback_outcomes.labels("correction" if j.correction else "joined").inc()
             self.quality.record_label(e.model_name, e.model_version, e.correct)
+            if e.shadow_version is not None and e.shadow_correct is not None:
+                self.quality.record_label(e.model_name, e.shadow_version, e.shadow_correct)
         for r in rejects:
             self.join.mark_settled(r)
             self.metrics.dead_letters.labels(r.reason).inc()
@@ -216,6 +230,8 @@ class Joiner:
             feedback_source=j.feedback_source,
             feedback_at_ms=j.feedback_at_ms,
             predicted_at_ms=p.predicted_at_ms,
+            shadow_version=j.shadow.model_version if j.shadow is not None else None,
+            shadow_label=j.shadow.label if j.shadow is not None else "",
         )
 
     def _dead_letter(self, r: Reject) -> DeadLetter:

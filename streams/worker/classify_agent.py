@@ -1,13 +1,12 @@
 """The worker's Faust app: the images topic, the classify agent, the batch producer and the metrics endpoint.
 
-The app is built by :func:`create_app` from the settings (Faust itself is configured in
-:mod:`streams.faust_app`), at-least-once:
-every inference names the version announced on the promotions topic (followed in the background by a
-:class:`~inferloop.kafka.promotions.PromotionWatcher`), and the candidate in shadow scores a share of the events
-onto the shadow-predictions topic; the agent consumes with ``take_events`` at concurrency 1 (batch and buffer sizes from the memory budget,
-:mod:`streams.worker.memory_plan`) (faust acknowledges a batch only after the agent's
-body returned, and commits offsets only of acknowledged events), and the body returns only once every output
-of the batch is acknowledged by the broker.
+The app is built by :func:`create_app` from the settings (Faust itself is configured in :mod:`streams.faust_app`),
+at-least-once: the agent consumes with ``take_events`` at concurrency 1 (batch and buffer sizes from the memory
+budget, :mod:`streams.worker.memory_plan`); faust acknowledges a batch only after the agent's body returned, and
+commits offsets only of acknowledged events; the body returns only once every output of the batch is handed to
+the producer that faust flushes before committing. Every inference names the version announced on the
+promotions topic (followed in the background by a :class:`~inferloop.kafka.promotions.PromotionWatcher`); the
+candidate in shadow scores a share of the events onto the shadow-predictions topic.
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ import faust
 from aiokafka.partitioner import murmur2
 from prometheus_client import CollectorRegistry
 
+from inferloop.events import Promotion
 from inferloop.kafka.promotions import PromotionWatcher
 from inferloop.kafka.topics import ensure_topics
 from inferloop.metrics import WorkerMetrics
@@ -80,7 +80,14 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     @app.agent(images, concurrency=1)
     async def classify(stream: faust.StreamT[bytes]) -> None:
         triton = triton_inference(settings)
-        promotions = PromotionWatcher(settings)  # every worker follows the whole promotions topic
+
+        def announced(p: Promotion) -> None:
+            if p.model_name != settings.model.name:
+                return  # the topic holds every model's state; this worker serves one
+            metrics.announced_version.labels(p.model_name).set(p.serving)
+            metrics.announced_shadow_version.labels(p.model_name).set(p.shadow or 0)
+
+        promotions = PromotionWatcher(settings, announced)  # every worker follows the whole promotions topic
         classifier = Classifier(settings, triton, metrics, send, promotions.current)
         try:
             batches = stream.take_events(plan.batch, within=s.batch_within_ms / 1000)  # type: ignore[attr-defined]

@@ -18,11 +18,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from inferloop.events import Prediction
+from inferloop.events import Prediction, Promotion
 from inferloop.images.preprocess import InputSpec
 from inferloop.kafka.producers import ImageProducer
+from inferloop.kafka.promotions import PromotionLog
 from inferloop.kafka.readers import read_predictions
 from inferloop.metrics import scrape
+from inferloop.settings import Settings
 from inferloop.triton.control import TritonControl
 from inferloop.triton.model_config import ModelConfig
 from infra.local.kafka_broker import KafkaBroker
@@ -35,8 +37,7 @@ from tests.helpers import isolated_env, settings_from_env, wait_for
 from trainer.card import ModelCard
 from trainer.data import digits_images, load_digits_dataset, png_bytes, split_holdout
 from trainer.export import triton_config
-from trainer.jobs import serving_options
-from trainer.publish import Publisher
+from trainer.jobs.context import publisher
 from trainer.repository import ModelRepository
 
 
@@ -135,9 +136,12 @@ def publish(settings: LocalSettings, items: list[tuple[str, bytes, str]]) -> Non
             producer.publish_bytes(data, "image/png", event_id=event_id)
 
 
-def settings_for(triton: TritonServer, home: Path, model: str, **trainer: object) -> LocalSettings:
+def settings_for(
+    triton: TritonServer, home: Path, model: str, kafka: KafkaBroker | None = None, **trainer: object
+) -> LocalSettings:
     return LocalSettings(
         home=home,
+        kafka={"bootstrap_servers": kafka.bootstrap_servers} if kafka is not None else {},
         triton={
             "http_port": triton.http_port,
             "grpc_port": triton.grpc_port,
@@ -150,20 +154,34 @@ def settings_for(triton: TritonServer, home: Path, model: str, **trainer: object
 
 @pytest.fixture
 def fresh_model(
-    bootstrapped: dict[str, str], triton_server: TritonServer, tmp_path: Path, request: pytest.FixtureRequest
+    bootstrapped: dict[str, str],
+    triton_server: TritonServer,
+    kafka_broker: KafkaBroker,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> Iterator[LocalSettings]:
-    """A model of this test's own whose version 1 is the bootstrapped artifact (no retraining per test)."""
+    """A model of this test's own whose version 1 is the bootstrapped artifact (no retraining per test),
+    promoted on the session broker's promotions topic."""
     name = "m-" + "".join(c for c in request.node.name if c.isalnum())[-40:]
-    settings = settings_for(triton_server, tmp_path, name)
+    settings = settings_for(triton_server, tmp_path, name, kafka_broker)
     source = triton_server.model_repository / "digits" / "1"
     card = ModelCard.read(source)
     card.model_name = name
     control = TritonControl(triton_server.grpc_url)
-    Publisher(ModelRepository(triton_server.model_repository, name), control, serving_options(settings)).publish(
-        source, card
-    )
+    publisher(settings, control).publish(source, card)
     yield settings
     control.unload(name)
+
+
+def announced(settings: Settings, model: str | None = None) -> tuple[int, int | None] | None:
+    """(serving, shadow) as the promotions topic says now."""
+    latest = PromotionLog(settings).latest(model or settings.model.name)
+    return None if latest is None else (latest.serving, latest.shadow)
+
+
+def announce(settings: Settings, version: int, model: str | None = None) -> None:
+    """Promote ``version`` on the settings' broker, as an operator would (for a broker of a test's own)."""
+    PromotionLog(settings).announce(Promotion(model or settings.model.name, version, None, "promote", "test setup"))
 
 
 @contextlib.contextmanager

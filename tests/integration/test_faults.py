@@ -30,6 +30,7 @@ from tests.helpers import wait_for
 from tests.integration.conftest import (
     Stream,
     TcpProxy,
+    announce,
     assert_each_event_once_or_identically,
     drifted_digits,
     holdout_batch,
@@ -99,6 +100,7 @@ def test_kafka_broker_killed_and_restarted_loses_nothing(
     broker = kafka_factory(data, ports)
     stream.env["INFERLOOP_KAFKA__BOOTSTRAP_SERVERS"] = f"127.0.0.1:{ports[0]}"
     stream.env["INFERLOOP_STREAMS__SESSION_TIMEOUT_S"] = "10"
+    announce(stream.settings, 1)  # a broker of this test's own: version 1 is announced there too
     stream.start_worker()
     first = labelled_digits(500)
     publish(stream.settings, first)
@@ -135,6 +137,7 @@ def test_a_full_model_repository_gives_a_clear_error_and_the_old_version_keeps_s
         "INFERLOOP_TRITON__HTTP_PORT": str(fresh_model.triton.http_port),
         "INFERLOOP_TRITON__MODEL_REPOSITORY": str(fresh_model.model_repository),
         "INFERLOOP_MODEL__NAME": fresh_model.model.name,
+        "INFERLOOP_KAFKA__BOOTSTRAP_SERVERS": fresh_model.kafka.bootstrap,
         "INFERLOOP_TRAINER__FEEDBACK_DIR": str(fresh_model.feedback_dir),
         "INFERLOOP_TRAINER__FEEDBACK_SOURCE": "folder",
         "INFERLOOP_TRAINER__FINETUNE_EPOCHS": "2",
@@ -154,7 +157,7 @@ def test_a_full_model_repository_gives_a_clear_error_and_the_old_version_keeps_s
     assert "Traceback" not in result.stderr, result.stderr
     assert "cannot write" in result.stderr and "File too large" in result.stderr, result.stderr
     repo = ModelRepository(fresh_model.model_repository, fresh_model.model.name)
-    assert repo.versions() == [1] and repo.read_registry().serving == [1]
+    assert repo.versions() == [1] and repo.read_registry().loaded == [1] and repo.read_registry().promoted == 1
     _, version = TritonControl(fresh_model.triton.grpc_url).infer(fresh_model.model.name, holdout_batch(4))
     assert version == 1, "the old version stopped serving"
 

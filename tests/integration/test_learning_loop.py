@@ -1,5 +1,6 @@
 """The learning loop with the real services: feedback joined by the joiner (a Faust app), the training log, the
-trainer reading it, triggers, and online quality."""
+trainer reading it, triggers, online quality, candidates scored in shadow on live traffic, promotions and
+rollbacks the workers follow."""
 
 from __future__ import annotations
 
@@ -22,12 +23,10 @@ from infra.local.settings import LocalSettings
 from infra.local.triton_server import TritonServer
 from infra.local.worker import JoinerProcess, WorkerProcess
 from tests.helpers import inferloop, isolated_env, settings_from_env, wait_for
-from tests.integration.conftest import Stream
+from tests.integration.conftest import Stream, announced
 from trainer.card import ModelCard
 from trainer.data import digits_images, in_holdout, png_bytes
-from trainer.jobs import serving_options
-from trainer.publish import Publisher
-from trainer.repository import ModelRepository
+from trainer.jobs.context import publisher as publisher_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -67,9 +66,7 @@ def loop(
     card.model_name = model
     settings = settings_from_env(env)
     control = TritonControl(triton_server.grpc_url)
-    Publisher(ModelRepository(triton_server.model_repository, model), control, serving_options(settings)).publish(
-        source, card
-    )
+    publisher_of(settings, control).publish(source, card)
     running = Loop(env, tmp_path)
     yield running
     running.stop()
@@ -178,17 +175,31 @@ def split_indices(holdout: bool, n: int, seed: int = 0) -> list[int]:
     return [int(i) for i in np.random.default_rng(seed).permutation(chosen)[:n]]
 
 
-def test_drift_feedback_retrain_and_recovery(loop: Loop) -> None:
+def send_feedback(loop: Loop, items: list[tuple[str, bytes, str]]) -> None:
+    with FeedbackProducer(loop.settings, source="test") as feedback:
+        for event_id, _, label in items:
+            feedback.send(event_id, label)
+
+
+def shadow_predictions(loop: Loop) -> list[Prediction]:
+    from inferloop.events import decode_prediction
+    from inferloop.kafka.readers import read_topic
+
+    topic = loop.settings.streams.shadow_predictions_topic
+    return [decode_prediction(r.value) for r in read_topic(loop.settings, topic, idle_timeout_s=0.5)]
+
+
+def test_drift_feedback_retrain_shadow_promotion_and_recovery(loop: Loop) -> None:
     """v1 serves; drifted images with feedback → the trainer (online-accuracy trigger) fine-tunes v2 on exactly
-    the logged examples, publishes it, predictions switch to v2, and accuracy on a drifted holdout recovers."""
-    loop.start(WorkerProcess)
+    the logged examples and puts it in shadow; live drifted traffic is scored by both, feedback joins both
+    answers, the trainer's promoter promotes v2 on that evidence, the workers follow, and accuracy recovers."""
+    loop.env |= {"INFERLOOP_TRAINER__PROMOTION_MIN_LABELS": "100"}
+    worker = loop.start(WorkerProcess)
     loop.start(JoinerProcess)
     labelled = digit_items(split_indices(holdout=False, n=300), invert=True)
     loop.publish([(e, d) for e, d, _ in labelled])
     loop.wait_predicted({e for e, _, _ in labelled})
-    with FeedbackProducer(loop.settings, source="test") as feedback:
-        for event_id, _, label in labelled:
-            feedback.send(event_id, label)
+    send_feedback(loop, labelled)
     wait_for(lambda: len(loop.log()) >= 300, 60, "300 labelled examples in the training log")
 
     holdout_indices = split_indices(holdout=True, n=150, seed=1)
@@ -210,7 +221,8 @@ def test_drift_feedback_retrain_and_recovery(loop: Loop) -> None:
     }
     result = inferloop(loop.env | trainer_env, "trainer", "--every", "1s", "--max-runs", "1")
     assert result.returncode == 0, result.stderr
-    assert "retraining: online accuracy" in result.stderr and "published v2" in result.stderr, result.stderr
+    assert "retraining: online accuracy" in result.stderr and "published v2 (in shadow)" in result.stderr
+    assert announced(loop.settings) == (1, 2)
 
     card = ModelCard.read(loop.settings.model_repository / loop.settings.model.name / "2")
     logged_ids = {f"event:{e}" for e, _, _ in labelled}
@@ -218,9 +230,112 @@ def test_drift_feedback_retrain_and_recovery(loop: Loop) -> None:
     assert not set(card.lineage.new_examples) & set(card.lineage.feedback_holdout)
     assert card.parent == 1 and card.lineage.reader_cursor is not None
 
+    # In shadow: live drifted traffic is still answered by v1; v2 answers the same events on the shadow topic.
+    shadowed = [(uuid.uuid4().hex, d, label) for _, d, label in digit_items(split_indices(False, 200, 2), True)]
+    loop.publish([(e, d) for e, d, _ in shadowed])
+    during = loop.wait_predicted_by_id({e for e, _, _ in shadowed})
+    assert {during[e].model_version for e, _, _ in shadowed} == {1}, "a candidate in shadow answered traffic"
+    wanted = {e for e, _, _ in shadowed}
+
+    def all_shadowed() -> dict[str, Prediction] | None:
+        got = {p.event_id: p for p in shadow_predictions(loop)}
+        return got if wanted <= set(got) else None
+
+    shadow = wait_for(all_shadowed, 60, "shadow predictions for every live event")
+    assert {shadow[e].model_version for e, _, _ in shadowed} == {2}
+    send_feedback(loop, shadowed)
+    wait_for(
+        lambda: sum(e.shadow_version == 2 for e in loop.log()) >= 100, 60, "100 labels on events v2 scored in shadow"
+    )
+    result = inferloop(loop.env | trainer_env, "trainer", "--every", "1s", "--max-runs", "1")
+    assert result.returncode == 0, result.stderr
+    assert "promoted v2: on " in result.stderr, result.stderr
+    assert announced(loop.settings) == (2, None)
+    card = ModelCard.read(loop.settings.model_repository / loop.settings.model.name / "2")
+    evidence = card.shadow_evidence or {}
+    assert evidence["shadow_live_labels"] >= 100 and evidence["serving_version"] == 1
+    assert evidence["candidate_live_accuracy"] >= evidence["serving_live_accuracy"] + 0.2
+
     after_items = [(uuid.uuid4().hex, d, label) for _, d, label in before_items]  # the same images, new events
+    wait_for(lambda: loop.metric(worker, "inferloop_announced_model_version") == 2, 30, "the worker follows v2")
     loop.publish([(e, d) for e, d, _ in after_items])
     after = loop.wait_predicted_by_id({e for e, _, _ in after_items})
     assert {after[e].model_version for e, _, _ in after_items} == {2}, "predictions did not switch to v2"
     accuracy_after = np.mean([after[e].label == label for e, _, label in after_items])
     assert accuracy_after - accuracy_before >= 0.20, (accuracy_before, accuracy_after)
+
+
+def worse_artifact(source: Path, folder: Path, name: str) -> ModelCard:
+    """Version 1 with its output rows rolled by one: it answers the next digit, confidently (a worse model that
+    loads, answers pinned requests like its own artifact, and passes the smoke test)."""
+    import torch
+
+    from inferloop.images.preprocess import InputSpec
+    from trainer.data import load_digits_dataset
+    from trainer.export import load_weights, write_artifact
+
+    card = ModelCard.read(source)
+    model = load_weights(source, card.input_spec, len(card.classes))
+    last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight.copy_(torch.roll(last.weight, 1, dims=0))
+        last.bias.copy_(torch.roll(last.bias, 1, dims=0))
+    card.model_name, card.parent, card.candidate_id = name, 1, "c-worse"
+    write_artifact(model, card, folder, load_digits_dataset(InputSpec()).x[:32])
+    return ModelCard.read(folder)
+
+
+def test_a_worse_candidate_is_scored_in_shadow_and_never_promoted(loop: Loop, tmp_path: Path) -> None:
+    loop.env |= {"INFERLOOP_TRAINER__PROMOTION_MIN_LABELS": "60"}
+    loop.start(WorkerProcess)
+    loop.start(JoinerProcess)
+    settings = loop.settings
+    control = TritonControl(settings.triton.grpc_url)
+    publisher = publisher_of(settings, control)
+    card = worse_artifact(publisher.repo.version_dir(1), tmp_path / "worse", settings.model.name)
+    assert publisher.publish(tmp_path / "worse", card) == 2
+    assert announced(settings) == (1, 2)
+    items = digit_items(split_indices(holdout=True, n=120, seed=4))
+    loop.publish([(e, d) for e, d, _ in items])
+    predicted = loop.wait_predicted_by_id({e for e, _, _ in items})
+    send_feedback(loop, items)
+    wait_for(lambda: sum(e.shadow_version == 2 for e in loop.log()) >= 60, 60, "60 labels scored in shadow")
+    result = inferloop(loop.env, "trainer", "--every", "1s", "--max-runs", "1")
+    assert result.returncode == 0, result.stderr
+    assert "rejected: on " in result.stderr and "less accurate live" in result.stderr, result.stderr
+    assert announced(settings) == (1, None)
+    assert {p.model_version for p in loop.predictions()} == {1}, "the worse candidate answered live traffic"
+    assert {p.model_version for p in predicted.values()} == {1}
+    assert {p.model_version for p in shadow_predictions(loop)} == {2}, "it was scored in shadow"
+    statuses = {r["version"]: r["status"] for r in json.loads(inferloop(loop.env, "models", "--json").stdout)}
+    assert statuses == {1: "serving", 2: "rejected"}
+    assert [v.version for v in control.index(settings.model.name) if v.state == "READY"] == [1], "unloaded"
+
+
+def test_every_worker_follows_a_promotion_and_a_rollback_at_its_next_prediction(
+    loop: Loop, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two workers; v2 (verified, in shadow) is promoted, then rolled back: after each announcement every worker
+    reports the announced version (its next inference names it) and every later prediction carries it. How long
+    the workers took is reported, not asserted."""
+    workers = [loop.start(WorkerProcess), loop.start(WorkerProcess)]
+    settings = loop.settings
+    publisher = publisher_of(settings, TritonControl(settings.triton.grpc_url))
+    assert publisher.publish(publisher.repo.version_dir(1), publisher.repo.card(1)) == 2
+    warm = digit_items(list(range(40)))
+    loop.publish([(e, d) for e, d, _ in warm])
+    loop.wait_predicted({e for e, _, _ in warm})
+    for action, version in (("promote", 2), ("rollback", 1)):
+        began = time.monotonic()
+        publisher.promote(version) if action == "promote" else publisher.rollback()
+        for w in workers:
+            wait_for(
+                lambda w=w, v=version: loop.metric(w, "inferloop_announced_model_version") == v, 30, f"{action} seen"
+            )
+        took = time.monotonic() - began
+        with capsys.disabled():
+            print(f"\n{action} to v{version}: both workers followed within {took:.2f} s of the announcement")
+        items = digit_items(list(range(40, 120)))
+        loop.publish([(e, d) for e, d, _ in items])
+        got = loop.wait_predicted_by_id({e for e, _, _ in items})
+        assert {got[e].model_version for e, _, _ in items} == {version}, action

@@ -1,8 +1,10 @@
-"""The model lifecycle against the real Triton: bootstrap, retrain, gate, publish under load, failures, rollback."""
+"""The model lifecycle against the real Triton and Kafka: bootstrap, retrain, gates, verification beside the serving
+version under load, promotion and rollback as announcements, failures, a publisher killed at each step."""
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -15,16 +17,18 @@ import numpy as np
 import pytest
 
 from inferloop.images.preprocess import InputSpec
+from inferloop.kafka.promotions import PromotionLog
 from inferloop.triton.control import TritonControl
+from infra.local.kafka_broker import KafkaBroker
 from infra.local.settings import LocalSettings
 from infra.local.triton_server import TritonServer
 from tests.helpers import inferloop, stack_env
-from tests.integration.conftest import drifted_digits, holdout_batch, settings_for
+from tests.integration.conftest import announced, drifted_digits, holdout_batch
 from trainer.card import ModelCard
 from trainer.data import digits_images, load_digits_dataset, split_holdout, write_image_folder
 from trainer.errors import CandidateRejected, NotEnoughData, PublishError
-from trainer.jobs import TrainerJobs, Triggers, retrain, run_trainer_loop, serving_options
-from trainer.publish import Publisher
+from trainer.jobs import TrainerJobs, Triggers, retrain, run_trainer_loop
+from trainer.jobs.context import publisher as publisher_of
 from trainer.repository import ModelRepository
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -32,22 +36,35 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 @dataclass
 class LoadGenerator:
-    """Clients that send inference requests in a loop until stopped, recording every outcome."""
+    """Clients that send inference requests in a loop until stopped, recording every outcome. Like the workers,
+    they name the version the promotions topic announces (``follow``: polled in a thread of its own)."""
 
     url: str
     model: str
     x: np.ndarray
+    follow: LocalSettings
     clients: int = 4
     versions: list[int] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    pinned: int | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _watch(self) -> None:
+        log = PromotionLog(self.follow)
+        while not self._stop.is_set():
+            latest = log.latest(self.model)
+            self.pinned = latest.serving if latest is not None else None
+            self._stop.wait(0.2)
 
     def _client(self) -> None:
         control = TritonControl(self.url)
         while not self._stop.is_set():
+            if self.pinned is None:
+                self._stop.wait(0.05)
+                continue
             try:
-                _, version = control.infer(self.model, self.x)
+                _, version = control.infer(self.model, self.x, version=self.pinned)
                 with self._lock:
                     self.versions.append(version)
             except Exception as exc:  # every failure counts; the test asserts there are none
@@ -56,7 +73,8 @@ class LoadGenerator:
         control.close()
 
     def __enter__(self) -> LoadGenerator:
-        self._threads = [threading.Thread(target=self._client, daemon=True) for _ in range(self.clients)]
+        self._threads = [threading.Thread(target=self._watch, daemon=True)]
+        self._threads += [threading.Thread(target=self._client, daemon=True) for _ in range(self.clients)]
         for t in self._threads:
             t.start()
         return self
@@ -108,38 +126,48 @@ def test_bootstrap_refuses_to_overwrite(bootstrapped: dict[str, str]) -> None:
 
 
 @pytest.mark.faults
-def test_train_publishes_v2_under_load_with_zero_failed_requests(
+def test_a_new_version_is_verified_beside_the_serving_one_and_serves_only_once_promoted(
     fresh_model: LocalSettings, triton_server: TritonServer
 ) -> None:
-    """Model hot swap under load: v2 trained and published while 4 clients keep inferring; no request fails and
-    answers move from v1 to v2, never back."""
+    """v2 trained and published while 4 clients (following the promotions topic, as workers do) keep inferring:
+    it is loaded beside v1 and verified, in shadow, and no request fails or reaches it; once promoted, answers
+    move from v1 to v2, never back, still with no failed request."""
     images, labels = drifted_digits(240)
     write_image_folder(fresh_model.feedback_dir, images, labels, prefix="inv")
-    jobs = TrainerJobs(fresh_model, TritonControl(triton_server.grpc_url))
-    with LoadGenerator(triton_server.grpc_url, fresh_model.model.name, holdout_batch(8)) as load:
+    jobs = TrainerJobs.from_settings(fresh_model)
+    name = fresh_model.model.name
+    with LoadGenerator(triton_server.grpc_url, name, holdout_batch(8), fresh_model) as load:
         outcome = retrain(jobs)
-        after_publish = len(load.versions)
-        while len(load.versions) < after_publish + 50:
+        assert outcome.version == 2 and outcome.status == "in shadow"
+        assert announced(fresh_model) == (1, 2)
+        in_shadow = len(load.versions)
+        while len(load.versions) < in_shadow + 50:
+            threading.Event().wait(0.05)
+        assert set(load.versions) == {1}, "a version in shadow answered a client"
+        jobs.publisher.promote(2, reason="test")
+        promoted = len(load.versions)
+        while 2 not in load.versions[promoted:] or len(load.versions) < promoted + 50:
             threading.Event().wait(0.05)
     assert load.failures == []
-    assert outcome.version == 2
-    assert load.versions[0] == 1 and load.versions[-1] == 2
     switch = load.versions.index(2)
     assert set(load.versions[switch:]) == {2}, "after v2 answered, v1 answered again"
-    assert Counter(load.versions)[1] > 0
+    assert Counter(load.versions)[1] > 0 and announced(fresh_model) == (2, None)
 
-    # v2 learnt the drift, kept the old skill, and its card says exactly what trained it.
+    # v2 learnt the drift, kept the old skill, passed the trusted gate, and its card says exactly what trained it.
     card = outcome.card
     assert card.parent == 1 and card.version == 2
     assert card.metrics.feedback_accuracy is not None and card.serving_metrics is not None
     assert card.metrics.feedback_accuracy >= card.serving_metrics.feedback_accuracy + 0.2
     assert card.metrics.holdout_accuracy >= 0.95
+    assert card.trusted_gate is not None and card.trusted_gate["accepted"] and card.trusted_gate["best_version"] == 1
     new_ids = set(card.lineage.new_examples)
     assert new_ids and all(i.startswith("file:") for i in new_ids)
     assert card.lineage.replay_examples and all(i.startswith("sklearn-digits:") for i in card.lineage.replay_examples)
-    repo = ModelRepository(triton_server.model_repository, fresh_model.model.name)
-    assert {r["version"]: r["status"] for r in repo.catalog()} == {1: "retired", 2: "serving"}
-    assert (repo.version_dir(1) / "model.onnx").exists(), "retired versions stay on disk for rollback"
+    repo = ModelRepository(triton_server.model_repository, name)
+    assert {r["version"]: (r["status"], r["loaded"]) for r in repo.catalog()} == {
+        1: ("retired", True),  # kept loaded: a rollback is an announcement
+        2: ("serving", True),
+    }
 
     # Nothing new since v2: the next run has nothing to train on.
     with pytest.raises(NotEnoughData):
@@ -152,13 +180,14 @@ def test_worse_candidate_is_rejected_and_v1_keeps_serving(
     images, labels = digits_images()
     shuffled = list(np.random.default_rng(1).permutation([str(int(v)) for v in labels[:400]]))
     write_image_folder(fresh_model.feedback_dir, images[:400], shuffled, prefix="noise")
-    settings = settings_for(
-        triton_server, fresh_model.home, fresh_model.model.name, replay_ratio=0.0, finetune_learning_rate=5e-3
+    settings = fresh_model.model_copy(
+        update={"trainer": fresh_model.trainer.model_copy(update={"replay_ratio": 0.0, "finetune_learning_rate": 5e-3})}
     )
-    jobs = TrainerJobs(settings, TritonControl(triton_server.grpc_url))
+    jobs = TrainerJobs.from_settings(settings)
     with pytest.raises(CandidateRejected) as info:
         retrain(jobs)
     assert any("fixed holdout" in r for r in info.value.reasons)
+    assert any("best version ever served (v1" in r for r in info.value.reasons)
     _, version = TritonControl(triton_server.grpc_url).infer(settings.model.name, holdout_batch(4))
     assert version == 1
     catalog = ModelRepository(triton_server.model_repository, settings.model.name).catalog()
@@ -171,19 +200,19 @@ def test_corrupt_artifact_fails_to_load_and_previous_version_keeps_serving(
     fresh_model: LocalSettings, triton_server: TritonServer, tmp_path: Path
 ) -> None:
     name = fresh_model.model.name
-    repo = ModelRepository(triton_server.model_repository, name)
     control = TritonControl(triton_server.grpc_url)
-    publisher = Publisher(repo, control, serving_options(fresh_model))
+    publisher = publisher_of(fresh_model, control)
+    repo = publisher.repo
     broken = tmp_path / "broken"
     subprocess.run(["cp", "-r", str(repo.version_dir(1)), str(broken)], check=True)
     (broken / "model.onnx").write_bytes(b"this is not an onnx model")
     card = repo.card(1)
-    load = LoadGenerator(triton_server.grpc_url, name, holdout_batch(4), clients=2)
+    load = LoadGenerator(triton_server.grpc_url, name, holdout_batch(4), fresh_model, clients=2)
     with load, pytest.raises(PublishError, match="version 2"):
         publisher.publish(broken, card)
-    assert load.failures == [] and set(load.versions) == {1}
+    assert load.failures == [] and set(load.versions) == {1} and len(load.versions) > 0
     assert repo.versions() == [1]
-    assert repo.read_registry().serving == [1]
+    assert repo.read_registry().loaded == [1] and announced(fresh_model) == (1, None)
     assert control.infer(name, holdout_batch(2))[1] == 1
     assert "versions: [ 1 ]" in (repo.model_dir / "config.pbtxt").read_text()
     # The number is not reused; the failure is on record.
@@ -191,26 +220,38 @@ def test_corrupt_artifact_fails_to_load_and_previous_version_keeps_serving(
     assert [r["status"] for r in repo.catalog() if r["version"] == 2] == ["rejected"]
 
 
-def test_rollback_serves_the_previous_version_again(fresh_model: LocalSettings, triton_server: TritonServer) -> None:
+def test_promote_and_rollback_from_the_cli_are_announcements_of_verified_versions(
+    fresh_model: LocalSettings, triton_server: TritonServer
+) -> None:
     name = fresh_model.model.name
-    repo = ModelRepository(triton_server.model_repository, name)
     control = TritonControl(triton_server.grpc_url)
-    Publisher(repo, control, serving_options(fresh_model)).publish(repo.version_dir(1), repo.card(1))
-    assert control.infer(name, holdout_batch(2))[1] == 2
+    publisher = publisher_of(fresh_model, control)
+    assert publisher.publish(publisher.repo.version_dir(1), publisher.repo.card(1)) == 2
+    assert announced(fresh_model) == (1, 2)
 
-    env = stack_env(fresh_model.home, fresh_model.cache_dir, triton_server, INFERLOOP_MODEL__NAME=name)
+    env = {**os.environ, **fresh_model.to_env(), "COLUMNS": "200"}
+    statuses = {r["version"]: r["status"] for r in json.loads(inferloop(env, "models", "--json").stdout)}
+    assert statuses == {1: "serving", 2: "shadow"}
+    promoted = inferloop(env, "promote", "2")
+    assert promoted.returncode == 0, promoted.stderr
+    assert announced(fresh_model) == (2, None) and control.infer(name, holdout_batch(2), version=2)[1] == 2
+
+    loads = [v.version for v in control.index(name) if v.state == "READY"]
     result = inferloop(env, "rollback")
     assert result.returncode == 0, result.stderr
-    assert control.infer(name, holdout_batch(2))[1] == 1
+    assert announced(fresh_model) == (1, None)
+    assert [v.version for v in control.index(name) if v.state == "READY"] == loads, "no version loaded or unloaded"
     statuses = {r["version"]: r["status"] for r in json.loads(inferloop(env, "models", "--json").stdout)}
     assert statuses == {1: "serving", 2: "retired"}
 
     forward = inferloop(env, "rollback", "--to", "2")
     assert forward.returncode == 0, forward.stderr
-    assert control.infer(name, holdout_batch(2))[1] == 2
+    assert announced(fresh_model) == (2, None)
     missing = inferloop(env, "rollback", "--to", "9")
-    assert missing.returncode == 1 and "no version 9" in missing.stderr
-    assert control.infer(name, holdout_batch(2))[1] == 2
+    assert missing.returncode == 1 and "never verified" in missing.stderr
+    unverified = inferloop(env, "promote", "9")
+    assert unverified.returncode == 1 and "never verified" in unverified.stderr
+    assert announced(fresh_model) == (2, None)
 
 
 @pytest.mark.faults
@@ -243,64 +284,72 @@ with repo.lock():
 
     # The lock died with its holder; the next publisher cleans up and publishes.
     events: list[str] = []
-    version = Publisher(repo, control, serving_options(fresh_model)).publish(
-        repo.version_dir(1), repo.card(1), on_event=events.append
-    )
+    version = publisher_of(fresh_model, control).publish(repo.version_dir(1), repo.card(1), on_event=events.append)
     assert version == 2
     assert any("half-written" in e for e in events)
     assert not list(repo.staging_dir.iterdir())
-    assert control.infer(name, holdout_batch(2))[1] == 2
+    assert control.infer(name, holdout_batch(2), version=2)[1] == 2 and announced(fresh_model) == (1, 2)
 
 
-PUBLISH_STEPS = {  # a step of Publisher.publish -> the progress event that follows it
-    "after renaming the version into place": "wrote version",
-    "after writing the config": "lists versions",
-    "after Triton loaded it": "Triton loaded",
-    "after the smoke check, before the registry": "is serving",
+PUBLISH_STEPS = {  # a step of Publisher.publish or .promote -> the progress event that follows it
+    "after renaming the version into place": ("publish", "wrote version"),
+    "after writing the config": ("publish", "lists versions"),
+    "after Triton loaded it": ("publish", "Triton loaded"),
+    "after the smoke check, before announcing it": ("publish", "loaded and verified"),
+    "after announcing its promotion, before the registry": ("promote", "announced version"),
 }
 
 
 @pytest.mark.faults
-def test_a_publisher_killed_at_each_step_leaves_the_serving_version_unchanged(
+def test_a_publisher_killed_at_each_step_leaves_a_consistent_repository_and_serving_version(
     fresh_model: LocalSettings, triton_server: TritonServer
 ) -> None:
     """A publisher SIGKILLed right after each step of a publish (the version renamed into place, the config
-    written, Triton loaded, the smoke check passed): the registry still says v1 serves, and once the next lock
-    holder (the trainer's next check) reconciles, the config lists v1 and Triton answers with v1; a last publish
-    then succeeds."""
+    written, Triton loaded, the smoke check passed) or of a promotion (announced, not yet recorded): v1 keeps
+    serving throughout a publish; once the next lock holder (the trainer's next check) reconciles, the config
+    lists the registry's loaded versions, the registry and the topic agree, and the announced version answers."""
     name = fresh_model.model.name
     repo = ModelRepository(triton_server.model_repository, name)
     control = TritonControl(triton_server.grpc_url)
-    publisher = Publisher(repo, control, serving_options(fresh_model))
-    for step, marker in PUBLISH_STEPS.items():
+    publisher = publisher_of(fresh_model, control)
+    for step, (action, marker) in PUBLISH_STEPS.items():
+        if action == "promote":
+            candidate = publisher.publish(repo.version_dir(1), repo.card(1))  # in shadow, to be promoted
+        call = (
+            "publisher.publish(repo.version_dir(1), repo.card(1), on_event=die_after)"
+            if action == "publish"
+            else f"publisher.promote({candidate}, on_event=die_after)"
+        )
         script = f"""
 import os, signal
-from pathlib import Path
 from inferloop.triton.control import TritonControl
 from infra.local.settings import LocalSettings
-from trainer.jobs import serving_options
-from trainer.publish import Publisher
-from trainer.repository import ModelRepository
+from trainer.jobs.context import publisher as publisher_of
 
 def die_after(message: str) -> None:
     if {marker!r} in message:
         os.kill(os.getpid(), signal.SIGKILL)
 
 settings = LocalSettings.model_validate_json({fresh_model.model_dump_json()!r})
-repo = ModelRepository(Path({str(triton_server.model_repository)!r}), {name!r})
-publisher = Publisher(repo, TritonControl({triton_server.grpc_url!r}), serving_options(settings))
-publisher.publish(repo.version_dir(1), repo.card(1), on_event=die_after)
+publisher = publisher_of(settings, TritonControl({triton_server.grpc_url!r}))
+repo = publisher.repo
+{call}
 """
         died = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
         assert died.returncode == -signal.SIGKILL, f"{step}: the publisher did not die there: {died.stderr[-2000:]}"
-        assert repo.read_registry().serving == [1], step
+        if action == "publish":
+            assert repo.read_registry().promoted == 1 and announced(fresh_model) == (1, None), step
         events: list[str] = []
         publisher.reconcile(on_event=events.append)
-        assert (repo.model_dir / "config.pbtxt").read_text().count("versions: [ 1 ]") == 1, (step, events)
-        assert control.infer(name, holdout_batch(2))[1] == 1, f"{step}: Triton does not serve v1 after reconciling"
+        registry = repo.read_registry()
+        serving = 1 if action == "publish" else candidate
+        assert (registry.promoted, registry.shadow) == announced(fresh_model) == (serving, None), (step, events)
+        config = (repo.model_dir / "config.pbtxt").read_text()
+        assert f"versions: [ {', '.join(map(str, registry.loaded))} ]" in config, (step, config)
+        assert serving in registry.loaded and set(registry.loaded) <= set(registry.verified), step
+        assert control.infer(name, holdout_batch(2), version=serving)[1] == serving, step
     version = publisher.publish(repo.version_dir(1), repo.card(1))
-    assert repo.read_registry().serving == [version] and control.infer(name, holdout_batch(2))[1] == version
-    assert not list(repo.staging_dir.iterdir())
+    assert announced(fresh_model) == (candidate, version) and not list(repo.staging_dir.iterdir())
 
 
 def test_concurrent_publishers_get_distinct_versions(fresh_model: LocalSettings, triton_server: TritonServer) -> None:
@@ -310,7 +359,7 @@ def test_concurrent_publishers_get_distinct_versions(fresh_model: LocalSettings,
 
     def publish() -> None:
         try:
-            publisher = Publisher(repo, TritonControl(triton_server.grpc_url), serving_options(fresh_model))
+            publisher = publisher_of(fresh_model, TritonControl(triton_server.grpc_url))
             results.append(publisher.publish(repo.version_dir(1), repo.card(1)))
         except BaseException as exc:
             errors.append(exc)
@@ -323,35 +372,35 @@ def test_concurrent_publishers_get_distinct_versions(fresh_model: LocalSettings,
     assert errors == []
     assert sorted(results) == [2, 3]
     assert repo.versions() == [1, 2, 3]
-    assert repo.read_registry().serving == [3]
+    registry = repo.read_registry()
+    assert (registry.promoted, registry.shadow) == announced(fresh_model) == (1, 3), "the newer candidate replaced 2"
+    assert registry.loaded == [1, 3], "the candidate it replaced is unloaded"
 
 
 def test_trainer_loop_retrains_when_enough_labels_arrive(
     fresh_model: LocalSettings, triton_server: TritonServer
 ) -> None:
-    jobs = TrainerJobs(fresh_model, TritonControl(triton_server.grpc_url))
+    jobs = TrainerJobs.from_settings(fresh_model)
     stop = threading.Event()
     checks = run_trainer_loop(jobs, 0.01, Triggers(min_new_labels=20), stop=stop, max_runs=1)
     assert [str(check) for check in checks] == ["skipped: 0 new labels (count trigger at 20)"]
     images, labels = drifted_digits(60, seed=3)
     write_image_folder(fresh_model.feedback_dir, images, labels, prefix="inv")
-    env = stack_env(
-        fresh_model.home,
-        fresh_model.cache_dir,
-        triton_server,
-        INFERLOOP_MODEL__NAME=fresh_model.model.name,
-        INFERLOOP_TRAINER__FEEDBACK_DIR=str(fresh_model.feedback_dir),
-        INFERLOOP_TRAINER__FEEDBACK_SOURCE="folder",
-        INFERLOOP_TRAINER__TOLERANCE="0.05",
-    )
-    result = inferloop(env, "trainer", "--every", "1s", "--min-new-labels", "20", "--max-runs", "1")
+    env = {
+        **os.environ,
+        **fresh_model.to_env(),
+        "INFERLOOP_TRAINER__TOLERANCE": "0.05",
+        "INFERLOOP_TRAINER__BEST_TOLERANCE": "0.05",
+    }
+    result = inferloop(env, "trainer", "--every", "1s", "--min-new-labels", "20", "--max-runs", "2")
     assert result.returncode == 0, result.stderr
-    assert "published v2" in result.stderr
-    assert TritonControl(triton_server.grpc_url).infer(fresh_model.model.name, holdout_batch(2))[1] == 2
+    assert "published v2 (in shadow)" in result.stderr
+    assert "shadow: 0/200 live labels in shadow" in result.stderr, "with a candidate in shadow, no retraining"
+    assert announced(fresh_model) == (1, 2)
 
 
 def test_bootstrap_from_an_image_folder(
-    triton_server: TritonServer, base_settings: LocalSettings, tmp_path: Path
+    triton_server: TritonServer, kafka_broker: KafkaBroker, base_settings: LocalSettings, tmp_path: Path
 ) -> None:
     images, labels = digits_images()
     keep = [i for i, v in enumerate(labels) if v in (0, 1, 7)][:240]
@@ -361,6 +410,7 @@ def test_bootstrap_from_an_image_folder(
         tmp_path / "home",
         base_settings.cache_dir,
         triton_server,
+        kafka_broker,
         INFERLOOP_MODEL__NAME="folder-model",
         INFERLOOP_TRAINER__BOOTSTRAP_EPOCHS="8",
     )

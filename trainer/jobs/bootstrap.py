@@ -18,7 +18,7 @@ def bootstrap(jobs: TrainerJobs, again: bool = False) -> TrainOutcome:
 
     ``again``: train from scratch even though versions exist (published as the next version).
     """
-    jobs.triton.require_live()
+    jobs.require_services()
     repo = jobs.repo
     registry = repo.read_registry()
     if not again and (registry.loaded or repo.versions()):

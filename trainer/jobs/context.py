@@ -38,6 +38,7 @@ class TrainOutcome:
     version: int
     card: ModelCard
     decision: GateDecision | None
+    status: str = "serving"  # or "in shadow": verified, scored on live traffic before the promoter decides
 
 
 def serving_options(settings: Settings) -> ServingOptions:
@@ -105,6 +106,12 @@ class TrainerJobs:
         from trainer.training_log import TrainingLogReader
 
         return TrainingLogReader(self.settings, spec)
+
+    def require_services(self) -> None:
+        """Triton answers and the promotions topic can be read: checked before minutes of training, since a
+        version that cannot be announced serves nothing."""
+        self.triton.require_live()
+        self.publisher.promotions.latest(self.repo.name)
 
     def serving_card(self) -> ModelCard:
         registry = self.repo.read_registry()

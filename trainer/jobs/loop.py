@@ -1,4 +1,5 @@
-"""``inferloop trainer``: check the triggers every interval, retrain when one fires, report each check's outcome."""
+"""``inferloop trainer``: every interval, decide on the candidate in shadow (the promoter) or, when none is in
+shadow, check the triggers and retrain when one fires; report each check's outcome."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from inferloop.settings import Settings
 from trainer.card import ModelCard
 from trainer.errors import CandidateRejected, NotEnoughData
 from trainer.jobs.context import EventFn, TrainerJobs
+from trainer.jobs.promoter import Promoter, Verdict
 from trainer.jobs.retrain import retrain
 from trainer.jobs.triggers import Triggers, due
 
@@ -27,8 +29,10 @@ log = logging.getLogger(__name__)
 class RunOutcome(StrEnum):
     """What one check of the trainer loop did (the ``outcome`` label of ``inferloop_trainer_runs_total``)."""
 
-    PUBLISHED = "published"
-    REJECTED = "rejected"  # the gate refused the candidate
+    PUBLISHED = "published"  # a candidate verified and put in shadow (or promoted, with shadow scoring off)
+    PROMOTED = "promoted"  # the candidate in shadow won on live labels and serves
+    SHADOW = "shadow"  # a candidate is in shadow, waiting for live labels
+    REJECTED = "rejected"  # the gate refused the candidate, or it lost in shadow
     SKIPPED = "skipped"  # no trigger fired, or too few labels
     FAILED = "failed"  # Triton or Kafka unreachable, or a bug: the loop goes on
 
@@ -39,7 +43,7 @@ class CheckResult:
     detail: str
 
     def __str__(self) -> str:
-        separator = " " if self.outcome is RunOutcome.PUBLISHED else ": "
+        separator = " " if self.outcome in (RunOutcome.PUBLISHED, RunOutcome.PROMOTED) else ": "
         return f"{self.outcome}{separator}{self.detail}"
 
 
@@ -58,11 +62,13 @@ def run_trainer_loop(
     max_runs: int | None = None,
     metrics: TrainerMetrics | None = None,
 ) -> list[CheckResult]:
-    """Check the triggers every ``interval_s``; retrain when one fires. Returns what each check did.
+    """Every ``interval_s``: while a candidate is in shadow, let the promoter decide on it (no retraining
+    meanwhile); otherwise check the triggers and retrain when one fires. Returns what each check did.
 
     A rejected candidate, a missing Triton or Kafka, or nothing to do ends one check, never the loop. After a
     rejection the same examples are not tried again: the next run waits for new ones.
     """
+    promoter = Promoter(jobs.settings, jobs.publisher, jobs.on_event)
     results: list[CheckResult] = []
     model = jobs.settings.model.name
     last_run = time.monotonic()
@@ -71,18 +77,24 @@ def run_trainer_loop(
         pending = 0
         try:
             jobs.publisher.reconcile(jobs.on_event)  # a publisher that died mid-way left the config unverified
-            decision = due(jobs, triggers, time.monotonic() - last_run, new_at_last_attempt)
-            pending = decision.pending
+            verdict = promoter.check()
+            decision = (
+                None if verdict is not None else due(jobs, triggers, time.monotonic() - last_run, new_at_last_attempt)
+            )
+            pending = decision.pending if decision is not None else 0
             if metrics is not None:
-                _export_serving(metrics, jobs.serving_card(), pending)
-            if not decision.fires:
-                result = CheckResult(RunOutcome.SKIPPED, decision.seen)
+                _export_serving(metrics, jobs.serving_card(), pending if decision is not None else None)
+                metrics.shadow_labels.labels(model).set(verdict.evidence.live_labels if verdict is not None else 0)
+            if verdict is not None:
+                result = CheckResult(_VERDICT_OUTCOMES[verdict.action], _verdict_detail(verdict))
+            elif decision is None or not decision.fires:
+                result = CheckResult(RunOutcome.SKIPPED, decision.seen if decision is not None else "")
             else:
                 jobs.on_event(f"retraining: {decision.reason}")
                 last_run = time.monotonic()
                 outcome = retrain(jobs, decision.min_labels)
                 new_at_last_attempt = 0
-                result = CheckResult(RunOutcome.PUBLISHED, f"v{outcome.version}")
+                result = CheckResult(RunOutcome.PUBLISHED, f"v{outcome.version} ({outcome.status})")
                 if metrics is not None:
                     metrics.training_seconds.labels(model).set(outcome.card.training_seconds)
                     _export_serving(metrics, outcome.card, None)
@@ -104,6 +116,15 @@ def run_trainer_loop(
             break
         stop.wait(interval_s)
     return results
+
+
+_VERDICT_OUTCOMES = {"wait": RunOutcome.SHADOW, "promote": RunOutcome.PROMOTED, "reject": RunOutcome.REJECTED}
+
+
+def _verdict_detail(verdict: Verdict) -> str:
+    if verdict.action == "promote":
+        return f"v{verdict.evidence.candidate}: {verdict.reason}"
+    return verdict.reason
 
 
 def run_trainer(

@@ -16,8 +16,8 @@ import numpy as np
 
 from trainer.card import Lineage
 from trainer.data import ExampleSet, load_dataset, split_holdout
-from trainer.errors import CandidateRejected, NoServingVersion, NotEnoughData
-from trainer.evaluate import gate, measure
+from trainer.errors import CandidateRejected, DatasetError, NoServingVersion, NotEnoughData
+from trainer.evaluate import GateDecision, gate, measure, trusted_gate
 from trainer.export import load_weights
 from trainer.jobs.context import TrainerJobs, TrainOutcome
 from trainer.train import fit
@@ -27,7 +27,7 @@ def retrain(jobs: TrainerJobs, min_new_labels: int | None = None) -> TrainOutcom
     """Fine-tune the serving version on new labelled examples plus replay; publish if the gate accepts."""
     t = jobs.settings.trainer
     need = t.min_new_labels if min_new_labels is None else min_new_labels
-    jobs.triton.require_live()
+    jobs.require_services()
     registry = jobs.repo.read_registry()
     if registry.promoted is None:
         raise NoServingVersion(f"{jobs.repo.name} has no serving version: run `inferloop train --bootstrap` first")
@@ -74,12 +74,37 @@ def retrain(jobs: TrainerJobs, min_new_labels: int | None = None) -> TrainOutcom
     folder = jobs.write_candidate(model, card, holdout.x[:64])
     card.metrics = measure(folder, holdout, feedback_holdout)
     card.serving_metrics = measure(jobs.repo.version_dir(parent), holdout, feedback_holdout)
+    trusted, source = (
+        (holdout, "the dataset's fixed holdout")
+        if t.trusted_holdout is None
+        else (
+            load_dataset(str(t.trusted_holdout), spec),
+            str(t.trusted_holdout),
+        )
+    )
+    if trusted.classes != classes:
+        raise DatasetError(
+            f"the trusted holdout {source} has classes {list(trusted.classes)}, the model {list(classes)}"
+        )
+    served = [v for v in (registry.promoted, *registry.promoted_before()) if v is not None]
+    on_disk = set(jobs.repo.versions())
+    best_ever = trusted_gate(
+        folder,
+        {v: jobs.repo.version_dir(v) for v in served if v in on_disk},
+        trusted,
+        t.best_tolerance,
+        t.min_trusted_accuracy,
+        source,
+    )
+    card.trusted_gate = best_ever.as_dict()
     jobs.write_card(card, folder)
     decision = gate(card.metrics, card.serving_metrics, t.tolerance)
+    decision = GateDecision(not decision.reasons and not best_ever.reasons(), [*decision.reasons, *best_ever.reasons()])
     jobs.on_event(
         f"candidate: holdout {card.metrics.holdout_accuracy:.4f}, feedback {_fmt(card.metrics.feedback_accuracy)}; "
         f"serving v{parent}: holdout {card.serving_metrics.holdout_accuracy:.4f}, "
-        f"feedback {_fmt(card.serving_metrics.feedback_accuracy)}"
+        f"feedback {_fmt(card.serving_metrics.feedback_accuracy)}; trusted holdout: candidate "
+        f"{best_ever.candidate_accuracy:.4f}, best ever v{best_ever.best_version} {_fmt(best_ever.best_accuracy)}"
     )
     if not decision.accepted:
         jobs.record_rejection(card, decision.reasons)
@@ -89,7 +114,8 @@ def retrain(jobs: TrainerJobs, min_new_labels: int | None = None) -> TrainOutcom
         version = jobs.publisher.publish(folder, card, jobs.on_event)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    return TrainOutcome(version, jobs.repo.card(version), decision)
+    status = "in shadow" if jobs.repo.read_registry().shadow == version else "serving"
+    return TrainOutcome(version, jobs.repo.card(version), decision, status)
 
 
 def _fmt(value: float | None) -> str:

@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from inferloop.events import Promotion
+from inferloop.kafka.errors import BrokerUnavailable
 from inferloop.triton.control import NAMES, Answer, FloatArray, TensorNames, VersionState
 from inferloop.triton.errors import ModelLoadFailed, TritonRequestFailed, TritonUnavailable
 from trainer.card import ModelCard
 from trainer.errors import PublishError, RepositoryError, StaleParent
 from trainer.onnx_inference import onnx_proba
-from inferloop.events import Promotion
-from inferloop.kafka.errors import BrokerUnavailable
 from trainer.publish import Publisher, ServingOptions
 from trainer.repository import ModelRepository
 

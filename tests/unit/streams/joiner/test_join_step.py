@@ -125,3 +125,27 @@ def test_the_sweep_and_a_batch_take_turns_so_a_correction_is_the_last_label_logg
     assert labels[-1] == "7" and "3" in labels, labels
     entry = joiner.join.get("a")
     assert entry is not None and entry.logged_label == "7" and entry.pending is None
+
+
+def test_shadow_predictions_go_into_the_examples_and_score_the_candidate_on_the_same_labels() -> None:
+    """Before or after its prediction, the candidate's answer joins the example; one that does not decode is
+    skipped (an evaluation, not an output); the candidate's online accuracy is its own version's."""
+    images = {
+        ("images", 0, o): encode_image_event(ImageEvent(e, "image/png", b"PNG")) for e, o in (("a", 10), ("b", 11))
+    }
+    records = [
+        Record("shadow", 0, 0, b"a", encode_prediction(prediction("a", label="3", version=2, offset=10))),
+        Record("predictions", 0, 0, b"a", encode_prediction(prediction("a", label="8", version=1, offset=10))),
+        Record("predictions", 0, 1, b"b", encode_prediction(prediction("b", label="3", version=1, offset=11))),
+        Record("shadow", 0, 1, b"b", encode_prediction(prediction("b", label="5", version=2, offset=11))),
+        Record("shadow", 0, 2, b"x", b"not a prediction"),
+        Record("feedback", 0, 0, b"a", encode_feedback(feedback("a", "3"))),
+        Record("feedback", 0, 1, b"b", encode_feedback(feedback("b", "3"))),
+    ]
+    sent = run_joiner(records, images, shadow_predictions_topic="shadow")
+    logged = {e.event_id: e for e in (decode_labelled_example(v) for t, _, v in sent if t == "log")}
+    assert {k: (e.model_version, e.correct, e.shadow_version, e.shadow_correct) for k, e in logged.items()} == {
+        "a": (1, False, 2, True),
+        "b": (1, True, 2, False),
+    }
+    assert not [t for t, _, _ in sent if t == "dead"], "a bad shadow record is not a dead letter"
