@@ -28,11 +28,13 @@ from prometheus_client import CollectorRegistry
 from inferloop.errors import EventDecodeError
 from inferloop.events import (
     ImageEvent,
+    Promotion,
     Record,
     decode_dead_letter,
     decode_feedback,
     decode_labelled_example,
     decode_prediction,
+    decode_promotion,
     encode_image_event,
 )
 from inferloop.images.decode import ImageLimits, decode_image
@@ -71,7 +73,14 @@ class Harness:
     def __init__(self) -> None:
         settings_ = Settings(streams={"max_image_bytes": 64 * 1024, "max_image_pixels": 1_000_000})  # type: ignore[arg-type]
         self.broker = FakeBroker()
-        self.classifier = Classifier(settings_, FakeTriton([]), WorkerMetrics(CollectorRegistry()), self.broker.send)  # type: ignore[arg-type]
+        announced = Promotion("digits", 4)
+        self.classifier = Classifier(
+            settings_,
+            FakeTriton([]),  # type: ignore[arg-type]
+            WorkerMetrics(CollectorRegistry()),
+            self.broker.send,
+            lambda model: announced,
+        )
         self.loop = asyncio.new_event_loop()
         self.offset = 0
 
@@ -197,6 +206,25 @@ def test_feedback_and_log_decoders_raise_only_their_decode_error(value: bytes) -
             decode(value)
         except EventDecodeError as exc:
             assert exc.reason
+
+
+PROMOTION_FIELDS = (
+    "model_name", "serving", "shadow", "action", "reason", "evidence", "announced_at_ms", "schema_version"
+)  # fmt: skip
+
+
+@settings(max_examples=1500, deadline=None, derandomize=True)
+@given(st.dictionaries(st.sampled_from(PROMOTION_FIELDS), HEADER_VALUES, max_size=8))
+def test_the_promotion_decoder_accepts_only_whole_promotions(raw: dict[str, object]) -> None:
+    """1,500 JSON objects with any promotion field missing or of any type: a worker's watcher either gets a
+    promotion that names a model and a version, or an EventDecodeError with a reason (and skips the record)."""
+    raw.setdefault("schema_version", 1)
+    try:
+        promotion = decode_promotion(json.dumps(raw).encode())
+    except EventDecodeError as exc:
+        assert exc.reason
+        return
+    assert promotion.model_name and promotion.serving >= 1 and promotion.shadow != promotion.serving
 
 
 def _bomb(width: int, height: int, fmt: str) -> bytes:

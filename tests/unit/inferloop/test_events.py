@@ -155,3 +155,25 @@ def test_a_feedback_record_over_its_size_bound_is_refused_whatever_it_pads() -> 
     with pytest.raises(EventDecodeError) as caught:
         decode_feedback(json.dumps(padded).encode())
     assert caught.value.reason == "bad_field"
+
+
+def test_a_promotion_round_trips_and_its_decoder_refuses_what_a_worker_must_not_follow() -> None:
+    from inferloop.events import Promotion, decode_promotion, encode_promotion
+
+    promotion = Promotion("digits", 3, 4, "shadow", "verified", {"shadow_live_labels": 200, "note": None})
+    assert decode_promotion(encode_promotion(promotion)) == promotion
+    raw = json.loads(encode_promotion(promotion))
+    for field_name, value, reason in [
+        ("serving", 0, "bad_field"),
+        ("serving", True, "missing_field"),
+        ("shadow", 3, "bad_field"),  # the same version in shadow as serving
+        ("action", "delete", "bad_field"),
+        ("model_name", "", "missing_field"),
+        ("evidence", {"k": [1]}, "bad_field"),
+        ("schema_version", 2, "unknown_schema_version"),
+    ]:
+        with pytest.raises(EventDecodeError) as info:
+            decode_promotion(json.dumps({**raw, field_name: value}).encode())
+        assert info.value.reason == reason, (field_name, value)
+    with pytest.raises(EventDecodeError, match="not a promotion"):
+        decode_promotion(b"\xff")
