@@ -5,9 +5,14 @@
 2. Start a worker, a joiner and a trainer loop (an online-accuracy trigger) on topics of this run's own.
 3. Stream clean digits, then drifted ones (inverted); send feedback for part of the predictions, as users
    would, but only for images outside the holdout split, so that accuracy measured on holdout images is fair.
-4. Watch: online accuracy drops with the drift, the trainer fine-tunes on the logged feedback, publishes a new
-   version, Triton hot-loads it and accuracy on drifted images recovers.
-5. Write ``report.json`` and ``accuracy.png``; stop what the demo started (unless ``keep_running``).
+4. Watch: online accuracy drops with the drift, the trainer fine-tunes on the logged feedback and publishes a
+   new version, which Triton loads beside the serving one; verified on every replica, it goes into shadow: the
+   worker scores live events with it too (on the shadow-predictions topic), the joiner joins the feedback to
+   both answers, and once enough live labels show it at least as accurate, the trainer promotes it; the worker
+   follows the announcement and accuracy on drifted images recovers.
+5. Write ``report.json`` (with the promotions and their evidence, and the count of predictions made by a
+   version that had not been promoted: 0) and ``accuracy.png``; stop what the demo started (unless
+   ``keep_running``).
 """
 
 from __future__ import annotations
@@ -61,6 +66,7 @@ class Demo:
                 "min_new_labels": 100_000,
                 "finetune_epochs": min(t.finetune_epochs, 15),
                 "replay_ratio": min(t.replay_ratio, 2.0),
+                "promotion_min_labels": o.promotion_min_labels,
             }
         )
         return self.settings.model_copy(update={"trainer": trainer}).to_env()
@@ -202,13 +208,44 @@ class Demo:
         t = p.predicted_at_ms / 1000 - self.state.started
         with self.lock:
             self.observations.append(
-                Observation(round(t, 3), phase, version, correct, p.predicted_at_ms - p.produced_at_ms, in_hold)
+                Observation(
+                    round(t, 3),
+                    phase,
+                    version,
+                    correct,
+                    p.predicted_at_ms - p.produced_at_ms,
+                    in_hold,
+                    p.predicted_at_ms,
+                )
             )
             if version != self.state.serving:
                 if version > self.state.serving and self.state.serving:
                     self.published.append({"version": version, "at_s": round(t, 1)})
                     self.on_event(f"predictions now come from v{version}")
                 self.state.serving = max(version, self.state.serving)
+
+    def _follow_promotions(self) -> None:
+        """The promotions topic, as the live view shows it: which version is announced, which is in shadow."""
+        from inferloop.kafka.promotions import PromotionLog
+
+        log = PromotionLog(self.settings)
+        while not self.stop.wait(1.0):
+            with contextlib.suppress(InferloopError):
+                latest = log.latest(self.settings.model.name)
+                if latest is not None:
+                    self.state.announced, self.state.shadow = latest.serving, latest.shadow
+
+    def _promotion_records(self) -> list[Any]:
+        """Every announcement of the demo's model, oldest first."""
+        from inferloop.events import decode_promotion
+        from inferloop.kafka.readers import read_topic
+
+        found = []
+        for record in read_topic(self.settings, self.settings.model.promotions_topic, idle_timeout_s=5.0):
+            if record.key == self.settings.model.name.encode() and record.value is not None:
+                with contextlib.suppress(InferloopError):
+                    found.append(decode_promotion(record.value))
+        return found
 
     def _joiner_accuracy(self) -> dict[str, float] | None:
         url = f"http://127.0.0.1:{self.joiner_port}/metrics"
@@ -243,6 +280,8 @@ class Demo:
             "p50": percentile([o.latency_ms for o in recent], 50),
             "p99": percentile([o.latency_ms for o in recent], 99),
             "serving": self.state.serving,
+            "announced": self.state.announced,
+            "shadow": self.state.shadow,
             "accuracy": accuracy(last),
             "feedback": self.state.feedback,
             "online": self.state.joiner_accuracy,
@@ -281,6 +320,7 @@ class Demo:
             threads = [
                 threading.Thread(target=self._consume, name="demo-consume", daemon=True),
                 threading.Thread(target=self._produce, name="demo-produce", daemon=True),
+                threading.Thread(target=self._follow_promotions, name="demo-promotions", daemon=True),
             ]
             for thread in threads:
                 thread.start()
@@ -322,6 +362,30 @@ class Demo:
         drift_holdout = [o for o in obs if o.phase == "drift" and o.holdout]
         logged = end_offsets(self.settings, self.settings.feedback.training_log_topic)
         elapsed = max((o.t_s for o in obs), default=1.0) - min((o.t_s for o in obs), default=0.0)
+        announcements = self._promotion_records()
+        started_ms = self.state.started * 1000
+        promotions = [
+            {
+                "version": p.serving,
+                "shadow_live_labels": p.evidence.get("shadow_live_labels"),
+                "candidate_live_accuracy": p.evidence.get("candidate_live_accuracy"),
+                "serving_live_accuracy": p.evidence.get("serving_live_accuracy"),
+                "promoted_at_s": round(p.announced_at_ms / 1000 - self.state.started, 1),
+            }
+            for p in announcements
+            if p.action == "promote" and p.announced_at_ms >= started_ms
+        ]
+        shadows: list[dict[str, Any]] = []
+        for p in announcements:
+            at_s = round(p.announced_at_ms / 1000 - self.state.started, 1)
+            if shadows and shadows[-1].get("until_s") is None and p.shadow != shadows[-1]["version"]:
+                shadows[-1]["until_s"] = at_s
+            if (
+                p.shadow is not None
+                and p.announced_at_ms >= started_ms
+                and (not shadows or shadows[-1]["version"] != p.shadow)
+            ):
+                shadows.append({"version": p.shadow, "at_s": at_s, "until_s": None})
         report = DemoReport(
             duration_s=round(duration_s, 1),
             final_serving_version=final,
@@ -341,13 +405,15 @@ class Demo:
             throughput_per_s=round(len(obs) / max(elapsed, 1e-3), 1),
             latency_p50_ms=percentile([o.latency_ms for o in obs], 50),
             latency_p99_ms=percentile([o.latency_ms for o in obs], 99),
+            promotions=promotions,
+            predictions_from_unverified=unverified_predictions(obs, announcements),
             online_accuracy=self._joiner_accuracy() or {},
             topics={"prefix": f"demo-{self.tag}"},
             model=self.settings.model.name,
             notes=notes,
         )
         report.write(self.options.report_dir)
-        write_chart(obs, self.drift_started_s, self.published, self.options.report_dir / "accuracy.png")
+        write_chart(obs, self.drift_started_s, self.published, self.options.report_dir / "accuracy.png", shadows)
         return report
 
     def _clean_up(self, started_stack: bool) -> None:
@@ -373,3 +439,12 @@ class Demo:
                     admin.delete_topics(mine)
             finally:
                 admin.close()
+
+
+def unverified_predictions(observations: list[Observation], announcements: list[Any]) -> int:
+    """Predictions made by a version that no announcement had named as serving by then (every announced version
+    was verified first, so this counts predictions from unverified versions)."""
+    promoted_at: dict[int, int] = {}
+    for p in announcements:
+        promoted_at.setdefault(p.serving, p.announced_at_ms)
+    return sum(1 for o in observations if o.predicted_at_ms < promoted_at.get(o.version, o.predicted_at_ms + 1))

@@ -25,7 +25,8 @@ def demo(
     max_drift_s: Annotated[float, typer.Option(help="Give up on recovery after this many seconds of drift.")] = 180.0,
     as_json: JsonFlag = False,
 ) -> None:
-    """The whole loop on the embedded digits: stream, drift, feedback, retrain, hot swap, recover; then a report."""
+    """The whole loop on the embedded digits: stream, drift, feedback, retrain, shadow scoring on live traffic,
+    promotion, recovery; then a report."""
     from cli.demo import Demo
     from cli.demo_report import DemoOptions
 
@@ -57,8 +58,13 @@ def demo(
         ("duration", f"{result.duration_s:.0f} s"),
         ("baseline version", f"v{result.baseline_version}"),
         ("final serving version", f"v{result.final_serving_version}"),
-        ("versions published", ", ".join(f"v{v['version']} at {v['at_s']:.0f} s" for v in result.versions_published)
-         or "none"),
+        ("versions serving traffic", ", ".join(
+            f"v{v['version']} at {v['at_s']:.0f} s" for v in result.versions_published) or "none"),
+        ("promotions (shadow evidence)", "; ".join(
+            f"v{p['version']} at {p['promoted_at_s']:.0f} s on {p['shadow_live_labels']} live labels: "
+            f"{p['candidate_live_accuracy']:.1%} vs {p['serving_live_accuracy']:.1%}"
+            for p in result.promotions) or "none"),
+        ("predictions from unverified versions", str(result.predictions_from_unverified)),
         ("accuracy before drift (baseline, clean)", pct(result.accuracy_before_drift)),
         ("accuracy after drift (baseline, drifted holdout)", pct(result.accuracy_after_drift)),
         ("accuracy recovered (final, drifted holdout)", pct(result.accuracy_recovered)),
@@ -76,11 +82,11 @@ def demo(
 
 def _demo_view(snap: dict[str, Any]) -> Table:
     table = Table(title="inferloop demo (live)", show_header=True, expand=False)
-    for column in ("elapsed", "phase", "sent", "predicted", "images/s", "latency p50/p99", "serving", "accuracy",
-                   "online acc. (joiner)", "feedback"):  # fmt: skip
+    for column in ("elapsed", "phase", "sent", "predicted", "images/s", "latency p50/p99", "serving", "shadow",
+                   "accuracy", "online acc. (joiner)", "feedback"):  # fmt: skip
         table.add_column(column)
     if not snap:
-        table.add_row(*["-"] * 10)
+        table.add_row(*["-"] * 11)
         return table
     online = snap.get("online") or {}
     table.add_row(
@@ -91,6 +97,7 @@ def _demo_view(snap: dict[str, Any]) -> Table:
         f"{snap['throughput']:.0f}",
         f"{snap['p50'] or '-'} / {snap['p99'] or '-'} ms",
         f"v{snap['serving']}",
+        f"[cyan]v{snap['shadow']}[/]" if snap.get("shadow") else "-",
         f"{snap['accuracy']:.1%}" if snap["accuracy"] is not None else "-",
         ", ".join(f"v{v}: {a:.0%}" for v, a in sorted(online.items())) or "-",
         str(snap["feedback"]),

@@ -22,6 +22,7 @@ class DemoOptions:
     max_drift_s: float = 180.0
     min_online_accuracy: float = 0.8  # the trainer's trigger
     min_labels_per_run: int = 150
+    promotion_min_labels: int = 200  # live labels the candidate in shadow needs before the promoter decides
     keep_running: bool = False
 
 
@@ -34,6 +35,8 @@ class LiveState:
     sent: int = 0
     feedback: int = 0
     serving: int = 0
+    announced: int = 0  # the version the promotions topic names
+    shadow: int | None = None  # the candidate in shadow, if any
     trainer: str = ""
     joiner_accuracy: dict[str, float] | None = None
     message: str = ""
@@ -49,6 +52,7 @@ class Observation:
     correct: bool
     latency_ms: float
     holdout: bool  # its image is in the holdout split: never labelled, so fair to measure on
+    predicted_at_ms: int = 0
 
 
 @dataclass
@@ -69,6 +73,8 @@ class DemoReport:
     throughput_per_s: float
     latency_p50_ms: float | None
     latency_p99_ms: float | None
+    promotions: list[dict[str, Any]] = field(default_factory=list)  # the promoter's decisions during the run
+    predictions_from_unverified: int = 0  # predictions whose version had not been promoted when they were made
     online_accuracy: dict[str, float] = field(default_factory=dict)  # the joiner's view, by version
     topics: dict[str, str] = field(default_factory=dict)
     model: str = ""
@@ -102,10 +108,14 @@ def rolling_accuracy(observations: Sequence[Observation], window: int) -> list[f
 
 
 def write_chart(
-    observations: Sequence[Observation], drift_started_s: float, published: Sequence[dict[str, Any]], path: Path
+    observations: Sequence[Observation],
+    drift_started_s: float,
+    published: Sequence[dict[str, Any]],
+    path: Path,
+    shadows: Sequence[dict[str, Any]] = (),
 ) -> Path:
     """Online accuracy over time (rolling, over the last 100 predictions), each point coloured by the version
-    that made the prediction; the drift and every publication marked."""
+    that made the prediction; the drift, every candidate's time in shadow and every publication marked."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -122,9 +132,13 @@ def write_chart(
         ax.scatter(xs, ys, s=4, color=colours(n % 10), label=f"v{version}")
     ax.axvline(drift_started_s, color="black", linestyle="--", linewidth=1)
     ax.text(drift_started_s, 1.02, " drift: inverted digits", fontsize=8, va="bottom")
+    for entry in shadows:
+        end = entry.get("until_s") or (ordered[-1].t_s if ordered else entry["at_s"])
+        ax.axvspan(entry["at_s"], end, color="tab:cyan", alpha=0.12)
+        ax.text(entry["at_s"], 0.5, f" v{entry['version']} in shadow", fontsize=8, rotation=90, va="bottom")
     for entry in published:
         ax.axvline(entry["at_s"], color="grey", linestyle=":", linewidth=1)
-        ax.text(entry["at_s"], 0.02, f" v{entry['version']} published", fontsize=8, rotation=90, va="bottom")
+        ax.text(entry["at_s"], 0.02, f" v{entry['version']} promoted", fontsize=8, rotation=90, va="bottom")
     ax.set_ylim(0, 1.08)
     ax.set_xlabel("seconds since the stream began")
     ax.set_ylabel("accuracy (last 100 predictions)")

@@ -185,9 +185,11 @@ def announce(settings: Settings, version: int, model: str | None = None) -> None
 
 
 @contextlib.contextmanager
-def served_copy(triton_server: TritonServer, name: str) -> Iterator[tuple[ModelRepository, ModelConfig, TritonControl]]:
+def served_copy(
+    triton_server: TritonServer, name: str, announce_on: Settings | None = None
+) -> Iterator[tuple[ModelRepository, ModelConfig, TritonControl]]:
     """The bootstrapped digits model served again under ``name``, with its good config (tests then break and
-    mend that config); unloaded afterwards."""
+    mend that config), version 1 announced on ``announce_on``'s broker; unloaded afterwards."""
     repo = ModelRepository(triton_server.model_repository, name)
     shutil.copytree(triton_server.model_repository / "digits" / "1", repo.version_dir(1), dirs_exist_ok=True)
     card = repo.card(1)
@@ -195,6 +197,8 @@ def served_copy(triton_server: TritonServer, name: str) -> Iterator[tuple[ModelR
     repo.write_config(good)
     control = TritonControl(triton_server.grpc_url)
     control.load(name)
+    if announce_on is not None:
+        announce(announce_on, 1, name)
     try:
         yield repo, good, control
     finally:

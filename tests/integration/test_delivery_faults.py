@@ -87,7 +87,7 @@ def test_an_unexpected_error_in_the_joiner_stops_it_before_any_commit(
     """30 events predicted by a model whose config then turns malformed (labels not JSON): the joiner, checking
     each label against the model's, raises an error no step declares and exits (code 70) with nothing logged or
     dead-lettered; with the config fixed, a restarted joiner logs all 30 labels."""
-    with served_copy(triton_server, "m-joiner-bad-labels") as (repo, good, control):
+    with served_copy(triton_server, "m-joiner-bad-labels", stream.settings) as (repo, good, control):
         stream.env["INFERLOOP_MODEL__NAME"] = repo.name
         stream.start_worker()
         items = labelled_digits(30)

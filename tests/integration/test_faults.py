@@ -73,7 +73,7 @@ def test_an_unexpected_error_in_a_batch_stops_the_worker_before_any_commit(
     """The served model's config is malformed (its labels are not JSON), so the classify step raises an error no
     step declares: the worker exits (code 70) before committing anything, with no output for the 40 events; with
     the config fixed, a restarted worker predicts all 40, duplicates identical."""
-    with served_copy(triton_server, "m-bad-labels") as (repo, good, control):
+    with served_copy(triton_server, "m-bad-labels", stream.settings) as (repo, good, control):
         repo.write_config(with_malformed_labels(good))
         control.load(repo.name)
         stream.env["INFERLOOP_MODEL__NAME"] = repo.name

@@ -14,6 +14,8 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
+from inferloop.settings import TritonSettings
+from inferloop.triton.options import grpc_options
 from infra.local.settings import LocalSettings
 
 pytestmark = [pytest.mark.integration]
@@ -155,8 +157,14 @@ def test_rendered_manifests_are_wired_together(values: list[str], crds: bool) ->
         assert any(pdb["spec"]["selector"]["matchLabels"].items() <= labels.items() for labels in pod_labels.values())
     assert by_kind(docs, "NetworkPolicy")
 
-    # the trainer reaches every Triton replica through the headless Service, and writes the shared volume
+    # the trainer runs its loop continuously (the promoter waits for live labels), one replica at a time, reaches
+    # every Triton replica through the headless Service, and writes the shared volume
     trainer = specs["rel-inferloop-trainer"]["containers"][0]
+    trainer_deployment = deployments["rel-inferloop-trainer"]
+    assert trainer_deployment["spec"]["replicas"] == 1 and trainer_deployment["spec"]["strategy"]["type"] == "Recreate"
+    assert trainer["args"][0].rstrip().endswith("exec inferloop trainer")
+    assert {p["containerPort"] for p in trainer["ports"]} == {int(config["INFERLOOP_TRAINER__METRICS_PORT"])}
+    assert int(config["INFERLOOP_TRAINER__PROMOTION_MIN_LABELS"]) == 200
     trainer_env = {e["name"]: e.get("value") for e in trainer["env"]}
     assert trainer_env["INFERLOOP_TRITON__FAN_OUT"] == "true"
     headless = services[trainer_env["INFERLOOP_TRITON__HOST"]]
@@ -189,6 +197,14 @@ def test_rendered_manifests_are_wired_together(values: list[str], crds: bool) ->
                 assert str(path.parent) in mounts, (name, setting)
             ca_volume = next(v for v in specs[name]["volumes"] if v["name"] == "triton-tls")
             assert ca_volume["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}], "the server key leaks"
+        # the trainer dials each replica by address and verifies the name the certificate carries: the Service's
+        assert trainer_env["INFERLOOP_TRITON__TLS_SERVER_NAME"] == config["INFERLOOP_TRITON__HOST"]
+        trainer_triton = TritonSettings(
+            host=trainer_env["INFERLOOP_TRITON__HOST"], tls=True, fan_out=True,
+            tls_server_name=trainer_env["INFERLOOP_TRITON__TLS_SERVER_NAME"],
+        )  # fmt: skip
+        overrides = dict(grpc_options(trainer_triton)["channel_args"])
+        assert overrides["grpc.ssl_target_name_override"] == config["INFERLOOP_TRITON__HOST"]
         assert json.loads(config["INFERLOOP_STREAMS__IMAGE_URI_ROOTS"]) == ["s3://inferloop-images/incoming/"]
     else:
         assert not any("ssl" in arg for arg in triton["args"]) and "INFERLOOP_TRITON__TLS_CA_FILE" not in config

@@ -25,6 +25,7 @@ from infra.local.triton_server import TritonServer
 from infra.local.worker import WorkerProcess
 from tests.conftest import SERVER_LOGS
 from tests.helpers import inferloop, make_certificates, settings_from_env, stack_env, wait_for
+from tests.integration.conftest import announce
 from trainer.data import digits_images, png_bytes
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.security]
@@ -119,6 +120,7 @@ def test_clients_cli_and_worker_work_over_sasl_ssl_and_never_show_the_password(
     )
     settings = settings_from_env(env)
     assert ensure_topics(settings)  # kafka-python admin over SASL_SSL
+    announce(settings, 1)  # the promotions topic over SASL_SSL: the worker follows it there too
     (port,) = free_ports(1)
     # faust (aiokafka) over SASL_SSL, logging everything it can: a secret must not show even at debug level
     worker = WorkerProcess(env, port, tmp_path / "worker.log", log_level="DEBUG")

@@ -148,6 +148,8 @@ INFERLOOP_STREAMS__APP_ID: {{ .Values.worker.appId | quote }}
 INFERLOOP_STREAMS__IMAGES_TOPIC: {{ .Values.topics.images | quote }}
 INFERLOOP_STREAMS__PREDICTIONS_TOPIC: {{ .Values.topics.predictions | quote }}
 INFERLOOP_STREAMS__DEAD_LETTER_TOPIC: {{ .Values.topics.deadLetters | quote }}
+INFERLOOP_STREAMS__SHADOW_PREDICTIONS_TOPIC: {{ .Values.topics.shadowPredictions | quote }}
+INFERLOOP_MODEL__PROMOTIONS_TOPIC: {{ .Values.topics.promotions | quote }}
 INFERLOOP_STREAMS__PARTITIONS: {{ .Values.topics.partitions | quote }}
 INFERLOOP_STREAMS__MAX_BATCH: {{ .Values.worker.maxBatch | quote }}
 INFERLOOP_STREAMS__BATCH_WITHIN_MS: {{ .Values.worker.batchWithinMs | quote }}
@@ -161,6 +163,10 @@ INFERLOOP_FEEDBACK__WAIT_S: {{ .Values.joiner.waitS | quote }}
 INFERLOOP_FEEDBACK__METRICS_PORT: {{ .Values.joiner.metricsPort | quote }}
 INFERLOOP_TRAINER__MIN_NEW_LABELS: {{ .Values.trainer.minNewLabels | quote }}
 INFERLOOP_TRAINER__TOLERANCE: {{ .Values.trainer.tolerance | quote }}
+INFERLOOP_TRAINER__BEST_TOLERANCE: {{ .Values.trainer.bestTolerance | quote }}
+INFERLOOP_TRAINER__PROMOTION_MIN_LABELS: {{ .Values.trainer.promotionMinLabels | quote }}
+INFERLOOP_TRAINER__SERVING_VERSIONS: {{ .Values.trainer.servingVersions | quote }}
 INFERLOOP_TRAINER__KEEP_VERSIONS: {{ .Values.trainer.keepVersions | quote }}
-INFERLOOP_TRAINER__METRICS_PORT: "0"
+INFERLOOP_TRAINER__INTERVAL_S: {{ .Values.trainer.intervalS | quote }}
+INFERLOOP_TRAINER__METRICS_PORT: {{ .Values.trainer.metricsPort | quote }}
 {{- end -}}
