@@ -5,7 +5,7 @@ at-least-once: the agent consumes with ``take_events`` at concurrency 1 (batch a
 budget, :mod:`streams.worker.memory_plan`); faust acknowledges a batch only after the agent's body returned, and
 commits offsets only of acknowledged events; the body returns only once every output of the batch is handed to
 the producer that faust flushes before committing. Every inference names the version announced on the
-promotions topic (followed in the background by a :class:`~inferloop.kafka.promotions.PromotionWatcher`); the
+promotions topic (followed in the background by a :class:`~streams.promotions.PromotionWatcher`); the
 candidate in shadow scores a share of the events onto the shadow-predictions topic.
 """
 
@@ -19,12 +19,12 @@ from aiokafka.partitioner import murmur2
 from prometheus_client import CollectorRegistry
 
 from inferloop.events import Promotion
-from inferloop.kafka.promotions import PromotionWatcher
 from inferloop.kafka.topics import ensure_topics
 from inferloop.metrics import WorkerMetrics
 from inferloop.settings import Settings
 from inferloop.triton.inference import triton_inference
 from streams.faust_app import batch_deadline_s, faust_app, observe, process_batches, run_app
+from streams.promotions import PromotionWatcher
 from streams.worker.classify_step import Classifier
 from streams.worker.memory_plan import memory_plan
 
