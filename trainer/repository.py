@@ -95,12 +95,18 @@ class Registry:
 
     @staticmethod
     def from_dict(raw: dict[str, Any]) -> Registry:
-        """As recorded, tolerating a registry an older inferloop wrote (``serving``: what it loaded and served)."""
+        """As recorded, tolerating a registry an older inferloop wrote (``serving``: what it loaded and served;
+        every version it ever served passed its smoke test then, so it counts as verified)."""
         raw = dict(raw)
         old_serving = raw.pop("serving", None)
         if old_serving is not None and "loaded" not in raw:
+            served = {
+                e["version"]
+                for e in raw.get("history", [])
+                if e.get("event") in ("published", "rollback") and isinstance(e.get("version"), int)
+            }
             raw["loaded"] = list(old_serving)
-            raw["verified"] = list(old_serving)
+            raw["verified"] = sorted(served | set(old_serving))
             raw["promoted"] = max(old_serving) if old_serving else None
         raw["rejected"] = [Rejection.from_dict(r) for r in raw.get("rejected", [])]
         return Registry(**raw)

@@ -29,7 +29,7 @@ class FitConfig:
     weight_decay: float = 1e-4
     augment: bool = True
     seed: int = 0
-    threads: int = 2
+    threads: int = 1  # trainer.threads: more than the cores it has to itself slows training many-fold
 
 
 def seed_everything(seed: int) -> None:

@@ -30,6 +30,12 @@ def test_demo_shows_drift_and_recovery_and_leaves_nothing_running(base_settings:
     assert report["accuracy_recovered"] - report["accuracy_after_drift"] >= 0.20
     assert report["duration_s"] <= 300
     assert report["examples_logged"] > 0 and report["feedback_sent"] > 0
+    # the new version served only after its verification, shadow scoring and promotion on live labels
+    (promotion,) = [p for p in report["promotions"] if p["version"] == report["final_serving_version"]]
+    assert promotion["shadow_live_labels"] >= 200
+    assert promotion["candidate_live_accuracy"] >= promotion["serving_live_accuracy"]
+    assert report["predictions_from_unverified"] == 0
+    assert report["versions_published"][0]["at_s"] >= promotion["promoted_at_s"] - 1.0, "served before promoted"
     assert (report_dir / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "inferloop demo: summary" in result.stderr, "with --json the table goes to stderr, stdout is JSON"
 

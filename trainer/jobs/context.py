@@ -128,7 +128,9 @@ class TrainerJobs:
 
     def fit_config(self, epochs: int, learning_rate: float) -> FitConfig:
         t = self.settings.trainer
-        return FitConfig(epochs=epochs, batch_size=t.batch_size, learning_rate=learning_rate, seed=t.seed)
+        return FitConfig(
+            epochs=epochs, batch_size=t.batch_size, learning_rate=learning_rate, seed=t.seed, threads=t.threads
+        )
 
     def new_card(
         self, parent: int | None, spec: InputSpec, classes: tuple[str, ...], lineage: Lineage, fit_cfg: FitConfig

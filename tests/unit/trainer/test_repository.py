@@ -86,10 +86,13 @@ def test_registry_round_trip_and_damage_is_reported(tmp_path: Path) -> None:
 def test_a_registry_an_older_inferloop_wrote_reads_as_verified_and_promoted(tmp_path: Path) -> None:
     repo = ModelRepository(tmp_path / "repo", "m")
     repo.ensure()
-    old = {"serving": [2], "last_version": 2, "history": [{"at": "", "event": "published", "version": 2}]}
+    history = [{"at": "", "event": e, "version": v} for e, v in (("published", 1), ("published", 2), ("rollback", 1))]
+    history += [{"at": "", "event": "publish_failed", "version": 3}]
+    old = {"serving": [1], "last_version": 3, "history": history}
     repo.registry_path.write_text(json.dumps(old))
     registry = repo.read_registry()
-    assert (registry.loaded, registry.verified, registry.promoted, registry.shadow) == ([2], [2], 2, None)
+    assert (registry.loaded, registry.verified, registry.promoted, registry.shadow) == ([1], [1, 2], 1, None)
+    assert registry.promoted_before() == [2], "what it served before can be rolled back to"
 
 
 def test_catalog_lists_serving_shadow_retired_and_rejected(tmp_path: Path) -> None:
