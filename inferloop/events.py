@@ -389,6 +389,8 @@ class LabelledExample:
 
 def encode_labelled_example(example: LabelledExample) -> bytes:
     header = {k: v for k, v in example.__dict__.items() if k not in ("image", "schema_version")}
+    if example.shadow_version is None:  # absent, so that readers from before shadow scoring read the record
+        del header["shadow_version"], header["shadow_label"]
     return _frame(EXAMPLE_MAGIC, example.schema_version, header, example.image)
 
 

@@ -184,6 +184,14 @@ class StreamsSettings(SettingsGroup):
     shadow_fraction: float = Field(
         1.0, ge=0, le=1, description="Share of live events also scored by the candidate in shadow (by event id)."
     )
+    shadow_timeout_s: float = Field(
+        2.0,
+        gt=0,
+        description=(
+            "Longest a batch waits for the candidate in shadow beyond its own predictions (it runs beside them); "
+            "a slower shadow is skipped and counted, never the batch."
+        ),
+    )
     partitions: int = Field(4, ge=1, description="Partitions of the topics inferloop creates.")
     max_batch: int = Field(256, ge=1, description="Most events the worker takes into one batch.")
     batch_within_ms: float = Field(10.0, gt=0, description="Longest wait to fill a batch.")

@@ -59,18 +59,22 @@ class PromotionWatcher:
                     **aiokafka_options(self.settings.kafka), group_id=None, enable_auto_commit=False
                 )
                 await self._consumer.start()
-                tp = TopicPartition(self.topic, 0)
-                self._consumer.assign([tp])
-                await self._consumer.seek_to_beginning(tp)
-                end = (await self._consumer.end_offsets([tp]))[tp]
-                if end == 0:
-                    self._caught_up.set()
+                # every partition (inferloop creates one; a topic made by hand with more is read whole too)
+                await self._consumer.topics()  # the cluster's metadata, so that the partitions are known
+                partitions = self._consumer.partitions_for_topic(self.topic) or {0}
+                tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+                self._consumer.assign(tps)
+                await self._consumer.seek_to_beginning(*tps)
+                ends = await self._consumer.end_offsets(tps)
                 while True:
-                    batch = await self._consumer.getmany(tp, timeout_ms=self.POLL_MS)
-                    for record in batch.get(tp, []):
-                        self._apply(record.key, record.value, record.offset)
-                    if not self._caught_up.is_set() and await self._consumer.position(tp) >= end:
-                        self._caught_up.set()
+                    if not self._caught_up.is_set():
+                        positions = {tp: await self._consumer.position(tp) for tp in tps}
+                        if all(positions[tp] >= ends[tp] for tp in tps):
+                            self._caught_up.set()
+                    batch = await self._consumer.getmany(*tps, timeout_ms=self.POLL_MS)
+                    for records in batch.values():
+                        for record in records:
+                            self._apply(record.key, record.value, record.offset)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the broker went away: the state known so far stays; read again

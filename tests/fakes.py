@@ -25,10 +25,16 @@ SIGNATURE = ModelSignature("digits", "image", "probabilities", (1, 28, 28), tupl
 
 
 class FakeTriton:
-    def __init__(self, failures: list[Exception], failing_versions: set[int] = frozenset()) -> None:  # type: ignore[assignment]
-        self.failures, self.failing_versions = failures, failing_versions
+    def __init__(
+        self,
+        failures: list[Exception],
+        failing_versions: set[int] = frozenset(),  # type: ignore[assignment]
+        slow_versions: dict[int, float] | None = None,  # version -> seconds each answer takes
+    ) -> None:
+        self.failures, self.failing_versions, self.slow_versions = failures, failing_versions, slow_versions or {}
         self.calls: list[int] = []
         self.versions: list[int | None] = []  # the version each call asked for
+        self.answered: list[int | None] = []  # the version of each call that returned an answer
 
     async def signature(self) -> ModelSignature:
         return SIGNATURE
@@ -43,6 +49,9 @@ class FakeTriton:
             raise self.failures.pop(0)
         if version in self.failing_versions:
             raise TritonRequestFailed("digits", "inference", f"version {version} is not loaded")
+        if version in self.slow_versions:
+            await asyncio.sleep(self.slow_versions[version])
+        self.answered.append(version)
         row = [0.1, 0.2, 0.7] if version == 5 else [0.2, 0.7, 0.1]
         return np.tile(np.array([row], dtype=np.float32), (len(x), 1)), version or 4
 

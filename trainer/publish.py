@@ -14,14 +14,16 @@ are announced:
   recorded as rejected, and the serving version never stopped serving: it was never unloaded.
 * **promote** / **rollback**: announce a verified version (loading and smoke-testing it first if it is not
   loaded): instant for the versions kept loaded (``trainer.serving_versions``), no reload.
-* every announcement is written to the topic first and then to the registry; every lock holder reconciles
-  first: the config with the registry's loaded versions, and the registry with the topic (a verified, loaded
-  version the topic names is adopted: a publisher died after announcing; otherwise the registry's state is
-  announced again: it died before).
+* every decision is recorded in the registry first and announced second (a failed announcement puts the
+  registry back); the registry is the authority: every lock holder reconciles first, the config with the
+  registry's loaded versions and the topic with the registry's state (announced again when the topic says
+  otherwise: a publisher died in between, or someone wrote to the topic).
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import logging
 import time
 from collections.abc import Callable
@@ -32,7 +34,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from inferloop.errors import InferloopError
-from inferloop.events import Promotion
+from inferloop.events import Promotion, decode_promotion, encode_promotion
 from inferloop.triton.control import ControlPlane
 from inferloop.triton.model_config import ModelConfig, specific_versions
 from trainer.card import CARD_FILE, ModelCard
@@ -154,21 +156,21 @@ class Publisher:
         self._retire_unneeded(registry, on_event)  # a verified version a dead publisher never announced
 
     def _reconcile_topic(self, registry: Registry, on_event: EventFn) -> None:
-        assert registry.promoted is not None
+        """The registry is the authority: a topic that says otherwise (a publisher died between recording a
+        decision and announcing it, a record written by hand or by another repository) hears it again."""
+        if registry.promoted is None:
+            return
         announced = self.promotions.latest(self.repo.name)
         state = (registry.promoted, registry.shadow)
         if announced is not None and (announced.serving, announced.shadow) == state:
             return
-        if announced is not None and self._announceable(registry, announced.serving, announced.shadow):
-            on_event(
-                f"the promotions topic says version {announced.serving} serves ({announced.action}) but the registry "
-                f"says {registry.promoted} (a publisher died after announcing): the registry follows the topic"
-            )
-            registry.promoted, registry.shadow = announced.serving, announced.shadow
-            registry.event("reconciled", version=announced.serving, shadow=announced.shadow)
-            self.repo.write_registry(registry)
-            return
-        on_event(f"announcing the registry's state again: version {registry.promoted} serves")
+        said = "nothing" if announced is None else f"version {announced.serving} serves, {announced.shadow} in shadow"
+        on_event(
+            f"the promotions topic says {said}; the registry says version {registry.promoted} serves, "
+            f"{registry.shadow} in shadow: announcing the registry's state again"
+        )
+        if not self._announceable(registry, registry.promoted, registry.shadow):
+            raise RepositoryError(f"the registry of {self.repo.name} names unverified or unloaded versions {state}")
         self.promotions.announce(
             Promotion(self.repo.name, registry.promoted, registry.shadow, "reconcile", "the registry's state")
         )
@@ -240,11 +242,10 @@ class Publisher:
         if registry.promoted is None or not (self.options.shadow if shadow is None else shadow):
             self._announce_promotion(registry, version, "promote", "verified", {}, on_event)
         else:
-            superseded = registry.shadow
-            self._announce(registry, registry.promoted, version, "shadow", "verified, scored in shadow")
+            before, superseded = copy.deepcopy(registry), registry.shadow
             registry.shadow = version
             registry.event("shadow", version=version, serving=registry.promoted, superseded=superseded)
-            self.repo.write_registry(registry)
+            self._record_and_announce(before, registry, "shadow", "verified, scored in shadow", {}, on_event)
             on_event(f"version {version} is in shadow beside version {registry.promoted}")
             if superseded is not None:
                 self._retire_unneeded(registry, on_event)
@@ -263,18 +264,34 @@ class Publisher:
 
     # -- announcing -------------------------------------------------------------------------------------------
 
-    def _announce(
+    def _record_and_announce(
         self,
-        registry: Registry,
-        serving: int,
-        shadow: int | None,
+        before: Registry,
+        after: Registry,
         action: str,
         reason: str,
-        evidence: dict[str, Any] | None = None,
+        evidence: dict[str, Any],
+        on_event: EventFn,
     ) -> None:
-        if not self._announceable(registry, serving, shadow):
-            raise RepositoryError(f"refusing to announce unverified or unloaded versions ({serving}, {shadow})")
-        self.promotions.announce(Promotion(self.repo.name, serving, shadow, action, reason, dict(evidence or {})))
+        """A decision: recorded in the registry first, then announced. If the announcement fails the registry goes
+        back (nothing changed, the caller's error says why); a publisher killed in between leaves a decision the
+        next lock holder announces (the registry is the authority, :meth:`_reconcile_topic`)."""
+        assert after.promoted is not None
+        if not self._announceable(after, after.promoted, after.shadow):
+            raise RepositoryError(
+                f"refusing to announce unverified or unloaded versions ({after.promoted}, {after.shadow})"
+            )
+        promotion = Promotion(self.repo.name, after.promoted, after.shadow, action, reason, dict(evidence))
+        decode_promotion(encode_promotion(promotion))  # what every worker would refuse is not announced
+        self.repo.write_registry(after)
+        on_event(f"recorded: version {after.promoted} serves, {after.shadow} in shadow ({action}); announcing")
+        try:
+            self.promotions.announce(promotion)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the announcement's own error is the one to raise
+                self.repo.write_registry(before)
+            raise
+        on_event(f"announced version {after.promoted} ({action})")
 
     def _announce_promotion(
         self,
@@ -285,18 +302,17 @@ class Publisher:
         evidence: dict[str, Any],
         on_event: EventFn,
     ) -> None:
-        """Announce ``version`` as serving (first the topic, then the registry), then unload what is no longer
-        kept loaded. Any other candidate in shadow leaves shadow: it was trained from a version that no longer
-        serves."""
+        """Record and announce ``version`` as serving, then unload what is no longer kept loaded. Any other
+        candidate in shadow leaves shadow: it was trained from a version that no longer serves."""
+        before = copy.deepcopy(registry)
         previous, dropped = registry.promoted, registry.shadow
-        self._announce(registry, version, None, action, reason, evidence)
-        on_event(f"announced version {version} ({action})")
         registry.promoted, registry.shadow = version, None
         registry.event("promoted" if action == "promote" else action, version=version, previous=previous, **evidence)
         if dropped not in (None, version):
             registry.event("shadow_ended", version=dropped, reasons=[f"version {version} serves instead ({action})"])
+        self._record_and_announce(before, registry, action, reason, evidence, on_event)
+        if dropped not in (None, version):
             on_event(f"version {dropped} leaves shadow: version {version} serves instead ({action})")
-        self.repo.write_registry(registry)
         on_event(f"version {version} serves (was {previous or 'nothing'}): {reason}")
         self._retire_unneeded(registry, on_event, grace=previous is not None)
 
@@ -381,7 +397,7 @@ class Publisher:
             self._reconcile(registry, on_event)
             if registry.shadow != version or registry.promoted is None:
                 raise StaleParent(f"version {version} is no longer in shadow (now: {registry.shadow})")
-            self._announce(registry, registry.promoted, None, "shadow_ended", "; ".join(reasons), evidence)
+            before = copy.deepcopy(registry)
             card = self.repo.card(version)
             card.shadow_evidence = dict(evidence)
             registry.shadow = None
@@ -389,7 +405,7 @@ class Publisher:
             registry.loaded = [v for v in registry.loaded if v != version]
             registry.rejected.append(Rejection.of(card, reasons, version))
             registry.event("shadow_ended", version=version, reasons=reasons, **evidence)
-            self.repo.write_registry(registry)
+            self._record_and_announce(before, registry, "shadow_ended", "; ".join(reasons), evidence, on_event)
             self._put_back(registry.loaded, on_event)
             card.write(self.repo.version_dir(version))
             self.repo.quarantine(version, card, "; ".join(reasons))

@@ -38,9 +38,12 @@ class PromotionLog:
                 if record.key != model.encode() or record.value is None:
                     continue
                 try:
-                    latest = decode_promotion(record.value)
+                    promotion = decode_promotion(record.value)
                 except EventDecodeError as exc:
                     log.warning("skipping %s@%d: %s", self.topic, record.offset, exc)
+                    continue
+                if promotion.model_name == model:  # the workers skip a record keyed for another model too
+                    latest = promotion
         except KafkaError as exc:
             raise BrokerUnavailable(self.settings.kafka.bootstrap, f"reading {self.topic}: {exc}") from exc
         return latest

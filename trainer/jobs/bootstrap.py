@@ -21,8 +21,10 @@ def bootstrap(jobs: TrainerJobs, again: bool = False) -> TrainOutcome:
     jobs.require_services()
     repo = jobs.repo
     registry = repo.read_registry()
-    if not again and (registry.loaded or repo.versions()):
+    if not again and registry.promoted is not None:
         raise RepositoryError(f"{repo.name} already has versions {repo.versions()}; use `inferloop train` to retrain")
+    if registry.promoted is None and repo.versions():  # a first publish died before its promotion
+        jobs.on_event(f"{repo.name} has versions {repo.versions()} but none serves: training one from scratch again")
     t, spec = jobs.settings.trainer, jobs.spec
     jobs.on_event(f"loading dataset {t.dataset!r}")
     data = load_dataset(t.dataset, spec)

@@ -177,3 +177,16 @@ def test_a_promotion_round_trips_and_its_decoder_refuses_what_a_worker_must_not_
         assert info.value.reason == reason, (field_name, value)
     with pytest.raises(EventDecodeError, match="not a promotion"):
         decode_promotion(b"\xff")
+
+
+def test_an_example_without_a_shadow_carries_no_shadow_fields_so_older_readers_read_it() -> None:
+    from dataclasses import replace as with_fields
+
+    from inferloop.events import LabelledExample, decode_labelled_example, encode_labelled_example
+
+    plain = LabelledExample("e1", "3", "image/png", b"PNG", "3", 0.9, "digits", 1)
+    value = encode_labelled_example(plain)
+    assert b"shadow" not in value and decode_labelled_example(value) == plain
+    shadowed = with_fields(plain, shadow_version=2, shadow_label="8")
+    again = decode_labelled_example(encode_labelled_example(shadowed))
+    assert again == shadowed and again.shadow_correct is False

@@ -327,7 +327,7 @@ def test_a_publisher_that_died_after_writing_the_config_is_reconciled_at_the_nex
     assert loaded_versions(repo) == [1, 2] and triton.loaded == [1, 2]
 
 
-def test_the_registry_and_the_topic_are_reconciled_whichever_a_dead_publisher_wrote_last(
+def test_the_registry_is_the_authority_and_the_topic_hears_it_again_when_it_says_otherwise(
     artifact: tuple[Path, ModelCard], tmp_path: Path
 ) -> None:
     promotions = FakePromotions()
@@ -335,20 +335,57 @@ def test_the_registry_and_the_topic_are_reconciled_whichever_a_dead_publisher_wr
     folder, card = artifact
     pub.publish(folder, card)
     pub.publish(folder, card)  # 2 in shadow
-    # died after announcing 2 but before recording it: the registry follows the topic (2 is verified and loaded)
-    promotions.records.append(Promotion("digits", 2, None, "promote"))
     events: list[str] = []
+    for stale in (Promotion("digits", 2, None, "promote"), Promotion("digits", 7, None, "promote")):
+        promotions.records.append(stale)  # written by hand, by another repository, or an old record
+        pub.reconcile(on_event=events.append)
+        assert promotions.state() == (1, 2) and promotions.records[-1].action == "reconcile"
+        assert (repo.read_registry().promoted, repo.read_registry().shadow) == (1, 2)
+    # a publisher that died after recording a decision but before announcing it: the next lock holder announces it
+    registry = repo.read_registry()
+    registry.promoted, registry.shadow = 2, None
+    registry.event("promoted", version=2, previous=1)
+    repo.write_registry(registry)
     pub.reconcile(on_event=events.append)
-    assert repo.read_registry().promoted == 2 and any("the registry follows the topic" in e for e in events)
-    # the topic lost its record, or says something unverified: the registry's state is announced again
-    promotions.records.append(Promotion("digits", 7, None, "promote"))
-    pub.reconcile(on_event=events.append)
-    assert promotions.state() == (2, None) and promotions.records[-1].action == "reconcile"
-    # the broker refuses: a promotion fails before anything changed
+    assert promotions.state() == (2, None)
+    assert repo.read_registry().promoted_before() == [1]
+
+
+def test_an_announcement_the_broker_refuses_changes_nothing(artifact: tuple[Path, ModelCard], tmp_path: Path) -> None:
+    promotions = FakePromotions()
+    pub, repo, triton = publisher(tmp_path, promotions)
+    folder, card = artifact
+    pub.publish(folder, card)
+    pub.publish(folder, card)
+    before = repo.read_registry()
     promotions.refuse = 1
     with pytest.raises(BrokerUnavailable):
-        pub.rollback()
-    assert repo.read_registry().promoted == 2 and promotions.state() == (2, None)
+        pub.promote(2)
+    assert repo.read_registry() == before and promotions.state() == (1, 2) and triton.loaded == [1, 2]
+    promotions.refuse = 1
+    with pytest.raises(PublishError, match="verified but was not announced"):
+        pub.publish(folder, card)  # 3: verified, loaded beside, never announced
+    registry = repo.read_registry()
+    assert (registry.promoted, registry.shadow) == (1, 2) and promotions.state() == (1, 2) and 3 in registry.verified
+    assert pub.promote(3) == 3 and promotions.state() == (3, None), "once the broker answers it can be promoted"
+
+
+def test_a_first_publish_that_died_before_its_promotion_does_not_block_the_next(
+    artifact: tuple[Path, ModelCard], tmp_path: Path
+) -> None:
+    """Killed after verifying version 1 but before announcing it: nothing serves; the next publish (a bootstrap
+    run again) promotes its own version, and the orphan is not kept loaded."""
+    promotions = FakePromotions()
+    pub, repo, triton = publisher(tmp_path, promotions)
+    folder, card = artifact
+    promotions.refuse = 1  # stands for the kill: the registry keeps v1 verified and loaded, nothing promoted
+    with pytest.raises(PublishError):
+        pub.publish(folder, card)
+    assert repo.read_registry().promoted is None and promotions.state() is None
+    assert pub.publish(folder, card) == 2
+    registry = repo.read_registry()
+    assert (registry.promoted, registry.shadow) == (2, None) == promotions.state()
+    assert triton.loaded == [2] and registry.loaded == [2], "the orphan is unloaded"
 
 
 def test_a_candidate_whose_parent_no_longer_serves_is_discarded(

@@ -187,3 +187,12 @@ def test_a_shadow_fraction_samples_the_same_events_on_every_worker() -> None:
         asyncio.run(classifier.process(events))
         sampled.append({decode_prediction(v).event_id for t, _, v in broker.records if "shadow" in t})
     assert sampled[0] == sampled[1] and 20 < len(sampled[0]) < 80
+
+
+def test_a_slow_shadow_is_skipped_after_its_timeout_and_never_holds_the_batch() -> None:
+    triton, broker = FakeTriton([], slow_versions={5: 5.0}), FakeBroker()
+    classifier, metrics = _classifier(triton, broker, Announced(serving=4, shadow=5), shadow_timeout_s=0.2)
+    asyncio.run(classifier.process([_event("e1"), _event("e2")]))
+    assert 5 in triton.versions and 5 not in triton.answered, "the batch waited for the slow shadow's answer"
+    assert [t for t, _, _ in broker.records] == ["inferloop.predictions"] * 2
+    assert metrics.shadow_failures.labels("digits")._value.get() == 1
