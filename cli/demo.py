@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import random
 import threading
@@ -250,6 +251,11 @@ class Demo:
                     found.append(decode_promotion(record.value))
         return found
 
+    def _verified_versions(self) -> set[int]:
+        from trainer.repository import ModelRepository
+
+        return set(ModelRepository(self.settings.model_repository, self.settings.model.name).read_registry().verified)
+
     def _joiner_accuracy(self) -> dict[str, float] | None:
         url = f"http://127.0.0.1:{self.joiner_port}/metrics"
         try:
@@ -409,7 +415,7 @@ class Demo:
             latency_p50_ms=percentile([o.latency_ms for o in obs], 50),
             latency_p99_ms=percentile([o.latency_ms for o in obs], 99),
             promotions=promotions,
-            predictions_from_unverified=unverified_predictions(obs, announcements),
+            predictions_from_unverified=unverified_predictions(obs, announcements, self._verified_versions()),
             online_accuracy=self._joiner_accuracy() or {},
             topics={"prefix": f"demo-{self.tag}"},
             model=self.settings.model.name,
@@ -444,10 +450,19 @@ class Demo:
                 admin.close()
 
 
-def unverified_predictions(observations: list[Observation], announcements: list[Any]) -> int:
-    """Predictions made by a version that no announcement had named as serving by then (every announced version
-    was verified first, so this counts predictions from unverified versions)."""
-    promoted_at: dict[int, int] = {}
-    for p in announcements:
-        promoted_at.setdefault(p.serving, p.announced_at_ms)
-    return sum(1 for o in observations if o.predicted_at_ms < promoted_at.get(o.version, o.predicted_at_ms + 1))
+FOLLOW_GRACE_MS = 5000  # a worker follows an announcement within a poll; its batch in flight may finish first
+
+
+def unverified_predictions(observations: list[Observation], announcements: list[Any], verified: set[int]) -> int:
+    """Predictions made by a version that was not the announced one at the time (allowing the version announced
+    before it for ``FOLLOW_GRACE_MS`` after a change), or that the registry does not record as verified."""
+    timeline = sorted((p.announced_at_ms, p.serving) for p in announcements)
+    times = [t for t, _ in timeline]
+    count = 0
+    for o in observations:
+        i = bisect.bisect_right(times, o.predicted_at_ms) - 1
+        allowed = {timeline[i][1]} if i >= 0 else set()
+        if i >= 1 and o.predicted_at_ms - times[i] <= FOLLOW_GRACE_MS:
+            allowed.add(timeline[i - 1][1])
+        count += o.version not in allowed or o.version not in verified
+    return count

@@ -364,6 +364,11 @@ class TrainerSettings(SettingsGroup):
             "accurate as the serving version on the same events); 0: promoted once verified, no shadow."
         ),
     )
+    shadow_max_s: float = Field(
+        86400.0,
+        gt=0,
+        description="A candidate still short of promotion_min_labels after this long in shadow is given up (rejected).",
+    )
     best_tolerance: float = Field(
         0.01,
         ge=0,

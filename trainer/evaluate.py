@@ -88,13 +88,22 @@ class TrustedGate:
 
 
 def trusted_gate(
-    candidate_dir: Path, served: dict[int, Path], trusted: ExampleSet, tolerance: float, floor: float, source: str
+    candidate_dir: Path,
+    served: dict[int, Path],
+    trusted: ExampleSet,
+    tolerance: float,
+    floor: float,
+    source: str,
+    recorded: dict[int, float] | None = None,
 ) -> TrustedGate:
-    """Measure the candidate and every version ever served (``served``: version -> its folder) on ``trusted``."""
+    """Measure the candidate and every version ever served that is on disk (``served``: version -> its folder)
+    on ``trusted``; ``recorded``: accuracies on the same holdout recorded when versions were promoted (those
+    pruned since count too)."""
     candidate = accuracy(candidate_dir, trusted)
     if candidate is None:
         raise ValueError("the trusted holdout is empty")
-    measured = {v: accuracy(folder, trusted) for v, folder in served.items()}
+    measured: dict[int, float | None] = {**(recorded or {})}
+    measured |= {v: accuracy(folder, trusted) for v, folder in served.items()}
     best = max(((a, v) for v, a in measured.items() if a is not None), default=None)
     return TrustedGate(
         candidate_accuracy=round(candidate, 6),

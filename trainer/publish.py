@@ -307,6 +307,9 @@ class Publisher:
         before = copy.deepcopy(registry)
         previous, dropped = registry.promoted, registry.shadow
         registry.promoted, registry.shadow = version, None
+        gate = self.repo.card(version).trusted_gate
+        if gate and "candidate_accuracy" in gate:
+            registry.trusted[str(version)] = {"source": gate.get("source"), "accuracy": gate["candidate_accuracy"]}
         registry.event("promoted" if action == "promote" else action, version=version, previous=previous, **evidence)
         if dropped not in (None, version):
             registry.event("shadow_ended", version=dropped, reasons=[f"version {version} serves instead ({action})"])
@@ -367,15 +370,21 @@ class Publisher:
         reason: str = "operator",
         on_event: EventFn = log.info,
         expect_shadow: bool = False,
+        expect_serving: int | None = None,
     ) -> int:
         """Announce a verified ``version`` as serving (loading and checking it first if it is not loaded).
-        ``expect_shadow``: only if it is still the candidate in shadow (the promoter's decision is about it)."""
+        ``expect_shadow``, ``expect_serving``: only if it is still the candidate in shadow beside that serving
+        version (the promoter's evidence compares exactly those two)."""
         self.triton.require_live()
         with self.repo.lock():
             registry = self.repo.read_registry()
             self._reconcile(registry, on_event)
             if expect_shadow and registry.shadow != version:
                 raise StaleParent(f"version {version} is no longer in shadow (now: {registry.shadow}); not promoted")
+            if expect_serving is not None and registry.promoted != expect_serving:
+                raise StaleParent(
+                    f"the evidence compares version {version} with {expect_serving}, but {registry.promoted} serves now"
+                )
             self._verified(registry, version)
             if version == registry.promoted:
                 raise RepositoryError(f"version {version} already serves")

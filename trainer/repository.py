@@ -79,6 +79,9 @@ class Registry:
     last_version: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
+    # version -> {"source", "accuracy"}: its trusted-holdout accuracy, recorded when it was promoted, so that the
+    # best version ever served is remembered after its folder is pruned
+    trusted: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def event(self, kind: str, **details: Any) -> None:
         self.history.append({"at": utc_now(), "event": kind, **details})

@@ -26,7 +26,7 @@ from tests.helpers import inferloop, stack_env
 from tests.integration.conftest import announced, drifted_digits, holdout_batch
 from trainer.card import ModelCard
 from trainer.data import digits_images, load_digits_dataset, split_holdout, write_image_folder
-from trainer.errors import CandidateRejected, NotEnoughData, PublishError
+from trainer.errors import CandidateRejected, NotEnoughData, PublishError, StaleParent
 from trainer.jobs import TrainerJobs, Triggers, retrain, run_trainer_loop
 from trainer.jobs.context import publisher as publisher_of
 from trainer.repository import ModelRepository
@@ -220,6 +220,62 @@ def test_corrupt_artifact_fails_to_load_and_previous_version_keeps_serving(
     assert [r["status"] for r in repo.catalog() if r["version"] == 2] == ["rejected"]
 
 
+@pytest.mark.faults
+def test_a_version_that_loads_but_fails_its_smoke_test_never_serves_and_no_request_fails(
+    fresh_model: LocalSettings, triton_server: TritonServer, tmp_path: Path
+) -> None:
+    """Version 2 loads on Triton but its served answers differ from its artifact's (its python backend reverses
+    the classes): the pinned smoke test catches it while clients keep inferring; it is unloaded and rejected, and
+    version 1, never unloaded, answered every request."""
+    name = fresh_model.model.name
+    control = TritonControl(triton_server.grpc_url)
+    publisher = publisher_of(fresh_model, control)
+    repo = publisher.repo
+    lying = tmp_path / "lying"
+    subprocess.run(["cp", "-r", str(repo.version_dir(1)), str(lying)], check=True)
+    served = (lying / "model.py").read_text()
+    assert "probabilities[start : start + size]" in served
+    (lying / "model.py").write_text(
+        served.replace("probabilities[start : start + size]", "probabilities[start : start + size][:, ::-1]")
+    )
+    load = LoadGenerator(triton_server.grpc_url, name, holdout_batch(4), fresh_model, clients=2)
+    with load, pytest.raises(PublishError, match="answers differently from its artifact"):
+        publisher.publish(lying, repo.card(1))
+    assert load.failures == [] and set(load.versions) == {1} and len(load.versions) > 0
+    registry = repo.read_registry()
+    assert (registry.promoted, registry.shadow, registry.loaded) == (1, None, [1]) and announced(fresh_model) == (
+        1,
+        None,
+    )
+    assert registry.rejected[-1].version == 2 and "answers differently" in registry.rejected[-1].reasons[0]
+    assert [v.version for v in control.index(name) if v.state == "READY"] == [1], "the lying version is unloaded"
+
+
+@pytest.mark.faults
+def test_a_rollback_during_retraining_wins(fresh_model: LocalSettings, triton_server: TritonServer) -> None:
+    """v2 serves; a retraining from v2 starts; during its first epoch an operator rolls back to v1: the candidate
+    is discarded when it comes to publish (its parent no longer serves), and v1 keeps serving."""
+    control = TritonControl(triton_server.grpc_url)
+    publisher = publisher_of(fresh_model, control)
+    repo = publisher.repo
+    publisher.publish(repo.version_dir(1), repo.card(1))
+    publisher.promote(2)
+    images, labels = drifted_digits(60, seed=7)
+    write_image_folder(fresh_model.feedback_dir, images, labels, prefix="inv")
+    rolled_back: list[int] = []
+
+    def operator_rolls_back(epoch: int, epochs: int, loss: float) -> None:
+        if not rolled_back:  # another process in real life; a publisher of its own here
+            rolled_back.append(publisher_of(fresh_model, TritonControl(triton_server.grpc_url)).rollback())
+
+    lenient = fresh_model.trainer.model_copy(update={"tolerance": 0.1, "best_tolerance": 0.1})  # the gates pass
+    jobs = TrainerJobs(fresh_model.model_copy(update={"trainer": lenient}), control, on_epoch=operator_rolls_back)
+    with pytest.raises(StaleParent, match="trained from version 2, but version 1 serves now"):
+        retrain(jobs, min_new_labels=20)
+    assert rolled_back == [1] and announced(fresh_model) == (1, None)
+    assert repo.versions() == [1, 2] and repo.read_registry().promoted == 1, "the stale candidate was published"
+
+
 def test_promote_and_rollback_from_the_cli_are_announcements_of_verified_versions(
     fresh_model: LocalSettings, triton_server: TritonServer
 ) -> None:
@@ -291,13 +347,19 @@ with repo.lock():
     assert control.infer(name, holdout_batch(2), version=2)[1] == 2 and announced(fresh_model) == (1, 2)
 
 
-PUBLISH_STEPS = {  # a step of Publisher.publish or .promote -> the progress event that follows it
-    "after renaming the version into place": ("publish", "wrote version"),
-    "after writing the config": ("publish", "lists versions"),
-    "after Triton loaded it": ("publish", "Triton loaded"),
-    "after the smoke check, before announcing it": ("publish", "loaded and verified"),
-    "after announcing its promotion, before the registry": ("promote", "announced version"),
-}
+# (the call a real publisher process makes, the progress event right after the step it is killed at, what then
+# serves and is in shadow once the next lock holder reconciled: "new" is the version that call created)
+KILL_STEPS = [
+    ("publish", "wrote version", (1, None)),  # renamed into place
+    ("publish", "lists versions", (1, None)),  # the config written
+    ("publish", "Triton loaded", (1, None)),
+    ("publish", "loaded and verified", (1, None)),  # smoke-tested, nothing recorded
+    ("publish", "recorded: ", (1, "new")),  # shadow recorded, not announced: the decision stands
+    ("end_shadow", "recorded: ", (1, None)),  # the candidate in shadow rejected, not announced
+    ("promote", "recorded: ", ("new", None)),  # a promotion recorded, not announced
+    ("rollback", "recorded: ", (1, None)),
+    ("promote", "announced version", ("new", None)),  # announced, the rest (unloading) not done
+]
 
 
 @pytest.mark.faults
@@ -305,21 +367,28 @@ def test_a_publisher_killed_at_each_step_leaves_a_consistent_repository_and_serv
     fresh_model: LocalSettings, triton_server: TritonServer
 ) -> None:
     """A publisher SIGKILLed right after each step of a publish (the version renamed into place, the config
-    written, Triton loaded, the smoke check passed) or of a promotion (announced, not yet recorded): v1 keeps
-    serving throughout a publish; once the next lock holder (the trainer's next check) reconciles, the config
-    lists the registry's loaded versions, the registry and the topic agree, and the announced version answers."""
+    written, Triton loaded, the smoke test passed, the shadow recorded), of a rejection in shadow, a promotion
+    and a rollback (recorded, not yet announced; or announced, not yet tidied): once the next lock holder (the
+    trainer's next check) reconciles, the registry and the topic agree on what it decided, the config lists
+    exactly the registry's loaded versions, all of them verified, and the announced version answers."""
     name = fresh_model.model.name
     repo = ModelRepository(triton_server.model_repository, name)
     control = TritonControl(triton_server.grpc_url)
     publisher = publisher_of(fresh_model, control)
-    for step, (action, marker) in PUBLISH_STEPS.items():
-        if action == "promote":
-            candidate = publisher.publish(repo.version_dir(1), repo.card(1))  # in shadow, to be promoted
-        call = (
-            "publisher.publish(repo.version_dir(1), repo.card(1), on_event=die_after)"
-            if action == "publish"
-            else f"publisher.promote({candidate}, on_event=die_after)"
-        )
+    for action, marker, expected in KILL_STEPS:
+        registry = repo.read_registry()
+        if action == "publish":
+            call = "publisher.publish(repo.version_dir(1), repo.card(1), on_event=die_after)"
+        elif action == "end_shadow":
+            call = f"publisher.end_shadow({registry.shadow}, ['killed test'], {{}}, on_event=die_after)"
+        elif action == "promote":
+            if registry.shadow is None and marker == "recorded: ":
+                publisher.publish(repo.version_dir(1), repo.card(1))  # a candidate in shadow to promote
+            target = repo.read_registry().shadow or max(repo.read_registry().verified)
+            call = f"publisher.promote({target}, on_event=die_after)"
+        else:
+            call = "publisher.rollback(on_event=die_after)"
+        created = max(repo.read_registry().last_version, 1)
         script = f"""
 import os, signal
 from inferloop.triton.control import TritonControl
@@ -336,20 +405,21 @@ repo = publisher.repo
 {call}
 """
         died = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
+        step = f"{action} killed after {marker!r}"
         assert died.returncode == -signal.SIGKILL, f"{step}: the publisher did not die there: {died.stderr[-2000:]}"
-        if action == "publish":
-            assert repo.read_registry().promoted == 1 and announced(fresh_model) == (1, None), step
+        new = repo.read_registry().last_version if action == "publish" else (target if action == "promote" else None)
+        want = tuple(new if v == "new" else v for v in expected)
         events: list[str] = []
         publisher.reconcile(on_event=events.append)
         registry = repo.read_registry()
-        serving = 1 if action == "publish" else candidate
-        assert (registry.promoted, registry.shadow) == announced(fresh_model) == (serving, None), (step, events)
+        assert (registry.promoted, registry.shadow) == announced(fresh_model) == want, (step, events)
         config = (repo.model_dir / "config.pbtxt").read_text()
         assert f"versions: [ {', '.join(map(str, registry.loaded))} ]" in config, (step, config)
-        assert serving in registry.loaded and set(registry.loaded) <= set(registry.verified), step
-        assert control.infer(name, holdout_batch(2), version=serving)[1] == serving, step
-    version = publisher.publish(repo.version_dir(1), repo.card(1))
-    assert announced(fresh_model) == (candidate, version) and not list(repo.staging_dir.iterdir())
+        assert set(registry.loaded) <= set(registry.verified) and registry.promoted in registry.loaded, step
+        served = registry.promoted
+        assert control.infer(name, holdout_batch(2), version=served)[1] == served, step
+        assert created <= registry.last_version, "a version number was reused"
+    assert not list(repo.staging_dir.iterdir())
 
 
 def test_concurrent_publishers_get_distinct_versions(fresh_model: LocalSettings, triton_server: TritonServer) -> None:

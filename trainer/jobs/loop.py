@@ -87,6 +87,8 @@ def run_trainer_loop(
                 metrics.shadow_labels.labels(model).set(verdict.evidence.live_labels if verdict is not None else 0)
             if verdict is not None:
                 result = CheckResult(_VERDICT_OUTCOMES[verdict.action], _verdict_detail(verdict))
+                if verdict.action == "reject":  # not retrained on the same examples: the next run waits for new ones
+                    new_at_last_attempt = len(jobs.new_labels()[0])
             elif decision is None or not decision.fires:
                 result = CheckResult(RunOutcome.SKIPPED, decision.seen if decision is not None else "")
             else:

@@ -11,8 +11,10 @@ registry. Feedback decides only between two versions that already passed the tru
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from inferloop.events import LabelledExample
@@ -20,6 +22,7 @@ from inferloop.kafka.readers import end_offsets, iter_training_log
 from inferloop.settings import Settings
 from trainer.jobs.context import EventFn
 from trainer.publish import Publisher
+from trainer.repository import Registry
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +91,19 @@ class Verdict:
     reason: str
 
 
-def decide(evidence: ShadowEvidence, min_labels: int) -> Verdict:
+def decide(
+    evidence: ShadowEvidence, min_labels: int, in_shadow_s: float = 0.0, max_shadow_s: float = float("inf")
+) -> Verdict:
+    """Wait for ``min_labels``, then promote a candidate at least as accurate as the serving version on them;
+    a candidate that did not get them within ``max_shadow_s`` is given up (rejected), so retraining resumes."""
     if evidence.live_labels < min_labels:
+        if in_shadow_s > max_shadow_s:
+            return Verdict(
+                "reject",
+                evidence,
+                f"only {evidence.live_labels} of {min_labels} live labels in {in_shadow_s:.0f} s in shadow "
+                f"(trainer.shadow_max_s {max_shadow_s:g})",
+            )
         return Verdict("wait", evidence, f"{evidence.live_labels}/{min_labels} live labels in shadow")
     cand, serv = evidence.candidate_accuracy or 0.0, evidence.serving_accuracy or 0.0
     summary = (
@@ -107,6 +121,7 @@ class Promoter:
     def __init__(self, settings: Settings, publisher: Publisher, on_event: EventFn = log.info) -> None:
         self.settings, self.publisher, self.on_event = settings, publisher, on_event
         self.min_labels = settings.trainer.promotion_min_labels
+        self.max_shadow_s = settings.trainer.shadow_max_s
         self._tally: ShadowTally | None = None
         self._cursor: dict[int, int] = {}
 
@@ -120,11 +135,18 @@ class Promoter:
         if self._tally is None or (self._tally.serving, self._tally.candidate) != pair:
             self._tally, self._cursor = ShadowTally(self.publisher.repo.name, *pair), {}
         self._read_new()
-        verdict = decide(self._tally.evidence(), self.min_labels)
+        verdict = decide(
+            self._tally.evidence(), self.min_labels, _in_shadow_s(registry, registry.shadow), self.max_shadow_s
+        )
         evidence = verdict.evidence.as_dict()
         if verdict.action == "promote":
             self.publisher.promote(
-                verdict.evidence.candidate, evidence, reason=verdict.reason, on_event=self.on_event, expect_shadow=True
+                verdict.evidence.candidate,
+                evidence,
+                reason=verdict.reason,
+                on_event=self.on_event,
+                expect_shadow=True,
+                expect_serving=verdict.evidence.serving,
             )
         elif verdict.action == "reject":
             self.publisher.end_shadow(verdict.evidence.candidate, [verdict.reason], evidence, on_event=self.on_event)
@@ -140,3 +162,12 @@ class Promoter:
             self._tally.add(example)
             self._cursor[record.partition] = record.offset + 1
         self._cursor.update({p: max(self._cursor.get(p, 0), end) for p, end in until.items()})
+
+
+def _in_shadow_s(registry: Registry, version: int) -> float:
+    """Seconds since ``version`` went into shadow (by the registry's history; 0 when it does not say)."""
+    for e in reversed(registry.history):
+        if e.get("event") == "shadow" and e.get("version") == version:
+            with contextlib.suppress(ValueError, TypeError):
+                return (datetime.now(UTC) - datetime.fromisoformat(e["at"])).total_seconds()
+    return 0.0

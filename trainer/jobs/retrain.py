@@ -88,6 +88,7 @@ def retrain(jobs: TrainerJobs, min_new_labels: int | None = None) -> TrainOutcom
         )
     served = [v for v in (registry.promoted, *registry.promoted_before()) if v is not None]
     on_disk = set(jobs.repo.versions())
+    recorded = {int(v): float(r["accuracy"]) for v, r in registry.trusted.items() if r.get("source") == source}
     best_ever = trusted_gate(
         folder,
         {v: jobs.repo.version_dir(v) for v in served if v in on_disk},
@@ -95,6 +96,7 @@ def retrain(jobs: TrainerJobs, min_new_labels: int | None = None) -> TrainOutcom
         t.best_tolerance,
         t.min_trusted_accuracy,
         source,
+        recorded,
     )
     card.trusted_gate = best_ever.as_dict()
     jobs.write_card(card, folder)

@@ -3,6 +3,8 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+import numpy as np
+
 from trainer.card import Metrics
 from trainer.evaluate import TrustedGate, accuracy, gate, trusted_gate
 
@@ -40,10 +42,36 @@ def test_a_chain_of_slightly_worse_candidates_cannot_ratchet_the_model_down() ->
     assert "below the floor" in TrustedGate(0.4, None, None, 0.01, 0.5, 300, "holdout").reasons()[0]
 
 
-def test_the_trusted_gate_measures_the_candidate_and_every_version_served(
-    trained: tuple[Path, object, object],
+def _worse_copy(folder: Path, model: object, destination: Path) -> Path:
+    """The artifact with its output rows rolled by one: it answers the next class, a much worse model."""
+    import copy
+
+    import torch
+
+    from trainer.card import ModelCard
+    from trainer.export import write_artifact
+
+    worse = copy.deepcopy(model)
+    last = [m for m in worse.modules() if isinstance(m, torch.nn.Linear)][-1]  # type: ignore[attr-defined]
+    with torch.no_grad():
+        last.weight.copy_(torch.roll(last.weight, 1, dims=0))
+        last.bias.copy_(torch.roll(last.bias, 1, dims=0))
+    card = ModelCard.read(folder)
+    write_artifact(worse, card, destination, np.zeros((4, 1, 28, 28), np.float32))  # type: ignore[arg-type]
+    return destination
+
+
+def test_the_trusted_gate_compares_with_the_best_version_ever_served_measured_or_recorded(
+    trained: tuple[Path, object, object], tmp_path: Path
 ) -> None:
-    folder, _, holdout = trained
-    measured = trusted_gate(folder, {1: folder, 2: folder}, holdout, 0.01, 0.5, "the dataset's fixed holdout")  # type: ignore[arg-type]
-    assert measured.best_accuracy == measured.candidate_accuracy and measured.best_version in (1, 2)
-    assert measured.examples == len(holdout) and measured.reasons() == []  # type: ignore[arg-type]
+    folder, model, holdout = trained
+    worse = _worse_copy(folder, model, tmp_path / "worse")
+    # the best of the versions served is the good one (v1), whatever served last (v2, the worse one)
+    against_best = trusted_gate(worse, {1: folder, 2: worse}, holdout, 0.01, 0.0, "holdout")  # type: ignore[arg-type]
+    assert against_best.best_version == 1 and against_best.reasons()
+    assert against_best.candidate_accuracy < 0.3 < (against_best.best_accuracy or 0)
+    # v1 pruned from disk: its accuracy recorded at promotion still counts
+    pruned = trusted_gate(worse, {2: worse}, holdout, 0.01, 0.0, "holdout", recorded={1: 0.97})  # type: ignore[arg-type]
+    assert pruned.best_version == 1 and pruned.best_accuracy == 0.97 and pruned.reasons()
+    good = trusted_gate(folder, {2: worse}, holdout, 0.01, 0.5, "holdout")  # type: ignore[arg-type]
+    assert good.best_version == 2 and good.reasons() == []

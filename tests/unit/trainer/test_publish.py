@@ -145,6 +145,7 @@ def test_promotions_keep_the_previous_version_loaded_and_unload_older_ones(
 ) -> None:
     pub, repo, triton = publisher(tmp_path)
     folder, card = artifact
+    card.trusted_gate = {"candidate_accuracy": 0.96, "source": "the dataset's fixed holdout"}
     for expected in (1, 2, 3):
         assert pub.publish(folder, card) == expected
         if expected > 1:
@@ -153,6 +154,7 @@ def test_promotions_keep_the_previous_version_loaded_and_unload_older_ones(
     assert registry.promoted == 3 and registry.shadow is None and registry.loaded == [2, 3] and triton.loaded == [2, 3]
     assert announced(pub) == (3, None)
     assert repo.card(3).shadow_evidence == {"shadow_live_labels": 200}
+    assert registry.trusted["3"] == {"source": "the dataset's fixed holdout", "accuracy": 0.96}, "kept past pruning"
     assert {r["version"]: r["status"] for r in repo.catalog()} == {1: "retired", 2: "retired", 3: "serving"}
 
 

@@ -39,3 +39,10 @@ def test_the_verdict_waits_for_enough_labels_then_prefers_the_serving_version_on
     assert decide(ShadowEvidence(1, 2, 200, 150, 150), min_labels=200).action == "promote", "a tie promotes"
     lost = decide(ShadowEvidence(1, 2, 200, 190, 180), min_labels=200)
     assert lost.action == "reject" and "less accurate live" in lost.reason
+
+
+def test_a_candidate_short_of_labels_past_its_time_in_shadow_is_given_up() -> None:
+    short = ShadowEvidence(1, 2, 20, 10, 19)
+    assert decide(short, 200, in_shadow_s=3600, max_shadow_s=86400).action == "wait"
+    given_up = decide(short, 200, in_shadow_s=90000, max_shadow_s=86400)
+    assert given_up.action == "reject" and "only 20 of 200 live labels" in given_up.reason
