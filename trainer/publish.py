@@ -201,6 +201,14 @@ class Publisher:
                     f"{registry.promoted} serves now (a rollback or a promotion during its training): "
                     "discarded; the next run trains from what serves"
                 )
+            for loaded in registry.loaded:  # one config (labels, input) serves every loaded version
+                other = self.repo.card(loaded)
+                if (other.classes, other.input_spec) != (card.classes, card.input_spec):
+                    raise PublishError(
+                        f"candidate {card.candidate_id} has classes {card.classes} and input {card.input_spec}, loaded "
+                        f"version {loaded} {other.classes} and {other.input_spec}: Triton's config is shared by the "
+                        "loaded versions; publish it as a model of another name"
+                    )
             version = max(registry.last_version, *self.repo.versions(), 0) + 1
             card.version = version
             staged = self.repo.stage(artifact_dir, card)

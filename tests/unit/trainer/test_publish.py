@@ -424,3 +424,16 @@ def test_a_rollback_reconciles_first_and_a_trainer_check_does_too(
     repo.write_config(pub._config_for(card, [9]))
     assert pub.rollback(on_event=events.append) == 1
     assert loaded_versions(repo) == [1, 2] and repo.read_registry().promoted == 1
+
+
+def test_a_candidate_with_other_classes_is_refused_while_versions_sharing_the_config_are_loaded(
+    artifact: tuple[Path, ModelCard], tmp_path: Path
+) -> None:
+    pub, repo, triton = publisher(tmp_path)
+    folder, card = artifact
+    pub.publish(folder, card)
+    other = ModelCard.read(folder)
+    other.classes = [f"c{i}" for i in range(len(card.classes))]
+    with pytest.raises(PublishError, match="Triton's config is shared by the loaded versions"):
+        pub.publish(folder, other)
+    assert repo.versions() == [1] and triton.loaded == [1]
