@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -196,59 +197,50 @@ def test_worse_candidate_is_rejected_and_v1_keeps_serving(
     assert (jobs.repo.rejected_dir / info.value.candidate_id / "model_card.json").exists()
 
 
-def test_corrupt_artifact_fails_to_load_and_previous_version_keeps_serving(
-    fresh_model: LocalSettings, triton_server: TritonServer, tmp_path: Path
+def _unloadable(folder: Path) -> str:
+    (folder / "model.onnx").write_bytes(b"this is not an onnx model")
+    return "was not verified"
+
+
+def _lying(folder: Path) -> str:
+    """It loads, but its python backend reverses the classes: only the smoke test's comparison catches it."""
+    served = (folder / "model.py").read_text()
+    assert "probabilities[start : start + size]" in served
+    (folder / "model.py").write_text(
+        served.replace("probabilities[start : start + size]", "probabilities[start : start + size][:, ::-1]")
+    )
+    return "answers differently from its artifact"
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize("breaks", [_unloadable, _lying], ids=["fails-to-load", "fails-its-smoke-test"])
+def test_a_broken_version_never_serves_and_no_request_fails(
+    fresh_model: LocalSettings, triton_server: TritonServer, tmp_path: Path, breaks: Callable[[Path], str]
 ) -> None:
+    """Version 2 is broken (its ONNX file does not load; or it loads and answers differently from its artifact)
+    while clients following the promotions topic keep inferring: it is refused, unloaded and recorded as
+    rejected, and version 1, never unloaded, answered every request; its number is never reused."""
     name = fresh_model.model.name
     control = TritonControl(triton_server.grpc_url)
     publisher = publisher_of(fresh_model, control)
     repo = publisher.repo
     broken = tmp_path / "broken"
     subprocess.run(["cp", "-r", str(repo.version_dir(1)), str(broken)], check=True)
-    (broken / "model.onnx").write_bytes(b"this is not an onnx model")
-    card = repo.card(1)
+    why = breaks(broken)
     load = LoadGenerator(triton_server.grpc_url, name, holdout_batch(4), fresh_model, clients=2)
-    with load, pytest.raises(PublishError, match="version 2"):
-        publisher.publish(broken, card)
-    assert load.failures == [] and set(load.versions) == {1} and len(load.versions) > 0
-    assert repo.versions() == [1]
-    assert repo.read_registry().loaded == [1] and announced(fresh_model) == (1, None)
-    assert control.infer(name, holdout_batch(2))[1] == 1
-    assert "versions: [ 1 ]" in (repo.model_dir / "config.pbtxt").read_text()
-    # The number is not reused; the failure is on record.
-    assert publisher.publish(repo.version_dir(1), repo.card(1)) == 3
-    assert [r["status"] for r in repo.catalog() if r["version"] == 2] == ["rejected"]
-
-
-@pytest.mark.faults
-def test_a_version_that_loads_but_fails_its_smoke_test_never_serves_and_no_request_fails(
-    fresh_model: LocalSettings, triton_server: TritonServer, tmp_path: Path
-) -> None:
-    """Version 2 loads on Triton but its served answers differ from its artifact's (its python backend reverses
-    the classes): the pinned smoke test catches it while clients keep inferring; it is unloaded and rejected, and
-    version 1, never unloaded, answered every request."""
-    name = fresh_model.model.name
-    control = TritonControl(triton_server.grpc_url)
-    publisher = publisher_of(fresh_model, control)
-    repo = publisher.repo
-    lying = tmp_path / "lying"
-    subprocess.run(["cp", "-r", str(repo.version_dir(1)), str(lying)], check=True)
-    served = (lying / "model.py").read_text()
-    assert "probabilities[start : start + size]" in served
-    (lying / "model.py").write_text(
-        served.replace("probabilities[start : start + size]", "probabilities[start : start + size][:, ::-1]")
-    )
-    load = LoadGenerator(triton_server.grpc_url, name, holdout_batch(4), fresh_model, clients=2)
-    with load, pytest.raises(PublishError, match="answers differently from its artifact"):
-        publisher.publish(lying, repo.card(1))
+    with load, pytest.raises(PublishError, match=why):
+        publisher.publish(broken, repo.card(1))
     assert load.failures == [] and set(load.versions) == {1} and len(load.versions) > 0
     registry = repo.read_registry()
     assert (registry.promoted, registry.shadow, registry.loaded) == (1, None, [1]) and announced(fresh_model) == (
         1,
         None,
     )
-    assert registry.rejected[-1].version == 2 and "answers differently" in registry.rejected[-1].reasons[0]
-    assert [v.version for v in control.index(name) if v.state == "READY"] == [1], "the lying version is unloaded"
+    assert repo.versions() == [1] and registry.rejected[-1].version == 2
+    assert [v.version for v in control.index(name) if v.state == "READY"] == [1], "the broken version is unloaded"
+    assert "versions: [ 1 ]" in (repo.model_dir / "config.pbtxt").read_text()
+    assert publisher.publish(repo.version_dir(1), repo.card(1)) == 3, "a number once given is never reused"
+    assert [r["status"] for r in repo.catalog() if r["version"] == 2] == ["rejected"]
 
 
 @pytest.mark.faults

@@ -123,6 +123,11 @@ def announced(pub: Publisher) -> tuple[int, int | None] | None:
     return pub.promotions.state()  # type: ignore[attr-defined, no-any-return]
 
 
+def v1_serving_v2_in_shadow(pub: Publisher, artifact: tuple[Path, ModelCard]) -> None:
+    assert [pub.publish(*artifact), pub.publish(*artifact)] == [1, 2]
+    assert announced(pub) == (1, 2)
+
+
 def test_a_first_version_is_promoted_once_verified_and_the_next_goes_into_shadow_beside_it(
     artifact: tuple[Path, ModelCard], tmp_path: Path
 ) -> None:
@@ -237,8 +242,7 @@ def test_a_rollback_whose_target_fails_keeps_the_current_version(
 def test_a_rollback_drops_the_candidate_in_shadow(artifact: tuple[Path, ModelCard], tmp_path: Path) -> None:
     pub, repo, triton = publisher(tmp_path)
     folder, card = artifact
-    pub.publish(folder, card)
-    pub.publish(folder, card)
+    v1_serving_v2_in_shadow(pub, artifact)
     pub.promote(2)
     pub.publish(folder, card)  # 3, in shadow, trained from 2
     assert announced(pub) == (2, 3)
@@ -264,9 +268,7 @@ def test_a_candidate_that_loses_in_shadow_is_rejected_and_unloaded(
     artifact: tuple[Path, ModelCard], tmp_path: Path
 ) -> None:
     pub, repo, triton = publisher(tmp_path)
-    folder, card = artifact
-    pub.publish(folder, card)
-    pub.publish(folder, card)
+    v1_serving_v2_in_shadow(pub, artifact)
     pub.end_shadow(2, ["less accurate live"], {"candidate_live_accuracy": 0.5, "serving_live_accuracy": 0.9})
     registry = repo.read_registry()
     assert announced(pub) == (1, None) and registry.shadow is None and triton.loaded == [1]
@@ -357,8 +359,7 @@ def test_an_announcement_the_broker_refuses_changes_nothing(artifact: tuple[Path
     promotions = FakePromotions()
     pub, repo, triton = publisher(tmp_path, promotions)
     folder, card = artifact
-    pub.publish(folder, card)
-    pub.publish(folder, card)
+    v1_serving_v2_in_shadow(pub, artifact)
     before = repo.read_registry()
     promotions.refuse = 1
     with pytest.raises(BrokerUnavailable):
@@ -395,9 +396,8 @@ def test_a_candidate_whose_parent_no_longer_serves_is_discarded(
 ) -> None:
     """Trained from v1 while an operator promoted v2 (or rolled back): publishing it would silently undo that."""
     pub, repo, triton = publisher(tmp_path)
-    folder, card = artifact
-    pub.publish(folder, card)
-    pub.publish(folder, card)
+    folder = artifact[0]
+    v1_serving_v2_in_shadow(pub, artifact)
     pub.promote(2)
     stale = ModelCard.read(folder)
     stale.parent = 1
@@ -413,9 +413,8 @@ def test_a_rollback_reconciles_first_and_a_trainer_check_does_too(
     artifact: tuple[Path, ModelCard], tmp_path: Path
 ) -> None:
     pub, repo, triton = publisher(tmp_path)
-    folder, card = artifact
-    pub.publish(folder, card)
-    pub.publish(folder, card)
+    card = artifact[1]
+    v1_serving_v2_in_shadow(pub, artifact)
     pub.promote(2)
     repo.write_config(pub._config_for(card, [9]))  # left by a dead publisher
     events: list[str] = []
