@@ -40,10 +40,13 @@ class TritonInference:
         except client_errors() as exc:
             raise translate(exc, self.url, self.timeout_s, self.model, action) from exc
 
-    async def signature(self) -> ModelSignature:
-        """The signature of the model as Triton serves it now."""
+    async def signature(self, version: int | None = None) -> ModelSignature:
+        """The signature of the model as Triton serves it now (of that version, when named)."""
         raw = await self._call(
-            "config", self._client.get_model_config(self.model, as_json=True, client_timeout=self.timeout_s)
+            "config",
+            self._client.get_model_config(
+                self.model, model_version=str(version) if version else "", as_json=True, client_timeout=self.timeout_s
+            ),
         )
         return ModelSignature.from_config(raw["config"])
 

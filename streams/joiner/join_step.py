@@ -50,8 +50,8 @@ log = logging.getLogger(__name__)
 SendAllFn = Callable[[list[tuple[str, bytes, bytes]]], Awaitable[None]]
 # [(topic, partition, offset)] -> the record values found there (None: gone)
 FetchFn = Callable[[list[tuple[str, int, int]]], Awaitable[dict[tuple[str, int, int], bytes | None]]]
-# model name -> its class labels (None: unknown now, accept any label)
-LabelsFn = Callable[[str], Awaitable[frozenset[str] | None]]
+# (model name, the version that predicted) -> its class labels (None: unknown now, accept any label)
+LabelsFn = Callable[[str, int], Awaitable[frozenset[str] | None]]
 
 
 class Joiner:
@@ -202,7 +202,7 @@ class Joiner:
 
     async def _example(self, j: Join, images: dict[tuple[str, int, int], bytes | None]) -> LabelledExample | Reject:
         p = j.predicted
-        labels = await self.labels_of(p.model_name)
+        labels = await self.labels_of(p.model_name, p.model_version)
         if labels is not None and j.label not in labels:
             message = f"label {j.label!r} is not one of model {p.model_name!r}'s labels {sorted(labels)}"
             return Reject(j.event_id, FeedbackRejected("unknown_label", message), j.origin, j.original)

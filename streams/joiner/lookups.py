@@ -80,26 +80,30 @@ class ImageLookup:
 
 
 class TritonLabels:
-    """The class labels of each model, from Triton's model config, cached for a while; so is the fact that
-    Triton did not answer (labels go unchecked meanwhile), so that a batch never waits on Triton once per join."""
+    """The class labels of each model version (the one that made the prediction, asked for by number), from
+    Triton's model config, cached for a while; so is the fact that Triton did not answer (labels go unchecked
+    meanwhile), so that a batch never waits on Triton once per join."""
 
     def __init__(self, settings: Settings, ttl_s: float = 30.0) -> None:
         self.settings, self.ttl_s = settings, ttl_s
-        self._cache: dict[str, tuple[float, frozenset[str] | None]] = {}
+        self._cache: dict[tuple[str, int], tuple[float, frozenset[str] | None]] = {}
 
-    async def __call__(self, model: str) -> frozenset[str] | None:
-        cached = self._cache.get(model)
+    async def __call__(self, model: str, version: int) -> frozenset[str] | None:
+        key = (model, version)
+        cached = self._cache.get(key)
         if cached is not None and time.monotonic() - cached[0] < self.ttl_s:
             return cached[1]
         client = triton_inference(self.settings, model)
         try:
-            labels = frozenset((await client.signature()).labels)
+            labels = frozenset((await client.signature(version)).labels)
         except (TritonUnavailable, TritonRequestFailed) as exc:
-            log.warning("cannot read the labels of %s from Triton (%s); labels go unchecked", model, exc)
+            log.warning(
+                "cannot read the labels of %s version %d from Triton (%s); labels go unchecked", model, version, exc
+            )
             known = cached[1] if cached else None
-            self._cache[model] = (time.monotonic(), known)
+            self._cache[key] = (time.monotonic(), known)
             return known
         finally:
             await client.close()
-        self._cache[model] = (time.monotonic(), labels)
+        self._cache[key] = (time.monotonic(), labels)
         return labels

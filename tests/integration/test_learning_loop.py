@@ -19,6 +19,7 @@ from inferloop.kafka.readers import read_dead_letters, read_training_log
 from inferloop.metrics import scrape
 from inferloop.triton.control import TritonControl
 from infra.local.kafka_broker import KafkaBroker
+from infra.local.process import stop_pid
 from infra.local.settings import LocalSettings
 from infra.local.triton_server import TritonServer
 from infra.local.worker import JoinerProcess, WorkerProcess
@@ -339,3 +340,11 @@ def test_every_worker_follows_a_promotion_and_a_rollback_at_its_next_prediction(
         loop.publish([(e, d) for e, d, _ in items])
         got = loop.wait_predicted_by_id({e for e, _, _ in items})
         assert {got[e].model_version for e, _, _ in items} == {version}, action
+    # the rollback survives a worker restart: one that starts now reads the topic from its start and follows it
+    stop_pid(loop.workers[0], timeout_s=20)
+    late = loop.start(WorkerProcess)
+    wait_for(lambda: loop.metric(late, "inferloop_announced_model_version") == 1, 60, "a new worker follows v1")
+    items = digit_items(list(range(120, 160)))
+    loop.publish([(e, d) for e, d, _ in items])
+    got = loop.wait_predicted_by_id({e for e, _, _ in items})
+    assert {got[e].model_version for e, _, _ in items} == {1}

@@ -34,7 +34,7 @@ def run_joiner(
     async def send_all(batch: list[tuple[str, bytes, bytes]]) -> None:
         sent.extend(batch)
 
-    async def labels_of(model: str) -> frozenset[str]:
+    async def labels_of(model: str, version: int) -> frozenset[str]:
         return frozenset(str(d) for d in range(10))
 
     joiner = Joiner(settings, {}, JoinerMetrics(CollectorRegistry()), send_all, FakeImages(frames), labels_of)
@@ -97,7 +97,7 @@ def test_the_sweep_and_a_batch_take_turns_so_a_correction_is_the_last_label_logg
     async def send_all(batch: list[tuple[str, bytes, bytes]]) -> None:
         sent.extend(batch)
 
-    async def labels_of(model: str) -> frozenset[str]:
+    async def labels_of(model: str, version: int) -> frozenset[str]:
         return frozenset(str(d) for d in range(10))
 
     clock = [0.0]
