@@ -35,19 +35,17 @@ class PromotionWatcher:
         self._consumer: Any = None
         self.error: BaseException | None = None
 
-    def current(self, model: str) -> Promotion | None:
+    def start(self) -> None:
+        """Begin following (in the background, on the running loop); :meth:`current` starts it too."""
         if self._task is None:
             self._task = asyncio.ensure_future(self._follow())
+
+    def current(self, model: str) -> Promotion | None:
+        self.start()
         return self._state.get(model) if self._caught_up.is_set() else None
 
     @property
     def caught_up(self) -> bool:
-        return self._caught_up.is_set()
-
-    async def wait_caught_up(self, timeout_s: float) -> bool:
-        self.current("")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._caught_up.wait(), timeout_s)
         return self._caught_up.is_set()
 
     async def _follow(self) -> None:

@@ -88,6 +88,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             metrics.announced_shadow_version.labels(p.model_name).set(p.shadow or 0)
 
         promotions = PromotionWatcher(settings, announced)  # every worker follows the whole promotions topic
+        promotions.start()  # now, not at the first event: a worker knows (and exports) the state before traffic
         classifier = Classifier(settings, triton, metrics, send, promotions.current)
         try:
             batches = stream.take_events(plan.batch, within=s.batch_within_ms / 1000)  # type: ignore[attr-defined]
