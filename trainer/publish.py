@@ -110,6 +110,13 @@ class Publisher:
         self.triton.load(self.repo.name, timeout_s=self.options.load_timeout_s)
         on_event(f"Triton loaded {self.repo.name} {versions}")
 
+    def _load_beside(self, loaded: list[int], version: int, folder: Path, card: ModelCard, on_event: EventFn) -> None:
+        """Load ``version`` beside the ``loaded`` ones, wait until it is ready and smoke-test it on every replica;
+        raises whatever failed (the caller puts the loaded versions back)."""
+        self._serve(sorted({*loaded, version}), card, on_event)
+        self.triton.wait_ready(self.repo.name, version, self.options.load_timeout_s)
+        self._smoke(version, folder, card)
+
     def _put_back(self, versions: list[int], on_event: EventFn) -> None:
         """The config back to loading ``versions`` (none: no config), then a reload if Triton takes one: the
         config on disk is what Triton loads after any restart, so it is right even when Triton is not."""
@@ -219,9 +226,7 @@ class Publisher:
 
             before = list(registry.loaded)
             try:
-                self._serve(sorted({*before, version}), card, on_event)
-                self.triton.wait_ready(self.repo.name, version, self.options.load_timeout_s)
-                self._smoke(version, folder, card)
+                self._load_beside(before, version, folder, card, on_event)
             except BaseException as exc:  # refused, unreachable, too slow, interrupted: whatever it was
                 self._restore(registry, before, version, card, f"{type(exc).__name__}: {exc}", on_event)
                 if not isinstance(exc, Exception):
@@ -353,9 +358,7 @@ class Publisher:
             return
         card = self.repo.card(version)  # raises if it is not on disk
         try:
-            self._serve(sorted({*registry.loaded, version}), card, on_event)
-            self.triton.wait_ready(self.repo.name, version, self.options.load_timeout_s)
-            self._smoke(version, self.repo.version_dir(version), card)
+            self._load_beside(registry.loaded, version, self.repo.version_dir(version), card, on_event)
         except BaseException as exc:  # whatever it was, the loaded versions stay as they were
             self._put_back(registry.loaded, on_event)
             if not isinstance(exc, Exception):

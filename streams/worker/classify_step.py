@@ -216,8 +216,7 @@ class Classifier:
         sample = [d for d in good if self._in_shadow_sample(d.event.event_id)]
         if not sample:
             return []
-        chunk = signature.max_batch_size or len(sample)
-        parts = [sample[i : i + chunk] for i in range(0, len(sample), chunk)]
+        parts = self._chunks(sample)
 
         async def one(part: list[Decoded]) -> tuple[NDArray[np.float32], int]:
             return await self.triton.infer(signature, np.stack([d.pixels for d in part]), version)
@@ -236,6 +235,11 @@ class Classifier:
             shadow.extend(self._predictions(part, result[0], version, signature))
         return shadow
 
+    def _chunks(self, decoded: list[Decoded]) -> list[list[Decoded]]:
+        """``decoded`` in requests of at most the model's max batch size."""
+        size = (self.signature.max_batch_size if self.signature else len(decoded)) or len(decoded)
+        return [decoded[start : start + size] for start in range(0, len(decoded), size)]
+
     async def _shadow_within(self, shadowing: asyncio.Future[list[Prediction]]) -> list[Prediction]:
         """The shadow's predictions if they come within ``streams.shadow_timeout_s`` of the batch's own; a
         slower shadow costs only its evaluation (counted), never the batch."""
@@ -251,8 +255,7 @@ class Classifier:
         predictions: list[Prediction] = []
         if not good:
             return predictions
-        chunk = (self.signature.max_batch_size if self.signature else len(good)) or len(good)
-        parts = [good[start : start + chunk] for start in range(0, len(good), chunk)]
+        parts = self._chunks(good)
         # The chunks of one batch are in flight together: Triton runs them on its instances concurrently.
         results = await asyncio.gather(*(self._infer(np.stack([d.pixels for d in part])) for part in parts))
         for part, result in zip(parts, results, strict=True):
