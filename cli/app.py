@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from typing import Annotated, Any, NoReturn
 
@@ -41,6 +42,8 @@ LogLevel = Annotated[str, typer.Option(help="Faust's log level.")]
 
 def load() -> LocalSettings:
     """The settings of this command (the whole tree: any command may start or find the local stack)."""
+    # masked from here on, even when the settings turn out to be invalid and are never built
+    redact_secrets(os.environ.get(name) for name in LocalSettings.SECRET_VARIABLES)
     try:
         settings = load_local_settings()
     except InferloopError as exc:

@@ -1,40 +1,87 @@
-"""Secrets never reach a log: every log record is checked for the configured secret values and masked.
+"""Secrets never reach an output: log records, exception text and tracebacks, and whatever the process writes to
+stdout and stderr are checked for the configured secret values and masked.
 
 Libraries log what they were given: kafka-python, at debug level, logs its whole configuration, SASL password
-included. Rather than trusting each library, :func:`redact_secrets` installs a log-record factory that replaces
-any secret value in a record's formatted message (and its arguments) with ``**********`` before any handler
-sees it, whoever configured the handlers (the CLI, Faust's worker).
+included. Rather than trusting each library, :func:`redact_secrets` masks every secret value with
+``**********``
+
+* in each log record before any handler sees it, whoever configured the handlers (the CLI, Faust's worker): its
+  message and arguments, the text of the exception it carries and its stack, formatted here and then cached on
+  the record, so a handler's formatter prints the masked text;
+* in everything written to ``sys.stdout`` and ``sys.stderr`` from then on (tracebacks of uncaught exceptions,
+  error messages, tables), through a thin wrapper around each stream.
+
+Settings errors never show input values in the first place (:func:`inferloop.settings.load_tree`).
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TextIO
 
 MASK = "**********"
+MIN_SECRET_CHARS = 4  # shorter values would mask ordinary text
 _SECRETS: list[str] = []  # longest first: a secret containing another is masked whole
 
 
+def mask(text: str) -> str:
+    """``text`` with every registered secret replaced by :data:`MASK`."""
+    if any(v in text for v in _SECRETS):
+        for v in _SECRETS:
+            text = text.replace(v, MASK)
+    return text
+
+
 def redact_secrets(secrets: Iterable[str | None]) -> None:
-    """Mask these values in every log record from now on (values shorter than 4 characters are ignored)."""
-    new = {s for s in secrets if s and len(s) >= 4} - set(_SECRETS)
+    """Mask these values in every log record and in stdout and stderr from now on (values shorter than
+    :data:`MIN_SECRET_CHARS` are ignored)."""
+    new = {s for s in secrets if s and len(s) >= MIN_SECRET_CHARS} - set(_SECRETS)
     if not new:
         return
-    if not _SECRETS:  # the first secret: install the factory, once
-        base = logging.getLogRecordFactory()
-
-        def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-            record = base(*args, **kwargs)
-            try:
-                message = record.getMessage()
-            except Exception:  # a malformed record: leave it to the handler to report
-                return record
-            if any(v in message for v in _SECRETS):
-                for v in _SECRETS:
-                    message = message.replace(v, MASK)
-                record.msg, record.args = message, None
-            return record
-
-        logging.setLogRecordFactory(factory)
+    if not _SECRETS:  # the first secret: install the record factory and the stream wrappers, once
+        _install()
     _SECRETS[:] = sorted(new.union(_SECRETS), key=len, reverse=True)
+
+
+def _install() -> None:
+    base = logging.getLogRecordFactory()
+    formatter = logging.Formatter()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = base(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record: leave it to the handler to report
+            return record
+        masked = mask(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        if record.exc_info and not record.exc_text:  # formatters print exc_text when it is set
+            record.exc_text = mask(formatter.formatException(record.exc_info))
+        if record.stack_info:
+            record.stack_info = mask(record.stack_info)
+        return record
+
+    logging.setLogRecordFactory(factory)
+    sys.stdout = MaskedStream(sys.stdout)
+    sys.stderr = MaskedStream(sys.stderr)
+
+
+class MaskedStream:
+    """A text stream that writes through to ``stream`` with every secret masked; anything else is delegated."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(mask(text))
+        return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)

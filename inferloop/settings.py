@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, Self, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from inferloop.errors import ConfigurationError
@@ -46,7 +46,7 @@ class SettingsGroup(BaseModel):
     an environment the launchers share with it.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
     launcher_fields: ClassVar[frozenset[str]] = frozenset()
 
     @model_validator(mode="before")
@@ -399,6 +399,7 @@ class Settings(BaseSettings):
         env_nested_delimiter=ENV_NESTED_DELIMITER,
         frozen=True,
         extra="forbid",
+        hide_input_in_errors=True,  # an error names the variable, never its value (it may be a password)
     )
 
     home: Path = Field(
@@ -415,6 +416,8 @@ class Settings(BaseSettings):
     @property
     def model_repository(self) -> Path:
         return self.triton.model_repository or self.home / "model_repository"
+
+    SECRET_VARIABLES: ClassVar[tuple[str, ...]] = ("INFERLOOP_KAFKA__SASL_PASSWORD",)
 
     def secret_values(self) -> list[str]:
         """Every secret in the settings (masked in logs by :func:`inferloop.redact.redact_secrets`)."""
@@ -487,8 +490,21 @@ def load_tree(tree: type[TreeT], **overrides: Any) -> TreeT:
     """Read ``tree`` (the core :class:`Settings`, or a tree that extends it) from the environment."""
     try:
         return tree(**overrides)
-    except ValueError as exc:  # pydantic's ValidationError, or pydantic-settings' SettingsError (unparsable value)
-        raise ConfigurationError(f"invalid settings: {exc}") from exc
+    except ValidationError as exc:
+        raise ConfigurationError(f"invalid settings: {settings_errors(exc)}") from None
+    except ValueError as exc:  # pydantic-settings' SettingsError (a value that is not JSON): names the field only
+        raise ConfigurationError(f"invalid settings: {exc}") from None
+
+
+def settings_errors(exc: ValidationError) -> str:
+    """What is wrong, one problem per line, each named by its environment variable and never showing a value
+    (which may be a secret)."""
+    lines = []
+    for error in exc.errors(include_input=False, include_url=False):
+        where = ".".join(str(part) for part in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        lines.append(f"{env_var(where)}: {message}" if where else message)
+    return "; ".join(lines)
 
 
 def env_var(path: str) -> str:

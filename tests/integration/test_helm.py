@@ -108,8 +108,8 @@ def test_rendered_manifests_are_wired_together(values: list[str], crds: bool) ->
     }
     assert joiner["ports"][0]["containerPort"] == int(config["INFERLOOP_FEEDBACK__METRICS_PORT"])
     triton_ports = {p["name"]: p["containerPort"] for p in triton["ports"]}
-    assert triton_ports == {
-        "http": int(config["INFERLOOP_TRITON__HTTP_PORT"]),
+    assert set(triton_ports) == {"http", "grpc", "metrics"}  # http: the kubelet's probes only (see below)
+    assert {k: v for k, v in triton_ports.items() if k != "http"} == {
         "grpc": int(config["INFERLOOP_TRITON__GRPC_PORT"]),
         "metrics": int(config["INFERLOOP_TRITON__METRICS_PORT"]),
     }
@@ -240,6 +240,28 @@ def test_rendered_manifests_are_wired_together(values: list[str], crds: bool) ->
     assert json.loads(dashboard["data"]["inferloop.json"]) == json.loads(
         (CHART / "files" / "inferloop-dashboard.json").read_text()
     )
+
+
+@pytest.mark.security
+@pytest.mark.parametrize("values", [[], ["-f", str(PRODUCTION)]], ids=["default", "production"])
+def test_no_pod_reaches_tritons_plain_http_port(values: list[str]) -> None:
+    """Triton's HTTP port carries the model-control API (load/unload) without the mutual TLS of gRPC: the
+    NetworkPolicy admits no pod to it and no Service exposes it (the kubelet's probes come from the node); gRPC
+    is admitted from inferloop's own pods only, metrics from Prometheus."""
+    docs = render(*values)
+    config = by_kind(docs, "ConfigMap")["rel-inferloop-env"]["data"]
+    triton = pod_specs(docs)["rel-inferloop-triton"]
+    http_port = next(p["containerPort"] for p in triton["containers"][0]["ports"] if p["name"] == "http")
+    assert f"--http-port={http_port}" in triton["containers"][0]["args"]  # the port is open in the container
+    policy = by_kind(docs, "NetworkPolicy")["rel-inferloop-triton"]
+    triton_labels = by_kind(docs, "Deployment")["rel-inferloop-triton"]["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= triton_labels.items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    admitted = {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
+    assert http_port not in admitted and "http" not in admitted
+    assert admitted == {int(config["INFERLOOP_TRITON__GRPC_PORT"]), int(config["INFERLOOP_TRITON__METRICS_PORT"])}
+    for service in by_kind(docs, "Service").values():
+        assert all(p["targetPort"] not in ("http", http_port) for p in service["spec"]["ports"])
 
 
 def test_the_chart_refuses_inconsistent_values() -> None:

@@ -125,7 +125,6 @@ INFERLOOP_KAFKA__REPLICATION_FACTOR: {{ .Values.topics.replicationFactor | quote
 INFERLOOP_KAFKA__MIN_INSYNC_REPLICAS: {{ . | quote }}
 {{- end }}
 INFERLOOP_TRITON__HOST: {{ include "inferloop.fullname" . }}-triton
-INFERLOOP_TRITON__HTTP_PORT: {{ .Values.triton.ports.http | quote }}
 INFERLOOP_TRITON__GRPC_PORT: {{ .Values.triton.ports.grpc | quote }}
 INFERLOOP_TRITON__METRICS_PORT: {{ .Values.triton.ports.metrics | quote }}
 INFERLOOP_TRITON__MODEL_REPOSITORY: {{ .Values.modelRepository.mountPath | quote }}

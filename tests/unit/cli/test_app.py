@@ -18,4 +18,4 @@ def test_bad_settings_name_the_variable_and_exit_1(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("INFERLOOP_KAFKA__PORT", "not-a-port")
     result = CliRunner().invoke(app, ["models", "--json", "--no-online"])
     assert result.exit_code == 1
-    assert "invalid settings" in result.output and "kafka.port" in result.output
+    assert "invalid settings" in result.output and "INFERLOOP_KAFKA__PORT" in result.output

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import uuid
 
 import pytest
 
+from inferloop.errors import ConfigurationError
 from inferloop.redact import MASK, redact_secrets
-from inferloop.settings import Settings
+from inferloop.settings import Settings, load_settings
 
 
 def test_secrets_are_masked_in_every_log_record(caplog: pytest.LogCaptureFixture) -> None:
@@ -24,3 +27,49 @@ def test_secrets_are_masked_in_every_log_record(caplog: pytest.LogCaptureFixture
     assert messages[0] == f"config: {{'sasl_plain_password': '{MASK}', 'user': 'u'}}"
     assert messages[1] == f"inline {MASK} twice {MASK}"
     assert messages[2] == "nothing secret here: 42"
+
+
+def test_exception_text_and_stacks_are_masked_whoever_formats_them(caplog: pytest.LogCaptureFixture) -> None:
+    """An exception whose text holds the secret, logged with its traceback and stack: the handler's formatter
+    prints the masked text (the record carries it already formatted)."""
+    secret = "exc-" + uuid.uuid4().hex
+    redact_secrets([secret])
+    log = logging.getLogger("another.library")
+    with caplog.at_level(logging.DEBUG):
+        try:
+            raise ValueError(f"could not log in with {secret}")
+        except ValueError:
+            log.exception("login failed", stack_info=True)
+    formatted = logging.Formatter("%(message)s").format(caplog.records[-1])
+    assert "ValueError: could not log in with " + MASK in formatted  # the traceback was printed, masked
+    assert "Stack (most recent call last)" in formatted
+    assert secret not in formatted and secret not in caplog.text
+
+
+def test_a_crash_traceback_and_prints_are_masked_on_the_process_streams() -> None:
+    """A process that registered a secret, prints it to both streams and dies of an uncaught exception holding
+    it: the interpreter's own traceback and the prints show the mask, never the secret."""
+    secret = "crash-" + uuid.uuid4().hex
+    program = (
+        "import sys\n"
+        "from inferloop.redact import redact_secrets\n"
+        f"redact_secrets([{secret!r}])\n"
+        f"print('out', {secret!r}); sys.stderr.write('err ' + {secret!r} + '\\n')\n"
+        f"raise RuntimeError('boom ' + {secret!r})\n"
+    )
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "Traceback" in result.stderr, result.stderr
+    assert f"RuntimeError: boom {MASK}" in result.stderr and f"err {MASK}" in result.stderr
+    assert result.stdout == f"out {MASK}\n"
+    assert secret not in result.stdout + result.stderr
+
+
+def test_a_settings_error_names_the_variable_and_never_shows_a_value() -> None:
+    """Pydantic would print the input (the whole group, password included); the error names the variable."""
+    secret = "pw-" + uuid.uuid4().hex
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(kafka={"sasl_username": "u", "sasl_password": secret, "port": "not-a-port"})
+    message = str(caught.value)
+    assert "INFERLOOP_KAFKA__PORT: Input should be a valid integer" in message
+    assert "INFERLOOP_KAFKA: SASL credentials are set but" in message or "SASL" not in message
+    assert secret not in message and secret[3:9] not in message and "not-a-port" not in message

@@ -84,7 +84,7 @@ def test_triton_tls_is_consistent_or_refused(tmp_path: Path) -> None:
 
 def test_load_settings_names_what_is_wrong(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INFERLOOP_KAFKA__PORT", "70000")
-    with pytest.raises(ConfigurationError, match=r"(?s)invalid settings.*kafka.port"):
+    with pytest.raises(ConfigurationError, match=r"^invalid settings: INFERLOOP_KAFKA__PORT: Input should be less"):
         load_settings()
     monkeypatch.delenv("INFERLOOP_KAFKA__PORT")
     monkeypatch.setenv("INFERLOOP_STREAMS__IMAGE_URI_ROOTS", "not json")  # pydantic-settings cannot even parse it

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import os
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -70,3 +75,60 @@ def test_a_file_over_the_limit_is_rejected_as_too_large(tree: tuple[ImageUriRead
     with pytest.raises(ImageRejected) as caught:
         reader.read((allowed / "a.png").as_uri(), 3)
     assert caught.value.reason == "too_large"
+
+
+def _swap_folder_for_symlink(folder: Path, outside: Path, stop: threading.Event) -> None:
+    """Until ``stop``: ``folder`` is a real folder, then a symlink to ``outside``, then a real folder again..."""
+    hidden = folder.with_name(folder.name + ".real")
+    while not stop.is_set():
+        folder.rename(hidden)
+        folder.symlink_to(outside)
+        folder.unlink()
+        hidden.rename(folder)
+
+
+@pytest.mark.security
+def test_a_folder_swapped_for_a_symlink_during_the_read_never_leads_outside(tmp_path: Path) -> None:
+    """A writer swaps an intermediate folder for a symlink to a folder outside the root, over and over, while
+    the reader reads a file below it. A naive open of the checked path (what the reader did before) is shown to
+    read the outside file in this very race; the reader only ever reads the inside file or refuses."""
+    allowed, outside = tmp_path / "images", tmp_path / "outside"
+    (allowed / "sub").mkdir(parents=True)
+    outside.mkdir()
+    (allowed / "sub" / "b.png").write_bytes(b"inside")
+    (outside / "b.png").write_bytes(b"SECRET")
+    reader = ImageUriReader(ImageUriPolicy.from_roots([str(allowed)]))
+    uri = str(allowed / "sub" / "b.png")
+
+    def naive(uri: str) -> bytes:  # check, then open the checked path: the time-of-check/time-of-use window
+        where = reader.policy.check(uri)
+        assert isinstance(where, Path)
+        return where.read_bytes()
+
+    def race(read: Callable[[str], bytes], until_secret: bool) -> Counter[str]:
+        seen: Counter[str] = Counter()
+        stop = threading.Event()
+        swapper = threading.Thread(target=_swap_folder_for_symlink, args=(allowed / "sub", outside, stop))
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-5)  # switch threads often: the window is a few bytecodes wide
+        swapper.start()
+        try:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not (until_secret and seen["SECRET"]):
+                try:
+                    seen[read(uri).decode()] += 1
+                except (UriNotAllowed, UriUnreadable, OSError):
+                    seen["refused"] += 1
+                if not until_secret and sum(seen.values()) >= 20_000:
+                    break
+        finally:
+            stop.set()
+            swapper.join()
+            sys.setswitchinterval(interval)
+        return seen
+
+    control = race(naive, until_secret=True)
+    assert control["SECRET"] >= 1, f"the swap never opened the window for the naive reader: {dict(control)}"
+    seen = race(lambda uri: reader.read(uri, 100), until_secret=False)
+    assert seen["SECRET"] == 0, dict(seen)
+    assert seen["inside"] > 0 and seen["refused"] > 0, dict(seen)  # both sides of the swap were read
