@@ -187,7 +187,8 @@ class Demo:
         consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
         consumer.seek_to_beginning()
         try:
-            with FeedbackProducer(self.settings, source="demo-user") as feedback:
+            # the demo's user labels as an operator would: on the trusted topic, whose labels decide promotions
+            with FeedbackProducer(self.settings, source="demo-user", trusted=True) as feedback:
                 while not self.stop.is_set():
                     for records in consumer.poll(timeout_ms=200).values():
                         for record in records:

@@ -18,7 +18,7 @@ from cli.app import EXIT_FAILURE, JsonFlag, LogLevel, app, emit_json, err, fail,
 from inferloop.errors import InferloopError
 from inferloop.kafka.producers import expand_paths, parse_feedback_file, publish_files, send_feedback
 from inferloop.kafka.readers import read_dead_letters, read_predictions, replay_dead_letters
-from inferloop.kafka.topics import ensure_topics, existing_topics, topic_specs
+from inferloop.kafka.topics import ensure_topics, existing_topics, restrict_trusted_feedback, topic_specs
 from inferloop.settings import Settings
 
 
@@ -140,6 +140,26 @@ def topics_create() -> None:
     err.print(f"created: {', '.join(created) if created else 'nothing (all exist)'}", highlight=False)
 
 
+@topics_app.command("trust")
+def topics_trust(
+    writer: Annotated[
+        list[str], typer.Option("--writer", help="A principal (User:<name>) that may write trusted feedback.")
+    ],
+    reader: Annotated[
+        list[str] | None, typer.Option("--reader", help="A principal that reads it: the joiner's (repeatable).")
+    ] = None,
+) -> None:
+    """Restrict the trusted feedback topic with Kafka ACLs: only --writer principals may write it (needs a
+    cluster with an authorizer, and a super user's credentials)."""
+    settings = load()
+    try:
+        created = restrict_trusted_feedback(settings, writer, reader or [])
+    except InferloopError as exc:
+        fail(str(exc))
+    for line in created:
+        out.print(f"allowed: {line}", highlight=False)
+
+
 dlq_app = typer.Typer(help="Inspect and replay dead letters.", invoke_without_command=True, no_args_is_help=False)
 app.add_typer(dlq_app, name="dlq")
 
@@ -181,6 +201,14 @@ def feedback(
         Path | None, typer.Option("--file", "-f", help="Bulk: CSV (event_id,label[,source]) or JSON lines.")
     ] = None,
     source: Annotated[str, typer.Option(help="Who says so (kept with the example).")] = "cli",
+    trusted: Annotated[
+        bool,
+        typer.Option(
+            "--trusted",
+            help="Send to the trusted feedback topic (its labels are evidence for the gate and promotion; the "
+            "broker lets only authorised principals write it).",
+        ),
+    ] = False,
 ) -> None:
     """Send ground truth: the true label of a predicted event (one, or many from a file)."""
     settings = load()
@@ -188,9 +216,10 @@ def feedback(
         fail("give either EVENT_ID LABEL or --file FILE", 2)
     try:
         rows = parse_feedback_file(file) if file is not None else [(event_id or "", label or "", None)]
-        sent = send_feedback(settings, rows, source)
+        sent = send_feedback(settings, rows, source, trusted)
     except InferloopError as exc:
         fail(str(exc))
     except OSError as exc:
         fail(f"cannot read {file}: {exc}")
-    err.print(f"sent {sent} feedback record(s) to {settings.feedback.topic}", highlight=False)
+    topic = settings.feedback.trusted_topic if trusted else settings.feedback.topic
+    err.print(f"sent {sent} feedback record(s) to {topic}", highlight=False)

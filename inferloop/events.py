@@ -376,6 +376,9 @@ class LabelledExample:
     logged_at_ms: int = field(default_factory=now_ms)
     shadow_version: int | None = None  # the candidate scored in shadow on the same event, if any
     shadow_label: str = ""  # its top label
+    # the label came from the trusted feedback topic (only authorised principals write it), not the open one;
+    # set by the joiner from the topic, never from a field a producer writes
+    feedback_trusted: bool = False
     schema_version: int = EXAMPLE_SCHEMA_VERSION
 
     @property
@@ -391,6 +394,8 @@ def encode_labelled_example(example: LabelledExample) -> bytes:
     header = {k: v for k, v in example.__dict__.items() if k not in ("image", "schema_version")}
     if example.shadow_version is None:  # absent, so that readers from before shadow scoring read the record
         del header["shadow_version"], header["shadow_label"]
+    if not example.feedback_trusted:  # likewise for readers from before the trusted topic
+        del header["feedback_trusted"]
     return _frame(EXAMPLE_MAGIC, example.schema_version, header, example.image)
 
 
@@ -408,13 +413,18 @@ def decode_labelled_example(value: bytes | None) -> LabelledExample:
     if header.get("shadow_version") is not None:
         _count(header, "shadow_version")
         _text(header, "shadow_label")
+    else:
+        _text(header, "shadow_label", required=False)
     score = header.get("predicted_score")
     if not isinstance(score, int | float) or isinstance(score, bool):
         raise EventDecodeError("missing_field", "field 'predicted_score' is missing or not a number")
-    try:
-        return LabelledExample(**header, image=image)
-    except TypeError as exc:
-        raise EventDecodeError("bad_header", f"not a labelled example: {exc}") from exc
+    if not isinstance(header.get("feedback_trusted", False), bool):
+        raise EventDecodeError("bad_field", "field 'feedback_trusted' is not a boolean")
+    known = {k: v for k, v in header.items() if k in _EXAMPLE_FIELDS}  # fields of later versions are ignored
+    return LabelledExample(**known, image=image)
+
+
+_EXAMPLE_FIELDS = frozenset(LabelledExample.__dataclass_fields__) - {"image", "schema_version"}
 
 
 @dataclass(frozen=True)

@@ -106,7 +106,8 @@ class JoinerMetrics:
         )
         self.feedback_outcomes = Counter(
             "inferloop_feedback_outcomes",
-            "What became of feedback: joined, correction, duplicate, waiting (for its prediction).",
+            "What became of feedback: joined, correction, duplicate, waiting (for its prediction), outranked (open "
+            "feedback for an event whose label came from the trusted topic).",
             ["outcome"],
             registry=registry,
         )

@@ -53,14 +53,24 @@ class _Rolling:
 
 
 class RollingQuality:
-    """Rolling accuracy and confidence per (model, version)."""
+    """Rolling accuracy and confidence per (model, version), for at most ``max_versions`` versions of a model: the
+    least recently updated is forgotten first (versions come from records anyone who can write the predictions
+    topic may forge, so neither memory nor metric labels may grow with them)."""
 
-    def __init__(self, window: int) -> None:
-        self.window = window
-        self._by_version: dict[tuple[str, int], _Rolling] = {}
+    def __init__(self, window: int, max_versions: int = 8) -> None:
+        self.window, self.max_versions = window, max_versions
+        self._by_version: dict[tuple[str, int], _Rolling] = {}  # least recently updated first
 
     def _of(self, model: str, version: int) -> _Rolling:
-        return self._by_version.setdefault((model, version), _Rolling(self.window))
+        key = (model, version)
+        rolling = self._by_version.pop(key, None)
+        if rolling is None:
+            rolling = _Rolling(self.window)
+            versions = [k for k in self._by_version if k[0] == model]
+            for old in versions[: max(0, len(versions) - self.max_versions + 1)]:
+                del self._by_version[old]
+        self._by_version[key] = rolling
+        return rolling
 
     def record_prediction(self, model: str, version: int, top_score: float) -> None:
         self._of(model, version).add_confidence(top_score)

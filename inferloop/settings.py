@@ -269,7 +269,17 @@ class StreamsSettings(SettingsGroup):
 class FeedbackSettings(SettingsGroup):
     """The learning loop's streaming half: feedback in, joined with predictions, labelled examples logged."""
 
-    topic: str = Field("inferloop.feedback", description="Feedback (true labels for event ids) in.")
+    topic: str = Field(
+        "inferloop.feedback",
+        description="Open feedback (true labels for event ids) in: feeds training, within trainer.open_label_share.",
+    )
+    trusted_topic: str = Field(
+        "inferloop.trusted-feedback",
+        description=(
+            "Trusted feedback in: the same records, on a topic only authorised Kafka principals may write (ACLs, "
+            "docs/operations.md). Only its labels count as evidence for the gate and for promotion."
+        ),
+    )
     training_log_topic: str = Field(
         "inferloop.training-log", description="Joined, labelled examples out: a compacted topic, kept forever."
     )
@@ -329,6 +339,15 @@ class TrainerSettings(SettingsGroup):
         ),
     )
     replay_ratio: float = Field(3.0, ge=0, description="Earlier examples replayed per new example.")
+    open_label_share: float = Field(
+        0.5,
+        ge=0,
+        lt=1,
+        description=(
+            "The most that labels from the open feedback topic make up of the examples a retraining fits on (the "
+            "rest: trusted labels and replay); 0: open feedback never trains."
+        ),
+    )
     tolerance: float = Field(
         0.02, ge=0, le=1, description="Gate: how much worse (accuracy) a candidate may be on any holdout."
     )
@@ -460,6 +479,7 @@ class Settings(BaseSettings):
         feedback = self.feedback.model_copy(
             update={
                 "topic": f"{prefix}.feedback",
+                "trusted_topic": f"{prefix}.trusted-feedback",
                 "training_log_topic": f"{prefix}.training-log",
                 "app_id": f"{prefix}-joiner",
             }

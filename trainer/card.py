@@ -46,6 +46,9 @@ class Lineage:
     replay_examples: list[str] = field(default_factory=list)
     feedback_holdout: list[str] = field(default_factory=list)  # new examples kept out to evaluate on
     reader_cursor: str | None = None  # position of the newest logged example this model saw
+    # of new_examples, those labelled on the open feedback topic; and how many more were left out by the cap
+    open_examples: list[str] = field(default_factory=list)
+    open_left_out: int = 0
 
     @property
     def all_examples(self) -> list[str]:

@@ -51,6 +51,11 @@ class ExampleSet:
         idx = np.asarray(indices, dtype=np.int64)
         return ExampleSet(tuple(self.ids[i] for i in idx), self.x[idx], self.y[idx], self.classes)
 
+    def only(self, ids: Iterable[str]) -> ExampleSet:
+        """These examples with the given ids, in their order."""
+        keep = set(ids)
+        return self.take([i for i, example_id in enumerate(self.ids) if example_id in keep])
+
     def without(self, ids: Iterable[str]) -> ExampleSet:
         """These examples less those with the given ids (an example relabelled later is read from there)."""
         drop = set(ids)
@@ -156,7 +161,11 @@ class LabelledExampleReader(Protocol):
 
     ``cursor`` is an opaque string the reader returned before (``None``: from the start). The trainer stores
     the cursor of the examples each published version saw, so the next run reads only what came after.
+    ``open_ids``: the ids, among those the last :meth:`read` returned, whose labels came from the open feedback
+    topic rather than a trusted source (they train within ``trainer.open_label_share`` and are never evidence).
     """
+
+    open_ids: frozenset[str]
 
     def read(self, classes: tuple[str, ...], after: str | None, until: str | None = None) -> ExampleSet:
         """Examples after ``after`` up to and including ``until`` (``None``: everything there is now)."""
@@ -169,6 +178,8 @@ class LabelledExampleReader(Protocol):
 
 class FolderExampleReader:
     """Labelled images dropped into an ImageFolder tree; the cursor orders files by modification time and path."""
+
+    open_ids: frozenset[str] = frozenset()  # an operator's folder: every label is trusted
 
     def __init__(self, root: Path, spec: InputSpec) -> None:
         self.root, self.spec = root, spec

@@ -44,6 +44,7 @@ class TrainingLogReader:
         s = settings.streams
         self.limits = ImageLimits(max_bytes=s.max_image_bytes, max_pixels=s.max_image_pixels)
         self.skipped: Counter[str] = Counter()  # why examples were left out, from the last read
+        self.open_ids: frozenset[str] = frozenset()  # examples of the last read labelled on the open topic
 
     def _offsets(self, cursor: str | None) -> dict[int, int] | None:
         if cursor is None:
@@ -76,8 +77,8 @@ class TrainingLogReader:
         decode) are left out, counted by reason in :attr:`skipped` and logged."""
         index = {c: i for i, c in enumerate(classes)}
         self.skipped = Counter()
-        # event id -> (position, model input and class, or the reason its newest record is unusable)
-        newest: dict[str, tuple[tuple[int, int], tuple[NDArray[np.float32], int] | str]] = {}
+        # event id -> (position, model input and class, or the reason its newest record is unusable, trusted)
+        newest: dict[str, tuple[tuple[int, int], tuple[NDArray[np.float32], int] | str, bool]] = {}
         for record, example in iter_training_log(
             self.settings,
             self._offsets(after),
@@ -90,15 +91,18 @@ class TrainingLogReader:
             known = newest.get(example.event_id)
             if known is not None and known[0] > position:
                 continue
-            newest[example.event_id] = (position, self._usable(example, index))
-        ids, xs, ys = [], [], []
-        for event_id, (_, usable) in sorted(newest.items()):
+            newest[example.event_id] = (position, self._usable(example, index), example.feedback_trusted)
+        ids, xs, ys, open_ids = [], [], [], set()
+        for event_id, (_, usable, trusted) in sorted(newest.items()):
             if isinstance(usable, str):
                 self.skipped[usable] += 1
                 continue
             ids.append(example_id(event_id))
+            if not trusted:
+                open_ids.add(example_id(event_id))
             xs.append(usable[0])
             ys.append(usable[1])
+        self.open_ids = frozenset(open_ids)
         if self.skipped:
             log.warning("training log: left out %s", dict(self.skipped))
         if not ids:

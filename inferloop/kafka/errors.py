@@ -36,5 +36,12 @@ class EventTooLarge(PoisonError):
         )
 
 
+class DeliveryRefused(InferloopError):
+    """The broker did not take a record: not authorised to write its topic, or another refusal after retries."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"the broker did not take a record: {detail}")
+
+
 class FeedbackError(InferloopError):
     """Feedback that cannot be sent as given (a bad line in a bulk file, an empty label)."""

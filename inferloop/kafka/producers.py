@@ -21,7 +21,7 @@ from inferloop.events import (
     encode_image_event,
     new_event_id,
 )
-from inferloop.kafka.errors import BrokerUnavailable, EventTooLarge, FeedbackError
+from inferloop.kafka.errors import BrokerUnavailable, DeliveryRefused, EventTooLarge, FeedbackError
 from inferloop.kafka.options import kafka_options
 from inferloop.kafka.topics import RECORD_OVERHEAD_BYTES, ensure_topics
 from inferloop.settings import Settings
@@ -70,15 +70,23 @@ class _Producer:
         self._pending: list[Any] = []
 
     def flush(self, timeout_s: float = 60.0) -> None:
-        """Wait until the broker acknowledged everything published so far; raise if anything failed."""
+        """Wait until the broker acknowledged everything published so far; :class:`DeliveryRefused` if it refused
+        any record (a topic this principal may not write, for one)."""
+        from kafka.errors import KafkaError
+
         self._producer.flush(timeout=timeout_s)
         pending, self._pending = self._pending, []
-        for future in pending:
-            future.get(timeout=timeout_s)
+        try:
+            for future in pending:
+                future.get(timeout=timeout_s)
+        except KafkaError as exc:
+            raise DeliveryRefused(str(exc)) from exc
 
     def close(self) -> None:
-        self.flush()
-        self._producer.close()
+        try:
+            self.flush()
+        finally:
+            self._producer.close()
 
     def __enter__(self) -> Self:
         return self
@@ -134,10 +142,12 @@ class ImageProducer(_Producer):
 
 
 class FeedbackProducer(_Producer):
-    """Publishes feedback (the true label of an event) to the feedback topic, keyed by event id."""
+    """Publishes feedback (the true label of an event) to the feedback topic, keyed by event id; with
+    ``trusted``, to the trusted feedback topic (which the broker lets only authorised principals write)."""
 
-    def __init__(self, settings: Settings, source: str = "cli") -> None:
+    def __init__(self, settings: Settings, source: str = "cli", trusted: bool = False) -> None:
         super().__init__(settings, source, "inferloop-feedback")
+        self.topic = settings.feedback.trusted_topic if trusted else settings.feedback.topic
 
     def send(self, event_id: str, label: str, source: str | None = None) -> Feedback:
         feedback = Feedback(event_id=event_id, label=label, source=source if source is not None else self.source)
@@ -146,7 +156,7 @@ class FeedbackProducer(_Producer):
             decode_feedback(value)  # the joiner's own checks, so that what it would dead-letter is refused here
         except EventDecodeError as exc:
             raise FeedbackError(f"feedback for event {event_id[:200]!r} refused: {exc}") from exc
-        self._pending.append(self._producer.send(self.settings.feedback.topic, key=event_id.encode(), value=value))
+        self._pending.append(self._producer.send(self.topic, key=event_id.encode(), value=value))
         return feedback
 
 
@@ -204,10 +214,13 @@ def publish_files(
     return Published(sent, refused)
 
 
-def send_feedback(settings: Settings, rows: Iterable[tuple[str, str, str | None]], source: str = "cli") -> int:
-    """Send ``(event_id, label, source)`` rows (``None``: ``source``) as feedback, confirmed; returns how many."""
+def send_feedback(
+    settings: Settings, rows: Iterable[tuple[str, str, str | None]], source: str = "cli", trusted: bool = False
+) -> int:
+    """Send ``(event_id, label, source)`` rows (``None``: ``source``) as feedback, confirmed; returns how many.
+    ``trusted``: to the trusted feedback topic (the broker refuses a principal not allowed to write it)."""
     count = 0
-    with FeedbackProducer(settings, source=source) as producer:
+    with FeedbackProducer(settings, source=source, trusted=trusted) as producer:
         for event_id, label, row_source in rows:
             producer.send(event_id, label, row_source)
             count += 1

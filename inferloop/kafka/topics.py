@@ -68,6 +68,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(s.dead_letter_topic, s.partitions, common),
         TopicSpec(s.shadow_predictions_topic, s.partitions, common),
         TopicSpec(f.topic, s.partitions, common),
+        TopicSpec(f.trusted_topic, s.partitions, common),
         TopicSpec(f.training_log_topic, s.partitions, compacted),
         TopicSpec(join_changelog_topic(settings), s.partitions, compacted),
         TopicSpec(settings.model.promotions_topic, 1, compacted),  # one partition: one order of announcements
@@ -125,3 +126,31 @@ def ensure_topics(settings: Settings, create: bool | None = None) -> list[str]:
             if failed:
                 raise TopicsNotCreated(failed)
         return [spec.name for spec in missing]
+
+
+def restrict_trusted_feedback(settings: Settings, writers: list[str], readers: list[str]) -> list[str]:
+    """Make ``feedback.trusted_topic`` writable by ``writers`` only: Kafka ACLs allowing WRITE to these principals
+    and READ to ``readers`` (the joiner's principal) on that topic, and to no one else. On a cluster whose
+    authorizer allows what no ACL mentions (``allow.everyone.if.no.acl.found=true``), a topic with ACLs admits only
+    what they allow; on a default-deny cluster the other topics need their own ACLs anyway. Principals are
+    ``User:<name>``. Returns the ACLs created, as text. Needs the cluster's ALTER permission (a super user)."""
+    from kafka.admin import ACL, ACLOperation, ACLPermissionType, ResourcePattern, ResourceType
+    from kafka.errors import KafkaError
+
+    if not writers:
+        raise ConfigurationError("name at least one principal that may write the trusted feedback topic")
+    for principal in (*writers, *readers):
+        if not principal.startswith("User:") or len(principal) <= len("User:"):
+            raise ConfigurationError(f"{principal!r} is not a Kafka principal (User:<name>)")
+    topic = ResourcePattern(ResourceType.TOPIC, settings.feedback.trusted_topic)
+    grants = [(p, ACLOperation.WRITE) for p in writers] + [(p, ACLOperation.READ) for p in readers]
+    acls = [ACL(p, "*", operation, ACLPermissionType.ALLOW, topic) for p, operation in grants]
+    with _admin(settings) as admin:
+        try:
+            result = admin.create_acls(acls)
+        except KafkaError as exc:
+            raise BrokerUnavailable(settings.kafka.bootstrap, f"creating ACLs: {exc}") from exc
+    failed = result.get("failed") or []
+    if failed:
+        raise ConfigurationError(f"the broker refused ACLs on {topic.resource_name}: {failed}")
+    return [f"{p} {operation.name} {settings.feedback.trusted_topic}" for p, operation in grants]

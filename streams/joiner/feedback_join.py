@@ -15,6 +15,9 @@ is decided in one place:
 * **duplicate** feedback (the label already logged for that event) is ignored, so it is idempotent;
 * a **correction** (another label for an event already logged) is logged again: the training log is keyed by
   event id and its readers keep the latest record, so the later label wins;
+* feedback from the **trusted** topic outranks the open topic's: once a trusted label is logged (or waits to
+  be), open feedback for that event is ignored (``outranked``), so writing to the open topic cannot overwrite
+  trusted evidence; a trusted label equal to an open one already logged is logged again, as trusted;
 * predictions stay joinable for ``retention_s`` (counted from when the joiner saw them); after that only a small
   marker remains, for another ``retention_s``, so that late feedback is dead-lettered as ``expired_event``
   rather than waiting in vain.
@@ -78,6 +81,7 @@ class PendingFeedback:
     origin: Origin
     original: bytes
     received_at_s: float
+    trusted: bool = False  # from the trusted feedback topic
 
 
 @dataclass(frozen=True)
@@ -98,9 +102,12 @@ class Entry:
     logged_label: str | None = None
     expired: bool = False
     shadow: Shadowed | None = None
+    logged_trusted: bool = False  # the logged label came from the trusted topic
 
     def encode(self) -> bytes:
         raw: dict[str, Any] = {"seen_at_s": self.seen_at_s, "expired": self.expired, "logged_label": self.logged_label}
+        if self.logged_trusted:
+            raw["logged_trusted"] = True
         if self.shadow is not None:
             raw["shadow"] = asdict(self.shadow)
         if self.predicted is not None:
@@ -128,6 +135,7 @@ class Entry:
             logged_label=raw.get("logged_label"),
             expired=raw.get("expired", False),
             shadow=Shadowed(**raw["shadow"]) if raw.get("shadow") else None,
+            logged_trusted=raw.get("logged_trusted", False),
         )
 
     def deadline(self, retention_s: float, wait_s: float) -> float:
@@ -153,6 +161,7 @@ class Join:
     original: bytes
     correction: bool
     shadow: Shadowed | None = None
+    trusted: bool = False
 
 
 @dataclass(frozen=True)
@@ -167,6 +176,13 @@ class Reject:
     @property
     def reason(self) -> str:
         return self.error.reason
+
+
+@dataclass(frozen=True)
+class Outranked:
+    """Open feedback for an event whose label comes from the trusted topic: ignored (and counted)."""
+
+    event_id: str
 
 
 class FeedbackJoin:
@@ -221,18 +237,27 @@ class FeedbackJoin:
         entry.shadow = Shadowed(prediction.model_version, prediction.labels[0])
         self._put(key, entry)
 
-    def on_feedback(self, feedback: Feedback, origin: Origin, original: bytes, now_s: float) -> Join | Reject | None:
-        """A join, a rejection, or None (a duplicate, or waiting for the prediction)."""
+    def on_feedback(
+        self, feedback: Feedback, origin: Origin, original: bytes, now_s: float, trusted: bool = False
+    ) -> Join | Reject | Outranked | None:
+        """A join, a rejection, open feedback outranked by a trusted label, or None (a duplicate, or waiting for
+        the prediction). ``trusted``: it came from the trusted feedback topic."""
         key = feedback.event_id.encode()
         entry = self.get(feedback.event_id) or Entry()
-        pending = PendingFeedback(feedback.label, feedback.source, feedback.at_ms, origin, original, now_s)
+        pending = PendingFeedback(feedback.label, feedback.source, feedback.at_ms, origin, original, now_s, trusted)
         if entry.expired:
             message = (
                 f"the prediction for event {feedback.event_id} is older than the join retention "
                 f"({self.retention_s:g} s)"
             )
             return Reject(feedback.event_id, FeedbackRejected("expired_event", message), origin, original)
-        if entry.predicted is not None and entry.logged_label == feedback.label:
+        if not trusted and (
+            (entry.logged_label is not None and entry.logged_trusted)
+            or (entry.pending is not None and entry.pending.trusted)
+        ):
+            return Outranked(feedback.event_id)
+        same = entry.predicted is not None and entry.logged_label == feedback.label
+        if same and (entry.logged_trusted or not trusted):
             return None
         entry.pending = pending  # kept until logged; a later label replaces an earlier one
         self._put(key, entry)
@@ -252,6 +277,7 @@ class FeedbackJoin:
             pending.original,
             correction=entry.logged_label is not None,
             shadow=entry.shadow,
+            trusted=pending.trusted,
         )
 
     def mark_logged(self, join: Join) -> None:
@@ -260,7 +286,7 @@ class FeedbackJoin:
         entry = self.get(join.event_id)
         if entry is None:  # swept meanwhile: keep the fact that it was logged
             entry = Entry(predicted=join.predicted)
-        entry.logged_label = join.label
+        entry.logged_label, entry.logged_trusted = join.label, join.trusted
         if entry.pending is not None and entry.pending.origin == join.origin:
             entry.pending = None  # a label that came later stays pending
         self._put(key, entry)
@@ -320,7 +346,12 @@ class FeedbackJoin:
                 self._delete(key)
                 continue
             if entry.predicted is not None and entry.seen_at_s + self.retention_s <= now_s:
-                entry = Entry(seen_at_s=entry.seen_at_s, expired=True, logged_label=entry.logged_label)
+                entry = Entry(
+                    seen_at_s=entry.seen_at_s,
+                    expired=True,
+                    logged_label=entry.logged_label,
+                    logged_trusted=entry.logged_trusted,
+                )
             elif entry.predicted is None and entry.shadow is not None and entry.seen_at_s + self.retention_s > now_s:
                 self._put(key, entry)  # a shadow prediction waiting for its prediction
                 continue

@@ -75,8 +75,10 @@ def create_joiner_app(settings: Settings, registry: CollectorRegistry | None = N
     joiner = Joiner(settings, table, metrics, send_all, lookup, TritonLabels(settings), owns=owns)
     app.inferloop_joiner = joiner  # type: ignore[attr-defined]
 
-    # co-partitioned by event id with the table: predictions, shadow predictions and feedback
-    topics = app.topic(s.predictions_topic, s.shadow_predictions_topic, f.topic, key_type=bytes, value_type=bytes)
+    # co-partitioned by event id with the table: predictions, shadow predictions, open and trusted feedback
+    topics = app.topic(
+        s.predictions_topic, s.shadow_predictions_topic, f.topic, f.trusted_topic, key_type=bytes, value_type=bytes
+    )
 
     async def process_and_drain(batch: list[Record]) -> None:
         await joiner.process(batch)
@@ -102,7 +104,7 @@ def create_joiner_app(settings: Settings, registry: CollectorRegistry | None = N
         except Exception as exc:  # the table still holds what the sweep found due: a restart sweeps it again
             exit_on_batch_error(exc, "the sweep")
 
-    observed = {s.predictions_topic, s.shadow_predictions_topic, f.topic}
+    observed = {s.predictions_topic, s.shadow_predictions_topic, f.topic, f.trusted_topic}
     observe(app, f.app_id, metrics.registry, metrics.consumer_lag, observed, f.metrics_port)
     return app
 

@@ -19,6 +19,7 @@ the Faust app injects, so that it is tested without Faust):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
@@ -42,9 +43,10 @@ from inferloop.metrics import JoinerMetrics
 from inferloop.quality import RollingQuality
 from inferloop.settings import Settings
 from streams.errors import FeedbackRejected
-from streams.joiner.feedback_join import FeedbackJoin, Join, Origin, Reject
+from streams.joiner.feedback_join import FeedbackJoin, Join, Origin, Outranked, Reject
 
 log = logging.getLogger(__name__)
+OTHER = "other"  # the metric label of every model this deployment does not serve
 
 # (topic, key, value) records -> once every one of them is acknowledged by the broker
 SendAllFn = Callable[[list[tuple[str, bytes, bytes]]], Awaitable[None]]
@@ -79,6 +81,8 @@ class Joiner:
         )
         self.join = FeedbackJoin(store, retention_s=f.retention_s, wait_s=f.wait_s)
         self.quality = RollingQuality(f.online_window)
+        self.known_models = frozenset({settings.model.name})
+        self._exported: set[tuple[str, str]] = set()  # the (model, version) labels of the per-version series
         self.uris = ImageUriReader.from_settings(settings.streams)
         self.clock, self.owns = clock, owns
         # the agent's batches and the sweep timer share the table and the image lookup: one at a time
@@ -91,7 +95,8 @@ class Joiner:
     async def _process(self, records: Sequence[Record]) -> None:
         s = self.settings
         joins: list[Join] = []  # in order: of two labels for one event, the training log keeps the later
-        batch_label: dict[str, str] = {}  # the last label joined for each event id in this batch
+        batch_label: dict[str, tuple[str, bool]] = {}  # the last label joined for each event id in this batch,
+        # and whether it came from the trusted topic
         rejects: list[Reject] = []
         for r in records:
             now = self.clock()
@@ -113,11 +118,12 @@ class Joiner:
                     rejects.append(Reject(key, exc, origin, r.value or b""))
                     continue
                 self.metrics.predictions_seen.inc()
-                self.quality.record_prediction(prediction.model_name, prediction.model_version, prediction.scores[0])
+                model = self._model_label(prediction.model_name)
+                self.quality.record_prediction(model, prediction.model_version, prediction.scores[0])
                 joined = self.join.on_prediction(prediction, now)
                 if joined is not None:
                     joins.append(joined)
-                    batch_label[joined.event_id] = joined.label
+                    batch_label[joined.event_id] = (joined.label, joined.trusted)
                 continue
             self.metrics.feedback_received.inc()
             try:
@@ -126,17 +132,21 @@ class Joiner:
                 key = (r.key or b"").decode("utf-8", "replace")[:200]
                 rejects.append(Reject(key, exc, origin, r.value or b""))
                 continue
-            if batch_label.get(feedback.event_id) == feedback.label:
+            trusted = r.topic == s.feedback.trusted_topic  # trust comes from the topic, never from a field
+            earlier = batch_label.get(feedback.event_id)
+            if earlier is not None and earlier[0] == feedback.label and (earlier[1] or not trusted):
                 self.metrics.feedback_outcomes.labels("duplicate").inc()
                 continue
-            outcome = self.join.on_feedback(feedback, origin, r.value or b"", now)
+            outcome = self.join.on_feedback(feedback, origin, r.value or b"", now, trusted)
             if isinstance(outcome, Reject):
                 rejects.append(outcome)
+            elif isinstance(outcome, Outranked):
+                self.metrics.feedback_outcomes.labels("outranked").inc()
             elif isinstance(outcome, Join):
                 if feedback.event_id in batch_label:  # a correction of a label joined earlier in this batch
                     outcome = replace(outcome, correction=True)
                 joins.append(outcome)
-                batch_label[feedback.event_id] = feedback.label
+                batch_label[feedback.event_id] = (feedback.label, trusted)
             else:
                 entry = self.join.get(feedback.event_id)
                 waits = entry is not None and entry.pending is not None
@@ -191,11 +201,13 @@ class Joiner:
         await self.send_all(records)  # the agent bounds the whole batch (streams.faust_app.process_batches)
         for j, e, _ in examples:  # acknowledged: only now is the event marked as logged
             self.join.mark_logged(j)
-            self.metrics.examples_logged.labels(e.model_name, str(e.model_version)).inc()
             self.metrics.feedback_outcomes.labels("correction" if j.correction else "joined").inc()
-            self.quality.record_label(e.model_name, e.model_version, e.correct)
+            model = self._model_label(e.model_name)
+            self.quality.record_label(model, e.model_version, e.correct)
             if e.shadow_version is not None and e.shadow_correct is not None:
-                self.quality.record_label(e.model_name, e.shadow_version, e.shadow_correct)
+                self.quality.record_label(model, e.shadow_version, e.shadow_correct)
+            self.metrics.examples_logged.labels(model, str(e.model_version)).inc()
+            self._exported.add((model, str(e.model_version)))
         for r in rejects:
             self.join.mark_settled(r)
             self.metrics.dead_letters.labels(r.reason).inc()
@@ -232,6 +244,7 @@ class Joiner:
             predicted_at_ms=p.predicted_at_ms,
             shadow_version=j.shadow.model_version if j.shadow is not None else None,
             shadow_label=j.shadow.label if j.shadow is not None else "",
+            feedback_trusted=j.trusted,
         )
 
     def _dead_letter(self, r: Reject) -> DeadLetter:
@@ -240,9 +253,22 @@ class Joiner:
             r.error, origin, r.event_id or None, self.settings.streams.dead_letter_max_original_bytes
         )
 
+    def _model_label(self, name: str) -> str:
+        """``name`` if this deployment serves that model, else :data:`OTHER`: the names on the predictions topic
+        are whatever its writers put there, and metric labels must stay few."""
+        return name if name in self.known_models else OTHER
+
     def _export(self) -> None:
         self.metrics.table_entries.set(len(self.join))
-        for q in self.quality.snapshot():
+        m = self.metrics
+        snapshot = self.quality.snapshot()
+        current = {(q.model, str(q.version)) for q in snapshot}
+        for labels in self._exported - current:  # versions no longer tracked: their series go too
+            for gauge in (m.online_accuracy, m.online_labelled, m.confidence, m.confidence_drift, m.examples_logged):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(*labels)
+        self._exported = current
+        for q in snapshot:
             labels = (q.model, str(q.version))
             if q.accuracy is not None:
                 self.metrics.online_accuracy.labels(*labels).set(q.accuracy)

@@ -8,15 +8,20 @@ the password appears in no output or log.
 
 from __future__ import annotations
 
+import secrets
+import string
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import typer.main
 
+from inferloop.errors import InferloopError
+from inferloop.events import decode_feedback
 from inferloop.kafka.errors import BrokerUnavailable
-from inferloop.kafka.producers import ImageProducer
-from inferloop.kafka.readers import read_predictions
+from inferloop.kafka.producers import ImageProducer, send_feedback
+from inferloop.kafka.readers import read_predictions, read_topic
 from inferloop.kafka.topics import ensure_topics
 from infra.local.kafka_broker import KafkaBroker
 from infra.local.process import free_ports, start, stop_pid
@@ -29,9 +34,22 @@ from tests.integration.conftest import announce
 from trainer.data import digits_images, png_bytes
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.security]
+
+
+def random_password() -> str:
+    return "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(24))
+
+
 USER = "inferloop"
-PASSWORD = "pw-" + uuid.uuid4().hex  # unique: found in a log or an output means it leaked
-ADMIN_PASSWORD = "admin-" + uuid.uuid4().hex
+PASSWORD = random_password()  # random: any 6 characters of it found in an output or a log means it leaked
+ADMIN_PASSWORD = random_password()
+LABELLER, LABELLER_PASSWORD = "labeller", random_password()
+
+
+def assert_no_piece(text: str, secret: str, where: str, size: int = 6) -> None:
+    """No ``size``-character piece of ``secret`` appears in ``text`` (case-sensitive): not whole, not in part."""
+    leaked = sorted({secret[i : i + size] for i in range(len(secret) - size + 1) if secret[i : i + size] in text})
+    assert not leaked, f"pieces of a secret leaked into {where}: {len(leaked)} of them"
 
 
 @pytest.fixture(scope="module")
@@ -61,12 +79,18 @@ def secure_broker(kafka_libs: Path, tmp_path_factory: pytest.TempPathFactory) ->
             "ssl.keystore.location": str(keystore),
             "ssl.truststore.type": "PEM",
             "ssl.truststore.location": str(ca),
+            # ACLs: a resource with ACLs admits only what they allow; the others stay open to every user
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users": "User:admin",
+            "allow.everyone.if.no.acl.found": "true",
         },
         format_args=[
             "--add-scram",
             f"SCRAM-SHA-512=[name=admin,password={ADMIN_PASSWORD}]",
             "--add-scram",
             f"SCRAM-SHA-512=[name={USER},password={PASSWORD}]",
+            "--add-scram",
+            f"SCRAM-SHA-512=[name={LABELLER},password={LABELLER_PASSWORD}]",
         ],
         client_options={
             "security_protocol": "SASL_SSL",
@@ -142,8 +166,9 @@ def test_clients_cli_and_worker_work_over_sasl_ssl_and_never_show_the_password(
     finally:
         stop_pid(pid, timeout_s=20)
     outputs = result.stdout + result.stderr + listed.stdout + listed.stderr
-    for text in (outputs, worker.log_path.read_text(errors="replace"), broker.log_path.read_text(errors="replace")):
-        assert PASSWORD not in text, "the SASL password leaked into an output or a log"
+    assert_no_piece(outputs, PASSWORD, "the CLI's output")
+    assert_no_piece(worker.log_path.read_text(errors="replace"), PASSWORD, "the worker's debug log")
+    assert_no_piece(broker.log_path.read_text(errors="replace"), PASSWORD, "the broker's log")
     # kafka-python logs its configuration at debug level, password included: there it is, masked
     assert "'sasl_plain_password': '**********'" in outputs
 
@@ -185,3 +210,137 @@ def test_the_worker_refuses_an_inconsistent_security_configuration(
     result = inferloop(env, "worker", timeout_s=60)
     assert result.returncode == 1 and "SASL credentials are set but" in result.stderr
     assert PASSWORD not in result.stderr + result.stdout
+
+
+def every_command() -> list[list[str]]:
+    """Every command of the CLI, as words (groups' own callbacks included)."""
+    from cli.main import app
+
+    found: list[list[str]] = []
+
+    def walk(command: object, path: list[str]) -> None:
+        found.append(path)
+        for name, sub in sorted(getattr(command, "commands", {}).items()):
+            walk(sub, [*path, name])
+
+    walk(typer.main.get_command(app), [])
+    return [path for path in found if path]
+
+
+# what each command needs to get as far as reading its settings (a required argument, a file)
+ARGUMENTS = {
+    ("promote",): ["2"],
+    ("produce",): ["{tmp}"],
+    ("feedback",): ["e1", "3", "--trusted"],
+    ("topics", "trust"): ["--writer", "User:someone"],
+    ("trainer",): ["--max-runs", "1"],
+}
+NO_SETTINGS = {("setup",)}  # prepares runtimes from the cache folder only: reads no Kafka setting
+
+
+def test_no_piece_of_the_password_shows_in_any_commands_output_with_bad_settings(
+    base_settings: LocalSettings, tmp_path: Path
+) -> None:
+    """Every command of the CLI, at debug level, with a random 24-character SASL password in settings that do not
+    validate (SASL credentials on a PLAINTEXT protocol, and an unparsable port): each exits 1 with an error that
+    names the variables, and no 6-character piece of the password appears in its output."""
+    commands = every_command()
+    assert len(commands) >= 20 and ["topics", "trust"] in commands
+    password = random_password()
+    env = stack_env(
+        tmp_path / "home",
+        base_settings.cache_dir,
+        INFERLOOP_KAFKA__SASL_USERNAME=USER,
+        INFERLOOP_KAFKA__SASL_PASSWORD=password,
+        INFERLOOP_TRITON__GRPC_PORT="not-a-port",
+    )
+    for words in commands:
+        if tuple(words) in NO_SETTINGS:
+            continue
+        args = [a.format(tmp=tmp_path) for a in ARGUMENTS.get(tuple(words), [])]
+        result = inferloop(env, "-v", *words, *args, timeout_s=120)
+        output = result.stdout + result.stderr
+        assert result.returncode == 1, f"inferloop {' '.join(words)}: exit {result.returncode}: {output[-2000:]}"
+        assert "invalid settings" in output and "INFERLOOP_TRITON__GRPC_PORT" in output, (words, output[-2000:])
+        assert "SASL credentials are set but" in output, (words, output[-2000:])
+        assert_no_piece(output, password, f"`inferloop {' '.join(words)}`")
+
+
+def test_debug_output_of_the_kafka_commands_shows_no_piece_of_the_password(
+    secure_broker: tuple[KafkaBroker, Path], base_settings: LocalSettings, tmp_path: Path
+) -> None:
+    """The commands that talk to Kafka, at debug level (kafka-python logs its whole configuration there), against
+    the SASL_SSL broker with the right password and with a wrong one: no 6-character piece of either password
+    appears in their output, whether they succeed or fail."""
+    broker, ca = secure_broker
+    tag = uuid.uuid4().hex[:8]
+    topics = {
+        "INFERLOOP_STREAMS__IMAGES_TOPIC": f"images-{tag}",
+        "INFERLOOP_STREAMS__PREDICTIONS_TOPIC": f"predictions-{tag}",
+        "INFERLOOP_STREAMS__DEAD_LETTER_TOPIC": f"dead-{tag}",
+        "INFERLOOP_FEEDBACK__TOPIC": f"feedback-{tag}",
+    }
+    right = secure_env(broker, ca, tmp_path / "home", base_settings, **topics)
+    wrong_password = random_password()
+    wrong = right | {"INFERLOOP_KAFKA__SASL_PASSWORD": wrong_password}
+    images, _ = digits_images()
+    (tmp_path / "one.png").write_bytes(png_bytes(images[0]))
+    runs = [
+        ["topics", "create"],
+        ["topics", "--json"],
+        ["produce", str(tmp_path / "one.png"), "--json"],
+        ["predictions", "--json"],
+        ["feedback", "e1", "3"],
+        ["dlq", "--json"],
+    ]
+    exits = {}
+    for env, password in ((right, PASSWORD), (wrong, wrong_password)):
+        for words in runs:
+            result = inferloop(env, "-v", *words, timeout_s=120)
+            exits[(password == PASSWORD, words[0])] = result.returncode
+            assert_no_piece(result.stdout + result.stderr, password, f"`inferloop -v {' '.join(words)}`")
+    assert all(code == 0 for (ok, _), code in exits.items() if ok), exits  # the right password works
+    assert all(code != 0 for (ok, _), code in exits.items() if not ok), exits  # the wrong one is refused
+
+
+def test_only_authorised_principals_write_the_trusted_feedback_topic(
+    secure_broker: tuple[KafkaBroker, Path], base_settings: LocalSettings, tmp_path: Path
+) -> None:
+    """`inferloop topics trust` (as the super user) lets only the labeller write the trusted feedback topic: the
+    worker's principal is refused by the broker there (and may still write the open topic), the labeller's
+    trusted feedback is accepted, and the joiner's principal reads only the labeller's record back."""
+    broker, ca = secure_broker
+    tag = uuid.uuid4().hex[:8]
+    topics = {
+        "INFERLOOP_FEEDBACK__TOPIC": f"feedback-{tag}",
+        "INFERLOOP_FEEDBACK__TRUSTED_TOPIC": f"trusted-{tag}",
+        "INFERLOOP_STREAMS__IMAGES_TOPIC": f"images-{tag}",
+        "INFERLOOP_STREAMS__PREDICTIONS_TOPIC": f"predictions-{tag}",
+        "INFERLOOP_STREAMS__DEAD_LETTER_TOPIC": f"dead-{tag}",
+    }
+    home = tmp_path / "home"
+    untrusted = secure_env(broker, ca, home, base_settings, **topics)
+    admin = untrusted | {"INFERLOOP_KAFKA__SASL_USERNAME": "admin", "INFERLOOP_KAFKA__SASL_PASSWORD": ADMIN_PASSWORD}
+    labeller = untrusted | {
+        "INFERLOOP_KAFKA__SASL_USERNAME": LABELLER,
+        "INFERLOOP_KAFKA__SASL_PASSWORD": LABELLER_PASSWORD,
+    }
+    assert ensure_topics(settings_from_env(untrusted))
+    granted = inferloop(admin, "topics", "trust", "--writer", f"User:{LABELLER}", "--reader", f"User:{USER}")
+    assert granted.returncode == 0, granted.stderr
+    assert f"User:{LABELLER} WRITE trusted-{tag}" in granted.stdout
+
+    refused = inferloop(untrusted, "feedback", "forged", "3", "--trusted", timeout_s=120)
+    assert refused.returncode == 1 and "authoriz" in refused.stderr.lower(), refused.stderr
+    with pytest.raises(InferloopError):  # the client library too: the broker refuses, the send is not confirmed
+        send_feedback(settings_from_env(untrusted), [("forged-2", "3", None)], trusted=True)
+    assert inferloop(untrusted, "feedback", "open-1", "3").returncode == 0  # the open topic stays open
+    accepted = inferloop(labeller, "feedback", "real", "7", "--trusted", timeout_s=120)
+    assert accepted.returncode == 0, accepted.stderr
+
+    settings = settings_from_env(untrusted)  # the joiner's principal: READ was granted
+    records = list(read_topic(settings, settings.feedback.trusted_topic, idle_timeout_s=3.0))
+    assert [(r.key, decode_feedback(r.value).label) for r in records] == [(b"real", "7")]
+    for text in (granted.stdout + granted.stderr, refused.stdout + refused.stderr, accepted.stderr):
+        for secret in (ADMIN_PASSWORD, PASSWORD, LABELLER_PASSWORD):
+            assert_no_piece(text, secret, "the trust and feedback commands' output")

@@ -106,7 +106,7 @@ def test_feedback_edge_cases(loop: Loop) -> None:
         feedback.send(wrong_label, "banana")
         feedback.send(unknown, "3")
     loop.publish([(e, d) for e, d, _ in items if e == early])
-    result = inferloop(loop.env, "feedback", cli_one, truth[cli_one], "--source", "person")
+    result = inferloop(loop.env, "feedback", cli_one, truth[cli_one], "--source", "person", "--trusted")
     assert result.returncode == 0, result.stderr
     csv = loop.tmp_path / "labels.csv"
     csv.write_text(f"event_id,label\n{cli_file},{truth[cli_file]}\n")
@@ -155,6 +155,15 @@ def test_feedback_edge_cases(loop: Loop) -> None:
         if event_id in predicted:
             assert example.predicted_label == predicted[event_id].label
     assert by_id[cli_one][0].feedback_source == "person"
+    # trust comes from the topic: `feedback --trusted` is logged as trusted, everything from the open topic not
+    assert {e: by_id[e][-1].feedback_trusted for e in (early, plain, dup, corrected, cli_one, cli_file)} == {
+        early: False,
+        plain: False,
+        dup: False,
+        corrected: False,
+        cli_one: True,
+        cli_file: False,
+    }
 
     from inferloop.images.preprocess import InputSpec
     from trainer.training_log import TrainingLogReader
@@ -164,6 +173,7 @@ def test_feedback_edge_cases(loop: Loop) -> None:
     labels = dict(zip(examples.ids, examples.y, strict=True))
     assert str(labels[f"event:{corrected}"]) == truth[corrected], "the correction did not win"
     assert len(examples) == 6
+    assert reader.open_ids == {f"event:{e}" for e in (early, plain, dup, corrected, cli_file)}
     assert loop.joiner is not None
     accuracy = scrape(f"http://127.0.0.1:{loop.joiner.metrics_port}/metrics", "inferloop_online_accuracy")
     assert accuracy, "no online accuracy exported"
@@ -176,8 +186,9 @@ def split_indices(holdout: bool, n: int, seed: int = 0) -> list[int]:
     return [int(i) for i in np.random.default_rng(seed).permutation(chosen)[:n]]
 
 
-def send_feedback(loop: Loop, items: list[tuple[str, bytes, str]]) -> None:
-    with FeedbackProducer(loop.settings, source="test") as feedback:
+def send_feedback(loop: Loop, items: list[tuple[str, bytes, str]], trusted: bool = True) -> None:
+    """Labels as an operator sends them: on the trusted topic (the only labels that count as shadow evidence)."""
+    with FeedbackProducer(loop.settings, source="test", trusted=trusted) as feedback:
         for event_id, _, label in items:
             feedback.send(event_id, label)
 

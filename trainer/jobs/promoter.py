@@ -1,12 +1,13 @@
 """The promoter: decides, on live labels, whether the candidate in shadow replaces the serving version.
 
 While a candidate is in shadow the worker scores it on the same events as the serving version (the
-shadow-predictions topic) and the joiner writes both answers into each labelled example. The promoter reads
-the training log from where it left off and counts, over the events that both versions answered and that got
-a label, how often each was right. Once ``trainer.promotion_min_labels`` such labels exist it decides: the
-candidate is promoted when it is at least as accurate as the serving version on those events, otherwise it
-leaves shadow as rejected; either way the evidence goes into its model card, the promotion record and the
-registry. Feedback decides only between two versions that already passed the trusted-holdout gate.
+shadow-predictions topic) and the joiner writes both answers into each labelled example. The promoter reads the training
+log from where it left off and counts, over the events that both versions answered and that got a label from the
+trusted feedback topic (the open topic's labels are not evidence), how often each was right. Once
+``trainer.promotion_min_labels`` such labels exist it decides: the candidate is promoted when it is at least as
+accurate as the serving version on those events, otherwise it leaves shadow as rejected; either way the evidence
+goes into its model card, the promotion record and the registry. Feedback decides only between two versions that
+already passed the trusted-holdout gate.
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ class ShadowTally:
     outcomes: dict[str, tuple[bool, bool]] = field(default_factory=dict)  # event id -> (serving, candidate) right
 
     def add(self, example: LabelledExample) -> None:
+        if not example.feedback_trusted:
+            return  # evidence only from the trusted feedback topic: the open topic's labels are anyone's
         if (
             example.model_name == self.model
             and example.model_version == self.serving

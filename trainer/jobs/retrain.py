@@ -1,9 +1,11 @@
 """Retraining: fine-tune the serving version on new labels plus replay, gate the candidate, publish if accepted.
 
 Retraining fine-tunes the serving version on the labelled examples logged since it was trained, mixed with a
-replay sample of earlier data (the bootstrap dataset's training part and earlier feedback), evaluates the
-candidate and the serving model on the same fixed holdout and feedback holdout, and publishes only if the
-gate accepts. A rejected candidate is recorded with its reasons; its examples stay unconsumed, so the next
+replay sample of earlier data (the bootstrap dataset's training part and earlier trusted feedback), evaluates
+the candidate and the serving model on the same fixed holdout and feedback holdout, and publishes only if the
+gate accepts. Labels from the open feedback topic train, at most ``trainer.open_label_share`` of the examples
+fitted on (a deterministic sample beyond that), and are never evidence: the feedback holdout and the replay
+hold trusted labels only. A rejected candidate is recorded with its reasons; its examples stay unconsumed, so the next
 run sees them again with whatever arrived since.
 """
 
@@ -37,37 +39,47 @@ def retrain(jobs: TrainerJobs, min_new_labels: int | None = None) -> TrainOutcom
     reader = jobs.reader(spec)
     after, until = parent_card.lineage.reader_cursor, reader.cursor()
     new = reader.read(classes, after=after, until=until)
+    new_open_ids = reader.open_ids
     if len(new) < need:
         raise NotEnoughData(len(new), need)
-    earlier = reader.read(classes, after=None, until=after) if after else ExampleSet.empty(spec, classes)
-    earlier = earlier.without(new.ids)  # relabelled since: the newer label wins
     skipped = getattr(reader, "skipped", None)
     if skipped:
         jobs.on_event(f"left out of the new examples: {dict(skipped)}")
-    new_train, new_holdout = split_holdout(new, t.feedback_holdout_fraction)
+    earlier, earlier_open_ids = ExampleSet.empty(spec, classes), frozenset[str]()
+    if after:
+        earlier = reader.read(classes, after=None, until=after)
+        earlier_open_ids = reader.open_ids
+    earlier = earlier.without(new.ids).without(earlier_open_ids)  # relabelled since: the newer label wins
+    new_open = new.only(new_open_ids)
+    new_train, new_holdout = split_holdout(new.without(new_open_ids), t.feedback_holdout_fraction)
     earlier_train, earlier_holdout = split_holdout(earlier, t.feedback_holdout_fraction)
-    feedback_holdout = ExampleSet.concat([earlier_holdout, new_holdout])
+    feedback_holdout = ExampleSet.concat([earlier_holdout, new_holdout])  # trusted labels only: evidence
 
     base = load_dataset(parent_card.lineage.base_dataset, spec)
     base_train, holdout = split_holdout(base, t.holdout_fraction)
     pool = ExampleSet.concat([base_train, earlier_train])
     rng = np.random.default_rng(t.seed + parent)
-    k = min(len(pool), round(t.replay_ratio * len(new_train)))
+    k = min(len(pool), round(t.replay_ratio * (len(new_train) + len(new_open))))
     replay = pool.take(np.sort(rng.choice(len(pool), size=k, replace=False)))
-    train = ExampleSet.concat([new_train, replay])
+    open_train = cap_open_labels(new_open, len(new_train) + len(replay), t.open_label_share, rng)
+    train = ExampleSet.concat([new_train, open_train, replay])
     jobs.on_event(
-        f"fine-tuning version {parent} on {len(new_train)} new examples + {len(replay)} replayed "
-        f"({len(feedback_holdout)} feedback and {len(holdout)} fixed holdout examples kept out)"
+        f"fine-tuning version {parent} on {len(new_train)} new trusted + {len(open_train)} open-feedback examples "
+        f"({len(new_open) - len(open_train)} more left out by trainer.open_label_share {t.open_label_share:g}) "
+        f"+ {len(replay)} replayed ({len(feedback_holdout)} feedback and {len(holdout)} fixed holdout examples kept "
+        "out)"
     )
     fit_cfg = jobs.fit_config(t.finetune_epochs, t.finetune_learning_rate)
     began = time.monotonic()
     model = fit(load_weights(jobs.repo.version_dir(parent), spec, len(classes)), train, fit_cfg, jobs.on_epoch)
     lineage = Lineage(
         base_dataset=parent_card.lineage.base_dataset,
-        new_examples=list(new_train.ids),
+        new_examples=[*new_train.ids, *open_train.ids],
         replay_examples=list(replay.ids),
         feedback_holdout=list(new_holdout.ids),
         reader_cursor=until,
+        open_examples=list(open_train.ids),
+        open_left_out=len(new_open) - len(open_train),
     )
     card = jobs.new_card(parent, spec, classes, lineage, fit_cfg)
     card.training_seconds = round(time.monotonic() - began, 2)
@@ -118,6 +130,18 @@ def retrain(jobs: TrainerJobs, min_new_labels: int | None = None) -> TrainOutcom
         shutil.rmtree(folder, ignore_errors=True)
     status = "in shadow" if jobs.repo.read_registry().shadow == version else "serving"
     return TrainOutcome(version, jobs.repo.card(version), decision, status)
+
+
+def cap_open_labels(
+    open_examples: ExampleSet, trusted_count: int, share: float, rng: np.random.Generator
+) -> ExampleSet:
+    """The open-feedback examples a retraining may fit on beside ``trusted_count`` trusted ones (new and replayed),
+    so that they make up at most ``share`` of the whole: all of them when that allows, else a sample (by ``rng``,
+    in their order)."""
+    most = int(share / (1 - share) * trusted_count + 1e-9) if share > 0 else 0
+    if len(open_examples) <= most:
+        return open_examples
+    return open_examples.take(np.sort(rng.choice(len(open_examples), size=most, replace=False)))
 
 
 def _fmt(value: float | None) -> str:

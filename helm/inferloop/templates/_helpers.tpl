@@ -155,6 +155,7 @@ INFERLOOP_STREAMS__BATCH_WITHIN_MS: {{ .Values.worker.batchWithinMs | quote }}
 INFERLOOP_STREAMS__METRICS_PORT: {{ .Values.worker.metricsPort | quote }}
 INFERLOOP_STREAMS__MEMORY_BUDGET_MB: {{ .Values.worker.memoryBudgetMb | quote }}
 INFERLOOP_FEEDBACK__TOPIC: {{ .Values.topics.feedback | quote }}
+INFERLOOP_FEEDBACK__TRUSTED_TOPIC: {{ .Values.topics.trustedFeedback | quote }}
 INFERLOOP_FEEDBACK__TRAINING_LOG_TOPIC: {{ .Values.topics.trainingLog | quote }}
 INFERLOOP_FEEDBACK__APP_ID: {{ .Values.joiner.appId | quote }}
 INFERLOOP_FEEDBACK__RETENTION_S: {{ .Values.joiner.retentionS | quote }}

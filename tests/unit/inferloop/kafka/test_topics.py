@@ -14,6 +14,7 @@ def test_every_topic_and_the_joiners_changelog_with_their_configs() -> None:
         "inferloop.predictions",
         "inferloop.dead-letters",
         "inferloop.feedback",
+        "inferloop.trusted-feedback",
         "inferloop.training-log",
         "inferloop-joiner-join-changelog",
         "inferloop.shadow-predictions",

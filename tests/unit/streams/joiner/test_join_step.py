@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from inferloop.events import (
     ImageEvent,
+    Prediction,
     Record,
     decode_dead_letter,
     decode_labelled_example,
@@ -25,9 +28,15 @@ from tests.fakes import FakeImages, feedback, prediction
 def run_joiner(
     records: list[Record], frames: dict[tuple[str, int, int], bytes], **streams: object
 ) -> list[tuple[str, bytes, bytes]]:
+    return joiner_run(records, frames, **streams)[0]
+
+
+def joiner_run(
+    records: list[Record], frames: dict[tuple[str, int, int], bytes], **streams: object
+) -> tuple[list[tuple[str, bytes, bytes]], Joiner]:
     settings = Settings(
         streams={"images_topic": "images", "predictions_topic": "predictions", "dead_letter_topic": "dead", **streams},  # type: ignore[arg-type]
-        feedback={"topic": "feedback", "training_log_topic": "log"},  # type: ignore[arg-type]
+        feedback={"topic": "feedback", "trusted_topic": "trusted", "training_log_topic": "log"},  # type: ignore[arg-type]
     )
     sent: list[tuple[str, bytes, bytes]] = []
 
@@ -39,7 +48,7 @@ def run_joiner(
 
     joiner = Joiner(settings, {}, JoinerMetrics(CollectorRegistry()), send_all, FakeImages(frames), labels_of)
     asyncio.run(joiner.process(records))
-    return sent
+    return sent, joiner
 
 
 def test_the_joiner_logs_the_input_image_and_dead_letters_what_it_cannot_join() -> None:
@@ -149,3 +158,71 @@ def test_shadow_predictions_go_into_the_examples_and_score_the_candidate_on_the_
         "b": (1, True, 2, False),
     }
     assert not [t for t, _, _ in sent if t == "dead"], "a bad shadow record is not a dead letter"
+
+
+@pytest.mark.security
+def test_trust_comes_from_the_topic_and_open_feedback_never_overrides_a_trusted_label() -> None:
+    """Open feedback that claims trust in a field, a trusted label, then open feedback that tries to overwrite
+    it: only the trusted topic's label is logged as trusted, and the later open label is ignored (outranked,
+    counted), in the same batch and in later ones."""
+    images = {("images", 0, n): encode_image_event(ImageEvent(e, "image/png", b"PNG")) for n, e in enumerate("abc")}
+    forged = json.dumps({**feedback("a", "3").__dict__, "trusted": True, "feedback_trusted": True}).encode()
+    records = [
+        *(
+            Record("predictions", 0, n, e.encode(), encode_prediction(prediction(e, offset=n)))
+            for n, e in enumerate("abc")
+        ),
+        Record("feedback", 0, 0, b"a", forged),  # open topic: not trusted, whatever it says
+        Record("trusted", 0, 0, b"b", encode_feedback(feedback("b", "3"))),
+        Record("feedback", 0, 1, b"b", encode_feedback(feedback("b", "7"))),  # tries to overwrite b: outranked
+        Record("feedback", 0, 2, b"c", encode_feedback(feedback("c", "5"))),
+        Record("trusted", 0, 1, b"c", encode_feedback(feedback("c", "5"))),  # confirms c: logged again, trusted
+    ]
+    sent, joiner = joiner_run(records, images)
+    logged = [decode_labelled_example(v) for t, _, v in sent if t == "log"]
+    assert [(e.event_id, e.label, e.feedback_trusted) for e in logged] == [
+        ("a", "3", False),
+        ("b", "3", True),
+        ("c", "5", False),
+        ("c", "5", True),
+    ]
+    outcomes = joiner.metrics.registry.get_sample_value
+    assert outcomes("inferloop_feedback_outcomes_total", {"outcome": "outranked"}) == 1
+    # a later batch: open feedback for the trusted events is still outranked; for the open one it corrects
+    later = [
+        Record("feedback", 0, 3, b"b", encode_feedback(feedback("b", "9"))),
+        Record("feedback", 0, 4, b"c", encode_feedback(feedback("c", "9"))),
+        Record("feedback", 0, 5, b"a", encode_feedback(feedback("a", "9"))),
+    ]
+    before = len(sent)
+    asyncio.run(joiner.process(later))
+    assert outcomes("inferloop_feedback_outcomes_total", {"outcome": "outranked"}) == 3
+    corrected = [decode_labelled_example(v) for t, _, v in sent[before:] if t == "log"]
+    assert [(e.event_id, e.label, e.feedback_trusted) for e in corrected] == [("a", "9", False)]
+    assert len(sent) == before + 1
+
+
+@pytest.mark.security
+def test_hostile_model_names_and_versions_do_not_grow_the_metric_labels() -> None:
+    """Predictions for 50 invented model names and 50 versions of the served model, each joined with feedback:
+    the per-version series carry the served model's name or "other", and at most the tracker's versions."""
+    records, images = [], {}
+    for n in range(100):
+        name, version = (f"evil-{n}", 1) if n < 50 else ("digits", n)
+        p = prediction(f"e{n}", version=version, offset=n)
+        p = Prediction(**{**p.__dict__, "model_name": name})
+        records.append(Record("predictions", 0, n, p.event_id.encode(), encode_prediction(p)))
+        records.append(Record("trusted", 0, n, p.event_id.encode(), encode_feedback(feedback(p.event_id, "3"))))
+        images[("images", 0, n)] = encode_image_event(ImageEvent(p.event_id, "image/png", b"PNG"))
+    sent, joiner = joiner_run(records, images)
+    assert sum(t == "log" for t, _, _ in sent) == 100  # every one joined and logged
+    series = {
+        (s.labels["model"], s.labels["version"])
+        for metric in joiner.metrics.registry.collect()
+        for s in metric.samples
+        if "version" in s.labels and "model" in s.labels
+    }
+    assert {model for model, _ in series} <= {"digits", "other"} and series
+    per_model = joiner.quality.max_versions
+    assert len({v for m, v in series if m == "digits"}) <= per_model
+    assert len({v for m, v in series if m == "other"}) <= per_model

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+
 from inferloop.events import LabelledExample
 from trainer.jobs.promoter import ShadowEvidence, ShadowTally, decide
 
 
-def example(event_id: str, label: str, served: tuple[int, str], shadow: tuple[int, str] | None) -> LabelledExample:
+def example(
+    event_id: str, label: str, served: tuple[int, str], shadow: tuple[int, str] | None, trusted: bool = True
+) -> LabelledExample:
     return LabelledExample(
         event_id=event_id,
         label=label,
@@ -18,6 +22,7 @@ def example(event_id: str, label: str, served: tuple[int, str], shadow: tuple[in
         model_version=served[0],
         shadow_version=shadow[0] if shadow else None,
         shadow_label=shadow[1] if shadow else "",
+        feedback_trusted=trusted,
     )
 
 
@@ -31,6 +36,19 @@ def test_only_events_both_versions_answered_count_and_the_newest_label_wins() ->
     evidence = tally.evidence()
     assert (evidence.live_labels, evidence.serving_correct, evidence.candidate_correct) == (2, 2, 1)
     assert evidence.as_dict()["candidate_live_accuracy"] == 0.5
+
+
+@pytest.mark.security
+def test_only_trusted_labels_are_evidence_for_promotion() -> None:
+    """Labels from the open feedback topic, however many and however they favour the candidate, are not counted:
+    only the trusted topic's labels decide a promotion."""
+    tally = ShadowTally("digits", serving=1, candidate=2)
+    for n in range(500):  # an attacker's flood on the open topic: the candidate always right, serving wrong
+        tally.add(example(f"open-{n}", "3", (1, "8"), (2, "3"), trusted=False))
+    assert tally.evidence().live_labels == 0
+    assert decide(tally.evidence(), min_labels=200).action == "wait"
+    tally.add(example("t", "3", (1, "3"), (2, "8")))
+    assert (tally.evidence().live_labels, tally.evidence().serving_correct) == (1, 1)
 
 
 def test_the_verdict_waits_for_enough_labels_then_prefers_the_serving_version_on_a_loss() -> None:
