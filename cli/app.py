@@ -19,7 +19,7 @@ from rich.markup import escape
 
 from inferloop import __version__
 from inferloop.errors import InferloopError
-from inferloop.redact import redact_secrets
+from inferloop.redact import key_file_secrets, redact_secrets
 from infra.local.settings import LocalSettings, load_local_settings
 
 EXIT_FAILURE = 1
@@ -49,6 +49,8 @@ def load() -> LocalSettings:
     except InferloopError as exc:
         fail(str(exc))
     redact_secrets(settings.secret_values())
+    key_files = (settings.kafka.ssl_keyfile, settings.triton.tls_key_file, settings.triton.tls_server_key_file)
+    redact_secrets(key_file_secrets(key_files))
     return settings
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, TextIO
 
 MASK = "**********"
@@ -32,6 +33,21 @@ def mask(text: str) -> str:
         for v in _SECRETS:
             text = text.replace(v, MASK)
     return text
+
+
+def key_file_secrets(paths: Iterable[Path | None]) -> list[str]:
+    """The contents of these private-key files as secrets to mask: each line of a PEM body (a key never shows,
+    whole or line by line); files that cannot be read give nothing (the settings report them)."""
+    found: list[str] = []
+    for path in paths:
+        if path is None:
+            continue
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            continue
+        found += [line.strip() for line in text.splitlines() if len(line.strip()) >= 16 and "-----" not in line]
+    return found
 
 
 def redact_secrets(secrets: Iterable[str | None]) -> None:

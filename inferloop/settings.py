@@ -32,10 +32,15 @@ def _default_home() -> Path:
 
 
 def require_files(what: str, *paths: Path | None) -> None:
-    """A ValueError naming the first of ``paths`` that is set but is no file."""
+    """A ValueError naming the first of ``paths`` that is set but is no file. A value that looks like a file's
+    contents rather than its path (a key pasted into the variable) is not repeated in the message."""
     for path in paths:
-        if path is not None and not path.is_file():
-            raise ValueError(f"{what} {path} does not exist")
+        if path is None or path.is_file():
+            continue
+        text = str(path)
+        if "-----BEGIN" in text or "\n" in text or len(text) > 1024:
+            raise ValueError(f"a {what} setting holds what looks like the file's contents, not its path")
+        raise ValueError(f"{what} {path} does not exist")
 
 
 class SettingsGroup(BaseModel):

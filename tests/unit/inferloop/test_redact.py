@@ -4,14 +4,16 @@ import logging
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 
 from inferloop.errors import ConfigurationError
-from inferloop.redact import MASK, redact_secrets
+from inferloop.redact import MASK, key_file_secrets, redact_secrets
 from inferloop.settings import Settings, load_settings
 
 
+@pytest.mark.security
 def test_secrets_are_masked_in_every_log_record(caplog: pytest.LogCaptureFixture) -> None:
     secret = "s3cr3t-" + uuid.uuid4().hex
     settings = Settings(kafka={"security_protocol": "SASL_SSL", "sasl_username": "u", "sasl_password": secret})  # type: ignore[arg-type]
@@ -29,6 +31,7 @@ def test_secrets_are_masked_in_every_log_record(caplog: pytest.LogCaptureFixture
     assert messages[2] == "nothing secret here: 42"
 
 
+@pytest.mark.security
 def test_exception_text_and_stacks_are_masked_whoever_formats_them(caplog: pytest.LogCaptureFixture) -> None:
     """An exception whose text holds the secret, logged with its traceback and stack: the handler's formatter
     prints the masked text (the record carries it already formatted)."""
@@ -46,6 +49,7 @@ def test_exception_text_and_stacks_are_masked_whoever_formats_them(caplog: pytes
     assert secret not in formatted and secret not in caplog.text
 
 
+@pytest.mark.security
 def test_a_crash_traceback_and_prints_are_masked_on_the_process_streams() -> None:
     """A process that registered a secret, prints it to both streams and dies of an uncaught exception holding
     it: the interpreter's own traceback and the prints show the mask, never the secret."""
@@ -64,6 +68,7 @@ def test_a_crash_traceback_and_prints_are_masked_on_the_process_streams() -> Non
     assert secret not in result.stdout + result.stderr
 
 
+@pytest.mark.security
 def test_a_settings_error_names_the_variable_and_never_shows_a_value() -> None:
     """Pydantic would print the input (the whole group, password included); the error names the variable."""
     secret = "pw-" + uuid.uuid4().hex
@@ -73,3 +78,26 @@ def test_a_settings_error_names_the_variable_and_never_shows_a_value() -> None:
     assert "INFERLOOP_KAFKA__PORT: Input should be a valid integer" in message
     assert "INFERLOOP_KAFKA: SASL credentials are set but" in message or "SASL" not in message
     assert secret not in message and secret[3:9] not in message and "not-a-port" not in message
+
+
+@pytest.mark.security
+def test_a_private_keys_contents_are_masked_line_by_line(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A key file's PEM body lines are registered as secrets: a library that logs the key shows only masks."""
+    body = [uuid.uuid4().hex + uuid.uuid4().hex for _ in range(3)]
+    key = tmp_path / "client.key"
+    key.write_text("-----BEGIN PRIVATE KEY-----\n" + "\n".join(body) + "\n-----END PRIVATE KEY-----\n")
+    assert key_file_secrets([key, None, tmp_path / "missing.key"]) == body
+    redact_secrets(key_file_secrets([key]))
+    with caplog.at_level(logging.DEBUG):
+        logging.getLogger("tls.library").debug("loaded key:\n%s", key.read_text())
+    assert all(line not in caplog.text for line in body) and MASK in caplog.text
+
+
+@pytest.mark.security
+def test_a_key_pasted_where_its_path_belongs_is_not_repeated_in_the_error() -> None:
+    pem = "-----BEGIN PRIVATE KEY-----\n" + uuid.uuid4().hex * 4 + "\n-----END PRIVATE KEY-----"
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(kafka={"security_protocol": "SSL", "ssl_cafile": pem})
+    message = str(caught.value)
+    assert "looks like the file's contents" in message
+    assert pem.splitlines()[1][:6] not in message and "BEGIN" not in message
