@@ -27,7 +27,7 @@ from infra.local.kafka_broker import KafkaBroker
 from infra.local.process import free_ports, start, stop_pid
 from infra.local.settings import LocalSettings
 from infra.local.triton_server import TritonServer
-from infra.local.worker import WorkerProcess
+from infra.local.worker import JoinerProcess, WorkerProcess
 from tests.conftest import SERVER_LOGS
 from tests.helpers import inferloop, make_certificates, settings_from_env, stack_env, wait_for
 from tests.integration.conftest import announce
@@ -125,9 +125,10 @@ def test_clients_cli_and_worker_work_over_sasl_ssl_and_never_show_the_password(
     base_settings: LocalSettings,
     tmp_path: Path,
 ) -> None:
-    """Kafka over SASL_SSL (SCRAM-SHA-512, a test CA): the admin client, producers, the CLI and the Faust worker
-    connect through the settings and 21 images are predicted; with every log at debug level the password shows
-    nowhere (kafka-python's logged configuration shows it masked)."""
+    """Kafka over SASL_SSL (SCRAM-SHA-512, a test CA): the admin client, producers, the CLI, the Faust worker and
+    joiner and the trainer connect through the settings, 21 images are predicted and a trusted label is joined;
+    with every log at debug level no 6-character piece of the password shows anywhere (kafka-python's logged
+    configuration shows it masked)."""
     broker, ca = secure_broker
     tag = uuid.uuid4().hex[:8]
     env = secure_env(
@@ -141,15 +142,23 @@ def test_clients_cli_and_worker_work_over_sasl_ssl_and_never_show_the_password(
         INFERLOOP_STREAMS__IMAGES_TOPIC=f"images-{tag}",
         INFERLOOP_STREAMS__PREDICTIONS_TOPIC=f"predictions-{tag}",
         INFERLOOP_STREAMS__DEAD_LETTER_TOPIC=f"dead-{tag}",
+        INFERLOOP_STREAMS__SHADOW_PREDICTIONS_TOPIC=f"shadow-{tag}",
+        INFERLOOP_FEEDBACK__TOPIC=f"feedback-{tag}",
+        INFERLOOP_FEEDBACK__TRUSTED_TOPIC=f"trusted-feedback-{tag}",
+        INFERLOOP_FEEDBACK__TRAINING_LOG_TOPIC=f"log-{tag}",
+        INFERLOOP_FEEDBACK__APP_ID=f"secure-joiner-{tag}",
     )
     settings = settings_from_env(env)
     assert ensure_topics(settings)  # kafka-python admin over SASL_SSL
     announce(settings, 1)  # the promotions topic over SASL_SSL: the worker follows it there too
-    (port,) = free_ports(1)
+    port, joiner_port = free_ports(2)
     # faust (aiokafka) over SASL_SSL, logging everything it can: a secret must not show even at debug level
     worker = WorkerProcess(env, port, tmp_path / "worker.log", log_level="DEBUG")
+    joiner = JoinerProcess(env, joiner_port, tmp_path / "joiner.log", log_level="DEBUG")
     SERVER_LOGS["worker (SASL_SSL)"] = worker.log_path
+    SERVER_LOGS["joiner (SASL_SSL)"] = joiner.log_path
     pid = start(worker).pid
+    joiner_pid = start(joiner).pid
     try:
         images, _ = digits_images()
         folder = tmp_path / "pictures"
@@ -163,11 +172,19 @@ def test_clients_cli_and_worker_work_over_sasl_ssl_and_never_show_the_password(
         wait_for(lambda: len(list(read_predictions(settings, idle_timeout_s=0.5))) >= 21, 90, "21 predictions")
         listed = inferloop(env, "-v", "predictions", "--json")
         assert listed.returncode == 0 and listed.stdout.count('"event_id"') >= 21, listed.stderr
+        labelled = inferloop(env, "-v", "feedback", "direct", "3", "--trusted")
+        assert labelled.returncode == 0, labelled.stderr
+        wait_for(lambda: list(read_topic(settings, f"log-{tag}", idle_timeout_s=0.5)), 90, "the joined example")
+        # the trainer's loop over SASL_SSL, at debug level: one check (no retraining: 1 new label of 50)
+        trained = inferloop(env, "-v", "trainer", "--every", "1s", "--max-runs", "1", timeout_s=300)
+        assert trained.returncode == 0, trained.stderr
     finally:
         stop_pid(pid, timeout_s=20)
-    outputs = result.stdout + result.stderr + listed.stdout + listed.stderr
+        stop_pid(joiner_pid, timeout_s=20)
+    outputs = "".join(r.stdout + r.stderr for r in (result, listed, labelled, trained))
     assert_no_piece(outputs, PASSWORD, "the CLI's output")
     assert_no_piece(worker.log_path.read_text(errors="replace"), PASSWORD, "the worker's debug log")
+    assert_no_piece(joiner.log_path.read_text(errors="replace"), PASSWORD, "the joiner's debug log")
     assert_no_piece(broker.log_path.read_text(errors="replace"), PASSWORD, "the broker's log")
     # kafka-python logs its configuration at debug level, password included: there it is, masked
     assert "'sasl_plain_password': '**********'" in outputs
