@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import struct
 import time
 import uuid
@@ -77,6 +78,34 @@ def _count(raw: dict[str, Any], name: str, *, required: bool = True) -> int:
             "missing_field" if required else "bad_field", f"field {name!r} is missing or not a non-negative integer"
         )
     return value
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:40]} is out of range")
+    return value
+
+
+def _json(data: bytes, reason: str, what: str) -> Any:
+    """The JSON document in ``data``: strict (no NaN or infinities, nesting the parser can take); otherwise
+    :class:`EventDecodeError` with ``reason``."""
+    try:
+        return json.loads(data, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: nested thousands deep
+        message = "nested too deep" if isinstance(exc, RecursionError) else str(exc)
+        raise EventDecodeError(reason, f"{what} is not JSON: {message}") from None
+
+
+def _schema(raw: dict[str, Any], supported: int, what: str) -> None:
+    """``schema_version`` is exactly the integer ``supported`` (not ``true``, not ``1.0``)."""
+    version = raw.get("schema_version")
+    if type(version) is not int or version != supported:
+        raise EventDecodeError("unknown_schema_version", f"{what} schema version {version!r} is not supported")
 
 
 def _optional(raw: dict[str, Any], name: str, kind: type) -> Any:
@@ -140,10 +169,7 @@ def _unframe(value: bytes | None, magic: bytes, version_supported: int, what: st
         )
     if header_len > MAX_HEADER_BYTES or _FRAME_HEAD.size + header_len > len(value):
         raise EventDecodeError("bad_header", f"header length {header_len} does not fit the {len(value)}-byte value")
-    try:
-        header = json.loads(value[_FRAME_HEAD.size : _FRAME_HEAD.size + header_len])
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EventDecodeError("bad_header", f"header is not JSON: {exc}") from exc
+    header = _json(value[_FRAME_HEAD.size : _FRAME_HEAD.size + header_len], "bad_header", "the header")
     if not isinstance(header, dict):
         raise EventDecodeError("bad_header", "header is not a JSON object")
     return header, bytes(value[_FRAME_HEAD.size + header_len :])
@@ -234,17 +260,17 @@ def encode_prediction(prediction: Prediction) -> bytes:
 
 def _from_json(value: bytes | None, build: Callable[[Any], T], reason: str, what: str) -> T:
     """``build`` applied to the JSON document in ``value``; :class:`EventDecodeError` with ``reason`` if it fails."""
+    raw = _json(value or b"", reason, what)
     try:
-        return build(json.loads(value or b""))
-    except (ValueError, TypeError, AttributeError) as exc:  # JSON, base64 and the dataclass's own refusals
+        return build(raw)
+    except (ValueError, TypeError, AttributeError) as exc:  # the dataclass's own refusals
         raise EventDecodeError(reason, f"not {what}: {exc}") from exc
 
 
 def _prediction(raw: Any) -> Prediction:
     if not isinstance(raw, dict):
         raise EventDecodeError("bad_prediction", "a prediction is a JSON object")
-    if raw.get("schema_version") != PREDICTION_SCHEMA_VERSION:
-        raise EventDecodeError("unknown_schema_version", f"prediction schema {raw.get('schema_version')}")
+    _schema(raw, PREDICTION_SCHEMA_VERSION, "prediction")
     labels, scores = raw.get("labels"), raw.get("scores")
     if (
         not isinstance(labels, list)
@@ -260,12 +286,12 @@ def _prediction(raw: Any) -> Prediction:
         _text(raw, name)
     for name in ("model_version", "produced_at_ms", "received_at_ms", "predicted_at_ms"):
         _count(raw, name)
-    _text(raw, "source", required=False, max_chars=MAX_SOURCE_CHARS)
+    source = _text(raw, "source", required=False, max_chars=MAX_SOURCE_CHARS)
     _text(raw, "image_topic", required=False, max_chars=MAX_TOPIC_CHARS)
     for name in ("image_partition", "image_offset"):
         if raw.get(name) is not None:
             _count(raw, name)
-    return Prediction(**raw)
+    return Prediction(**{**raw, "source": source})
 
 
 def decode_prediction(value: bytes | None) -> Prediction:
@@ -310,8 +336,27 @@ def encode_dead_letter(letter: DeadLetter) -> bytes:
 
 
 def _dead_letter(raw: Any) -> DeadLetter:
-    original = raw.pop("original", None)
-    return DeadLetter(**raw, original=base64.b64decode(original) if original is not None else None)
+    if not isinstance(raw, dict):
+        raise EventDecodeError("bad_dead_letter", "a dead letter is a JSON object")
+    _schema(raw, DEAD_LETTER_SCHEMA_VERSION, "dead letter")
+    original = raw.get("original")
+    if original is not None and not isinstance(original, str):
+        raise EventDecodeError("bad_field", "field 'original' is base64 text or null")
+    try:
+        image = base64.b64decode(original, validate=True) if original is not None else None
+    except ValueError as exc:
+        raise EventDecodeError("bad_field", f"field 'original' is not base64: {exc}") from None
+    event_id = raw.get("event_id")
+    return DeadLetter(
+        reason=_text(raw, "reason"),
+        message=_text(raw, "message", required=False, max_chars=MAX_HEADER_BYTES),
+        origin_topic=_text(raw, "origin_topic", max_chars=MAX_TOPIC_CHARS),
+        origin_partition=_count(raw, "origin_partition"),
+        origin_offset=_count(raw, "origin_offset"),
+        event_id=_text(raw, "event_id", required=False) if event_id is not None else None,
+        original=image,
+        failed_at_ms=_count(raw, "failed_at_ms"),
+    )
 
 
 def decode_dead_letter(value: bytes | None) -> DeadLetter:
@@ -342,16 +387,10 @@ def decode_feedback(value: bytes | None) -> Feedback:
     if len(value) > MAX_FEEDBACK_BYTES:
         message = f"a feedback record is at most {MAX_FEEDBACK_BYTES} bytes, not {len(value)}"
         raise EventDecodeError("bad_field", message)
-    try:
-        raw = json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EventDecodeError("not_feedback", f"feedback is not JSON: {exc}") from exc
+    raw = _json(value, "not_feedback", "feedback")
     if not isinstance(raw, dict):
         raise EventDecodeError("not_feedback", "feedback is not a JSON object")
-    if raw.get("schema_version") != FEEDBACK_SCHEMA_VERSION:
-        raise EventDecodeError(
-            "unknown_schema_version", f"feedback schema version {raw.get('schema_version')!r} is not supported"
-        )
+    _schema(raw, FEEDBACK_SCHEMA_VERSION, "feedback")
     event_id, label = _text(raw, "event_id"), _text(raw, "label")
     at = _count(raw, "at_ms")
     source = _text(raw, "source", required=False, max_chars=MAX_SOURCE_CHARS)
@@ -405,16 +444,17 @@ def decode_labelled_example(value: bytes | None) -> LabelledExample:
     header, image = _unframe(value, EXAMPLE_MAGIC, EXAMPLE_SCHEMA_VERSION, "labelled_example")
     for name in ("event_id", "label", "content_type", "predicted_label", "model_name"):
         _text(header, name)
-    _text(header, "feedback_source", required=False, max_chars=MAX_SOURCE_CHARS)
+    header["feedback_source"] = _text(header, "feedback_source", required=False, max_chars=MAX_SOURCE_CHARS)
     for name in ("model_version", "logged_at_ms"):
         _count(header, name)
     for name in ("feedback_at_ms", "predicted_at_ms"):
-        _count(header, name, required=False)
+        header[name] = _count(header, name, required=False)
     if header.get("shadow_version") is not None:
         _count(header, "shadow_version")
         _text(header, "shadow_label")
-    else:
+    else:  # no candidate answered: a label without its version means nothing
         _text(header, "shadow_label", required=False)
+        header["shadow_version"], header["shadow_label"] = None, ""
     score = header.get("predicted_score")
     if not isinstance(score, int | float) or isinstance(score, bool):
         raise EventDecodeError("missing_field", "field 'predicted_score' is missing or not a number")
@@ -453,8 +493,7 @@ def encode_promotion(promotion: Promotion) -> bytes:
 def _promotion(raw: Any) -> Promotion:
     if not isinstance(raw, dict):
         raise EventDecodeError("bad_promotion", "a promotion is a JSON object")
-    if raw.get("schema_version") != PROMOTION_SCHEMA_VERSION:
-        raise EventDecodeError("unknown_schema_version", f"promotion schema {raw.get('schema_version')!r}")
+    _schema(raw, PROMOTION_SCHEMA_VERSION, "promotion")
     model = _text(raw, "model_name")
     serving = _count(raw, "serving")
     if serving < 1:
@@ -465,7 +504,8 @@ def _promotion(raw: Any) -> Promotion:
     action = _text(raw, "action")
     if action not in PROMOTION_ACTIONS:
         raise EventDecodeError("bad_field", f"field 'action' is one of {', '.join(PROMOTION_ACTIONS)}")
-    evidence = raw.get("evidence") or {}
+    evidence = raw.get("evidence")
+    evidence = {} if evidence is None else evidence
     if (
         not isinstance(evidence, dict)
         or len(evidence) > MAX_EVIDENCE_ENTRIES

@@ -8,7 +8,7 @@ server log the session started is attached to its report.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,11 +24,13 @@ SERVER_LOGS: dict[str, Path] = {}
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
-    if report.failed and SERVER_LOGS:  # type: ignore[attr-defined]
+    if report.failed and SERVER_LOGS:
         for label, path in SERVER_LOGS.items():
-            report.sections.append((f"server log: {label} ({path})", tail(path, 60)))  # type: ignore[attr-defined]
+            report.sections.append((f"server log: {label} ({path})", tail(path, 60)))
     _record_reliability(item, report)
     return report
 
@@ -59,15 +61,29 @@ def _record_reliability(item: pytest.Item, report: pytest.TestReport) -> None:
     kind = _kind(item)
     if kind is None or (report.when != "call" and report.passed):
         return
-    doc = " ".join((getattr(item, "function", None).__doc__ or "").split())  # type: ignore[union-attr]
+    function = getattr(item, "function", None)
+    doc = " ".join((getattr(function, "__doc__", None) or "").split())
     what = doc or getattr(item, "originalname", item.name).removeprefix("test_").replace("_", " ")
     params = getattr(item, "callspec", None)
     if params is not None:
-        what += f" ({item.callspec.id})"  # type: ignore[attr-defined]
+        what += f" ({params.id})"
     test = f"`{item.nodeid.split('::')[0].removeprefix('tests/')}::{item.name}`"
-    result = "passed" if report.passed else "failed" if report.failed else "skipped"
-    if item.nodeid not in _RESULTS or result != "passed":
-        _RESULTS[item.nodeid] = (kind, what, test, result)
+    status = "passed" if report.passed else "failed" if report.failed else "skipped"
+    figures = dict(report.user_properties).get(RESULT_FIGURES)
+    if item.nodeid not in _RESULTS or status != "passed":
+        _RESULTS[item.nodeid] = (kind, what, test, f"{status} ({figures})" if figures else status)
+
+
+# A test's figures for its row: `reliability_figures("2,000 cases, 1,430 deep: 72 %")` makes its result cell read
+# `passed (2,000 cases, 1,430 deep: 72 %)`. They are compared with the documented table like the rest of the row, so
+# they must be the same every run (counts of derandomized cases, never timings).
+RESULT_FIGURES = "reliability_figures"
+
+
+@pytest.fixture
+def reliability_figures(record_property: Callable[[str, object], None]) -> Callable[[str], None]:
+    """Attach figures to this test's row of docs/reliability.md's results table (a user property of its report)."""
+    return lambda text: record_property(RESULT_FIGURES, text)
 
 
 TABLE_HEAD = ["| kind | what was tried, and what must hold | test | result |", "| --- | --- | --- | --- |"]

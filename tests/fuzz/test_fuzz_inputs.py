@@ -46,6 +46,7 @@ from inferloop.settings import Settings
 from inferloop.uri_policy import ImageUriPolicy, UriNotAllowed
 from streams.worker.classify_step import Classifier
 from tests.fakes import FakeBroker, FakeTriton
+from tests.fuzz.decoder_formats import EDITS, mutate
 
 pytestmark = [pytest.mark.fuzz]
 FUZZ = settings(max_examples=3000, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
@@ -91,7 +92,7 @@ class Harness:
             self.offset += 1
             batch.append(Record("images", 0, self.offset, b"k", value))
         self.loop.run_until_complete(self.classifier.process(batch))
-        out = []
+        out: list[tuple[str, Any]] = []
         for topic, _, value in self.broker.records:
             if topic.endswith("predictions"):
                 out.append(("prediction", decode_prediction(value)))
@@ -113,27 +114,6 @@ def check_one_output_each(values: list[bytes | None]) -> None:
         if kind == "dead":
             assert output.reason in KNOWN_REASONS, (output.reason, output.message)
             assert output.message
-
-
-def mutate(data: bytes, edits: list[tuple[int, int, int]]) -> bytes:
-    """Apply (kind, position, byte) edits: 0 flips a byte, 1 inserts one, 2 deletes one, 3 truncates."""
-    out = bytearray(data)
-    for kind, position, byte in edits:
-        if not out:
-            break
-        at = position % len(out)
-        if kind == 0:
-            out[at] ^= byte or 1
-        elif kind == 1:
-            out.insert(at, byte)
-        elif kind == 2:
-            del out[at]
-        else:
-            del out[at:]
-    return bytes(out)
-
-
-EDITS = st.lists(st.tuples(st.integers(0, 3), st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=8)
 
 
 @FUZZ

@@ -175,7 +175,7 @@ def test_a_promotion_round_trips_and_its_decoder_refuses_what_a_worker_must_not_
         with pytest.raises(EventDecodeError) as info:
             decode_promotion(json.dumps({**raw, field_name: value}).encode())
         assert info.value.reason == reason, (field_name, value)
-    with pytest.raises(EventDecodeError, match="not a promotion"):
+    with pytest.raises(EventDecodeError, match="a promotion is not JSON"):
         decode_promotion(b"\xff")
 
 
