@@ -55,7 +55,7 @@ def load() -> LocalSettings:
 
 
 def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)  # unwrapped: masks match whole
     raise typer.Exit(code)
 
 

@@ -53,11 +53,11 @@ class _Rolling:
 
 
 class RollingQuality:
-    """Rolling accuracy and confidence per (model, version), for at most ``max_versions`` versions of a model: the
-    least recently updated is forgotten first (versions come from records anyone who can write the predictions
-    topic may forge, so neither memory nor metric labels may grow with them)."""
+    """Rolling accuracy and confidence per (model, version); with ``max_versions``, for at most that many versions
+    of a model, the least recently updated forgotten first (the joiner's: versions come from records anyone who
+    can write the predictions topic may forge, so neither its memory nor its metric labels may grow with them)."""
 
-    def __init__(self, window: int, max_versions: int = 8) -> None:
+    def __init__(self, window: int, max_versions: int | None = None) -> None:
         self.window, self.max_versions = window, max_versions
         self._by_version: dict[tuple[str, int], _Rolling] = {}  # least recently updated first
 
@@ -67,7 +67,7 @@ class RollingQuality:
         if rolling is None:
             rolling = _Rolling(self.window)
             versions = [k for k in self._by_version if k[0] == model]
-            for old in versions[: max(0, len(versions) - self.max_versions + 1)]:
+            for old in versions[: max(0, len(versions) - self.max_versions + 1)] if self.max_versions else []:
                 del self._by_version[old]
         self._by_version[key] = rolling
         return rolling

@@ -16,11 +16,13 @@ Settings errors never show input values in the first place (:func:`inferloop.set
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import quote
 
 MASK = "**********"
 MIN_SECRET_CHARS = 4  # shorter values would mask ordinary text
@@ -50,10 +52,17 @@ def key_file_secrets(paths: Iterable[Path | None]) -> list[str]:
     return found
 
 
+def _forms(secret: str) -> set[str]:
+    """The secret as it may be printed: as is, inside a Python ``repr`` or a JSON string (escaped), URL-quoted."""
+    return {secret, repr(secret)[1:-1], json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1],
+            quote(secret, safe="")}  # fmt: skip
+
+
 def redact_secrets(secrets: Iterable[str | None]) -> None:
-    """Mask these values in every log record and in stdout and stderr from now on (values shorter than
-    :data:`MIN_SECRET_CHARS` are ignored)."""
-    new = {s for s in secrets if s and len(s) >= MIN_SECRET_CHARS} - set(_SECRETS)
+    """Mask these values (and their escaped forms) in every log record and in stdout and stderr from now on
+    (values shorter than :data:`MIN_SECRET_CHARS` are ignored)."""
+    forms = {form for s in secrets if s and len(s) >= MIN_SECRET_CHARS for form in _forms(s)}
+    new = forms - set(_SECRETS)
     if not new:
         return
     if not _SECRETS:  # the first secret: install the record factory and the stream wrappers, once
@@ -73,7 +82,7 @@ def _install() -> None:
             return record
         masked = mask(message)
         if masked != message:
-            record.msg, record.args = masked, None
+            record.msg, record.args = masked, ()  # () and not None: some formatters (mode's) re-apply the args
         if record.exc_info and not record.exc_text:  # formatters print exc_text when it is set
             record.exc_text = mask(formatter.formatException(record.exc_info))
         if record.stack_info:
@@ -81,8 +90,16 @@ def _install() -> None:
         return record
 
     logging.setLogRecordFactory(factory)
-    sys.stdout = MaskedStream(sys.stdout)
-    sys.stderr = MaskedStream(sys.stderr)
+    raw = {id(sys.stdout): MaskedStream(sys.stdout), id(sys.stderr): MaskedStream(sys.stderr)}
+    sys.stdout, sys.stderr = raw[id(sys.stdout)], raw[id(sys.stderr)]
+    # handlers configured before now (the CLI's, at start) write to the raw streams: point them at the wrappers
+    loggers = [
+        logging.getLogger(),
+        *(v for v in logging.Logger.manager.loggerDict.values() if isinstance(v, logging.Logger)),
+    ]
+    for handler in (h for logger in loggers for h in logger.handlers):
+        if isinstance(handler, logging.StreamHandler) and id(handler.stream) in raw:
+            handler.setStream(raw[id(handler.stream)])
 
 
 class MaskedStream:

@@ -31,15 +31,22 @@ def _default_home() -> Path:
     return Path.home() / ".inferloop"
 
 
-def require_files(what: str, *paths: Path | None) -> None:
-    """A ValueError naming the first of ``paths`` that is set but is no file. A value that looks like a file's
-    contents rather than its path (a key pasted into the variable) is not repeated in the message."""
-    for path in paths:
-        if path is None or path.is_file():
+def require_files(what: str, *paths: Path | None, secret: Path | None = None) -> None:
+    """A ValueError naming the first of ``paths`` (and ``secret``: a private key's path) that is set but is no
+    readable file. The value of ``secret`` is never repeated (a key pasted where its path belongs would be), nor is
+    a value that looks like a file's contents."""
+    for path in (*paths, secret):
+        if path is None:
             continue
         text = str(path)
-        if "-----BEGIN" in text or "\n" in text or len(text) > 1024:
-            raise ValueError(f"a {what} setting holds what looks like the file's contents, not its path")
+        hidden = path is secret or "-----BEGIN" in text or "\n" in text or len(text) > 1024
+        try:
+            if path.is_file():
+                continue
+        except OSError:  # a name too long to be a path (a pasted key, likely): never in a traceback
+            pass
+        if hidden:
+            raise ValueError(f"a {what} setting names no readable file (its value is not shown: it may be a key)")
         raise ValueError(f"{what} {path} does not exist")
 
 
@@ -120,7 +127,7 @@ class KafkaSettings(SettingsGroup):
             )
         if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
             raise ValueError("kafka.ssl_certfile and kafka.ssl_keyfile go together")
-        require_files("kafka TLS file", self.ssl_cafile, self.ssl_certfile, self.ssl_keyfile)
+        require_files("kafka TLS file", self.ssl_cafile, self.ssl_certfile, secret=self.ssl_keyfile)
         return self
 
     @property
@@ -163,7 +170,7 @@ class TritonSettings(SettingsGroup):
             raise ValueError(f"{named} set but Triton TLS is off: set INFERLOOP_TRITON__TLS=true (or remove them)")
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             raise ValueError("triton.tls_cert_file and triton.tls_key_file go together")
-        require_files("Triton TLS file", self.tls_ca_file, self.tls_cert_file, self.tls_key_file)
+        require_files("Triton TLS file", self.tls_ca_file, self.tls_cert_file, secret=self.tls_key_file)
         return self
 
     @property
@@ -349,8 +356,8 @@ class TrainerSettings(SettingsGroup):
         ge=0,
         lt=1,
         description=(
-            "The most that labels from the open feedback topic make up of the examples a retraining fits on (the "
-            "rest: trusted labels and replay); 0: open feedback never trains."
+            "The most that labels from the open feedback topic make up of the new examples a retraining fits on "
+            "(the rest: trusted labels; none without them); 0: open feedback never trains."
         ),
     )
     tolerance: float = Field(
@@ -436,6 +443,27 @@ class Settings(BaseSettings):
     streams: StreamsSettings = Field(default_factory=StreamsSettings)  # type: ignore[arg-type]
     trainer: TrainerSettings = Field(default_factory=TrainerSettings)  # type: ignore[arg-type]
     feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _distinct_topics(self) -> Self:
+        """Every topic is one role: trust, in particular, comes from which feedback topic a label arrived on."""
+        s, f = self.streams, self.feedback
+        topics = {
+            "streams.images_topic": s.images_topic,
+            "streams.predictions_topic": s.predictions_topic,
+            "streams.dead_letter_topic": s.dead_letter_topic,
+            "streams.shadow_predictions_topic": s.shadow_predictions_topic,
+            "feedback.topic": f.topic,
+            "feedback.trusted_topic": f.trusted_topic,
+            "feedback.training_log_topic": f.training_log_topic,
+            "model.promotions_topic": self.model.promotions_topic,
+        }
+        seen: dict[str, str] = {}
+        for name, topic in topics.items():
+            if topic in seen:
+                raise ValueError(f"{env_var(seen[topic])} and {env_var(name)} name the same topic {topic!r}")
+            seen[topic] = name
+        return self
 
     @property
     def model_repository(self) -> Path:

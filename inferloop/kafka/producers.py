@@ -72,13 +72,15 @@ class _Producer:
     def flush(self, timeout_s: float = 60.0) -> None:
         """Wait until the broker acknowledged everything published so far; :class:`DeliveryRefused` if it refused
         any record (a topic this principal may not write, for one)."""
-        from kafka.errors import KafkaError
+        from kafka.errors import KafkaError, KafkaTimeoutError
 
-        self._producer.flush(timeout=timeout_s)
         pending, self._pending = self._pending, []
         try:
+            self._producer.flush(timeout=timeout_s)
             for future in pending:
                 future.get(timeout=timeout_s)
+        except KafkaTimeoutError as exc:  # no answer: an outage, not a refusal
+            raise BrokerUnavailable(self.settings.kafka.bootstrap, f"delivery not confirmed: {exc}") from exc
         except KafkaError as exc:
             raise DeliveryRefused(str(exc)) from exc
 

@@ -133,8 +133,21 @@ def restrict_trusted_feedback(settings: Settings, writers: list[str], readers: l
     and READ to ``readers`` (the joiner's principal) on that topic, and to no one else. On a cluster whose
     authorizer allows what no ACL mentions (``allow.everyone.if.no.acl.found=true``), a topic with ACLs admits only
     what they allow; on a default-deny cluster the other topics need their own ACLs anyway. Principals are
-    ``User:<name>``. Returns the ACLs created, as text. Needs the cluster's ALTER permission (a super user)."""
-    from kafka.admin import ACL, ACLOperation, ACLPermissionType, ResourcePattern, ResourceType
+    ``User:<name>``. Returns the ACLs created, as text. Needs the cluster's ALTER permission (a super user).
+
+    Then checks every ACL that applies to the topic (literal, prefixed, wildcard): one that lets another principal
+    write it (``WRITE`` or ``ALL``, say a prefix granted to the workers) makes it fail with
+    :class:`ConfigurationError` naming it, since the topic would not be trusted."""
+    from kafka.admin import (
+        ACL,
+        ACLFilter,
+        ACLOperation,
+        ACLPermissionType,
+        ACLResourcePatternType,
+        ResourcePattern,
+        ResourcePatternFilter,
+        ResourceType,
+    )
     from kafka.errors import KafkaError
 
     if not writers:
@@ -150,7 +163,31 @@ def restrict_trusted_feedback(settings: Settings, writers: list[str], readers: l
             result = admin.create_acls(acls)
         except KafkaError as exc:
             raise BrokerUnavailable(settings.kafka.bootstrap, f"creating ACLs: {exc}") from exc
-    failed = result.get("failed") or []
-    if failed:
-        raise ConfigurationError(f"the broker refused ACLs on {topic.resource_name}: {failed}")
+        failed = result.get("failed") or []
+        if failed:
+            raise ConfigurationError(f"the broker refused ACLs on {topic.resource_name}: {failed}")
+        applying = ACLFilter(
+            None,
+            None,
+            ACLOperation.ANY,
+            ACLPermissionType.ALLOW,
+            ResourcePatternFilter(ResourceType.TOPIC, settings.feedback.trusted_topic, ACLResourcePatternType.MATCH),
+        )
+        try:
+            found, error = admin.describe_acls(applying)
+        except KafkaError as exc:
+            raise BrokerUnavailable(settings.kafka.bootstrap, f"reading ACLs: {exc}") from exc
+        if getattr(error, "errno", 0):
+            raise ConfigurationError(f"the broker did not list the ACLs of {topic.resource_name}: {error}")
+    others = sorted(
+        f"{acl.principal} {acl.operation.name} ({acl.resource_pattern.pattern_type.name} "
+        f"{acl.resource_pattern.resource_name})"
+        for acl in found
+        if acl.operation in (ACLOperation.WRITE, ACLOperation.ALL) and acl.principal not in writers
+    )
+    if others:
+        raise ConfigurationError(
+            f"other principals may also write {settings.feedback.trusted_topic}: {', '.join(others)}; remove those "
+            "ACLs (or narrow them), or its labels are not to be trusted"
+        )
     return [f"{p} {operation.name} {settings.feedback.trusted_topic}" for p, operation in grants]

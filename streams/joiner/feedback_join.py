@@ -115,6 +115,8 @@ class Entry:
         if self.pending is not None:
             pending = asdict(self.pending)
             pending["original"] = self.pending.original.decode("utf-8", "replace")
+            if not self.pending.trusted:  # absent, so that a joiner from before the trusted topic recovers it
+                del pending["trusted"]
             raw["pending"] = pending
         return json.dumps(raw, separators=(",", ":")).encode()
 

@@ -47,6 +47,7 @@ from streams.joiner.feedback_join import FeedbackJoin, Join, Origin, Outranked, 
 
 log = logging.getLogger(__name__)
 OTHER = "other"  # the metric label of every model this deployment does not serve
+MAX_VERSION_SERIES = 8  # versions of a model with metric series (the least recently updated dropped first)
 
 # (topic, key, value) records -> once every one of them is acknowledged by the broker
 SendAllFn = Callable[[list[tuple[str, bytes, bytes]]], Awaitable[None]]
@@ -80,7 +81,7 @@ class Joiner:
             labels_of,
         )
         self.join = FeedbackJoin(store, retention_s=f.retention_s, wait_s=f.wait_s)
-        self.quality = RollingQuality(f.online_window)
+        self.quality = RollingQuality(f.online_window, max_versions=MAX_VERSION_SERIES)
         self.known_models = frozenset({settings.model.name})
         self._exported: set[tuple[str, str]] = set()  # the (model, version) labels of the per-version series
         self.uris = ImageUriReader.from_settings(settings.streams)

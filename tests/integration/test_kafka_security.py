@@ -22,7 +22,7 @@ from inferloop.events import decode_feedback
 from inferloop.kafka.errors import BrokerUnavailable
 from inferloop.kafka.producers import ImageProducer, send_feedback
 from inferloop.kafka.readers import read_predictions, read_topic
-from inferloop.kafka.topics import ensure_topics
+from inferloop.kafka.topics import _admin, ensure_topics
 from infra.local.kafka_broker import KafkaBroker
 from infra.local.process import free_ports, start, stop_pid
 from infra.local.settings import LocalSettings
@@ -118,6 +118,21 @@ def secure_env(broker: KafkaBroker, ca: Path, home: Path, base: LocalSettings, *
     return stack_env(home, base.cache_dir, **(security | extra))
 
 
+def own_topics(tag: str) -> dict[str, str]:
+    """Topics and consumer groups of one test's own, on the module's shared broker."""
+    return {
+        "INFERLOOP_STREAMS__APP_ID": f"secure-{tag}",
+        "INFERLOOP_STREAMS__IMAGES_TOPIC": f"images-{tag}",
+        "INFERLOOP_STREAMS__PREDICTIONS_TOPIC": f"predictions-{tag}",
+        "INFERLOOP_STREAMS__DEAD_LETTER_TOPIC": f"dead-{tag}",
+        "INFERLOOP_STREAMS__SHADOW_PREDICTIONS_TOPIC": f"shadow-{tag}",
+        "INFERLOOP_FEEDBACK__TOPIC": f"feedback-{tag}",
+        "INFERLOOP_FEEDBACK__TRUSTED_TOPIC": f"trusted-{tag}",
+        "INFERLOOP_FEEDBACK__TRAINING_LOG_TOPIC": f"log-{tag}",
+        "INFERLOOP_FEEDBACK__APP_ID": f"secure-joiner-{tag}",
+    }
+
+
 def test_clients_cli_and_worker_work_over_sasl_ssl_and_never_show_the_password(
     secure_broker: tuple[KafkaBroker, Path],
     bootstrapped: dict[str, str],
@@ -138,15 +153,7 @@ def test_clients_cli_and_worker_work_over_sasl_ssl_and_never_show_the_password(
         base_settings,
         INFERLOOP_TRITON__GRPC_PORT=str(triton_server.grpc_port),
         INFERLOOP_TRITON__HTTP_PORT=str(triton_server.http_port),
-        INFERLOOP_STREAMS__APP_ID=f"secure-{tag}",
-        INFERLOOP_STREAMS__IMAGES_TOPIC=f"images-{tag}",
-        INFERLOOP_STREAMS__PREDICTIONS_TOPIC=f"predictions-{tag}",
-        INFERLOOP_STREAMS__DEAD_LETTER_TOPIC=f"dead-{tag}",
-        INFERLOOP_STREAMS__SHADOW_PREDICTIONS_TOPIC=f"shadow-{tag}",
-        INFERLOOP_FEEDBACK__TOPIC=f"feedback-{tag}",
-        INFERLOOP_FEEDBACK__TRUSTED_TOPIC=f"trusted-feedback-{tag}",
-        INFERLOOP_FEEDBACK__TRAINING_LOG_TOPIC=f"log-{tag}",
-        INFERLOOP_FEEDBACK__APP_ID=f"secure-joiner-{tag}",
+        **own_topics(tag),
     )
     settings = settings_from_env(env)
     assert ensure_topics(settings)  # kafka-python admin over SASL_SSL
@@ -290,14 +297,7 @@ def test_debug_output_of_the_kafka_commands_shows_no_piece_of_the_password(
     the SASL_SSL broker with the right password and with a wrong one: no 6-character piece of either password
     appears in their output, whether they succeed or fail."""
     broker, ca = secure_broker
-    tag = uuid.uuid4().hex[:8]
-    topics = {
-        "INFERLOOP_STREAMS__IMAGES_TOPIC": f"images-{tag}",
-        "INFERLOOP_STREAMS__PREDICTIONS_TOPIC": f"predictions-{tag}",
-        "INFERLOOP_STREAMS__DEAD_LETTER_TOPIC": f"dead-{tag}",
-        "INFERLOOP_FEEDBACK__TOPIC": f"feedback-{tag}",
-    }
-    right = secure_env(broker, ca, tmp_path / "home", base_settings, **topics)
+    right = secure_env(broker, ca, tmp_path / "home", base_settings, **own_topics(uuid.uuid4().hex[:8]))
     wrong_password = random_password()
     wrong = right | {"INFERLOOP_KAFKA__SASL_PASSWORD": wrong_password}
     images, _ = digits_images()
@@ -328,15 +328,7 @@ def test_only_authorised_principals_write_the_trusted_feedback_topic(
     trusted feedback is accepted, and the joiner's principal reads only the labeller's record back."""
     broker, ca = secure_broker
     tag = uuid.uuid4().hex[:8]
-    topics = {
-        "INFERLOOP_FEEDBACK__TOPIC": f"feedback-{tag}",
-        "INFERLOOP_FEEDBACK__TRUSTED_TOPIC": f"trusted-{tag}",
-        "INFERLOOP_STREAMS__IMAGES_TOPIC": f"images-{tag}",
-        "INFERLOOP_STREAMS__PREDICTIONS_TOPIC": f"predictions-{tag}",
-        "INFERLOOP_STREAMS__DEAD_LETTER_TOPIC": f"dead-{tag}",
-    }
-    home = tmp_path / "home"
-    untrusted = secure_env(broker, ca, home, base_settings, **topics)
+    untrusted = secure_env(broker, ca, tmp_path / "home", base_settings, **own_topics(tag))
     admin = untrusted | {"INFERLOOP_KAFKA__SASL_USERNAME": "admin", "INFERLOOP_KAFKA__SASL_PASSWORD": ADMIN_PASSWORD}
     labeller = untrusted | {
         "INFERLOOP_KAFKA__SASL_USERNAME": LABELLER,
@@ -358,6 +350,22 @@ def test_only_authorised_principals_write_the_trusted_feedback_topic(
     settings = settings_from_env(untrusted)  # the joiner's principal: READ was granted
     records = list(read_topic(settings, settings.feedback.trusted_topic, idle_timeout_s=3.0))
     assert [(r.key, decode_feedback(r.value).label) for r in records] == [(b"real", "7")]
-    for text in (granted.stdout + granted.stderr, refused.stdout + refused.stderr, accepted.stderr):
+
+    # a prefixed ACL that also lets the worker's principal write it (a grant on every topic of the app, say):
+    # `topics trust` finds it and fails, naming it, since the topic's labels could no longer be trusted
+    from kafka.admin import ACL, ACLOperation, ACLPermissionType, ACLResourcePatternType, ResourcePattern, ResourceType
+
+    prefix = ResourcePattern(ResourceType.TOPIC, f"trusted-{tag[:4]}", ACLResourcePatternType.PREFIXED)
+    broad = ACL(f"User:{USER}", "*", ACLOperation.WRITE, ACLPermissionType.ALLOW, prefix)
+    with _admin(settings_from_env(admin)) as client:
+        client.create_acls([broad])
+    try:
+        again = inferloop(admin, "topics", "trust", "--writer", f"User:{LABELLER}", "--reader", f"User:{USER}")
+    finally:
+        with _admin(settings_from_env(admin)) as client:  # the module's other tests share the broker
+            client.delete_acls([broad])
+    assert again.returncode == 1 and f"other principals may also write trusted-{tag}" in again.stderr, again.stderr
+    assert f"User:{USER} WRITE (PREFIXED trusted-{tag[:4]})" in again.stderr
+    for text in (granted.stdout + granted.stderr, refused.stdout + refused.stderr, accepted.stderr, again.stderr):
         for secret in (ADMIN_PASSWORD, PASSWORD, LABELLER_PASSWORD):
             assert_no_piece(text, secret, "the trust and feedback commands' output")

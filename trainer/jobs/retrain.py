@@ -3,10 +3,11 @@
 Retraining fine-tunes the serving version on the labelled examples logged since it was trained, mixed with a
 replay sample of earlier data (the bootstrap dataset's training part and earlier trusted feedback), evaluates
 the candidate and the serving model on the same fixed holdout and feedback holdout, and publishes only if the
-gate accepts. Labels from the open feedback topic train, at most ``trainer.open_label_share`` of the examples
-fitted on (a deterministic sample beyond that), and are never evidence: the feedback holdout and the replay
-hold trusted labels only. A rejected candidate is recorded with its reasons; its examples stay unconsumed, so the next
-run sees them again with whatever arrived since.
+gate accepts. Labels from the open feedback topic train, at most ``trainer.open_label_share`` of the new examples
+fitted on (a deterministic sample beyond that; none without trusted labels, and only those count towards
+``min_new_labels``), and are never evidence: the feedback holdout and the replay hold trusted labels only. A
+rejected candidate is recorded with its reasons; its examples stay unconsumed, so the next run sees them again
+with whatever arrived since.
 """
 
 from __future__ import annotations
@@ -39,9 +40,14 @@ def retrain(jobs: TrainerJobs, min_new_labels: int | None = None) -> TrainOutcom
     reader = jobs.reader(spec)
     after, until = parent_card.lineage.reader_cursor, reader.cursor()
     new = reader.read(classes, after=after, until=until)
-    new_open_ids = reader.open_ids
-    if len(new) < need:
-        raise NotEnoughData(len(new), need)
+    rng = np.random.default_rng(t.seed + parent)
+    new_train, new_holdout, open_train = select_new(
+        new, reader.open_ids, t.feedback_holdout_fraction, t.open_label_share, rng
+    )
+    new_open_count = sum(i in reader.open_ids for i in new.ids)
+    usable = len(new_train) + len(new_holdout) + len(open_train)  # open labels count only within their share
+    if usable < need:
+        raise NotEnoughData(usable, need)
     skipped = getattr(reader, "skipped", None)
     if skipped:
         jobs.on_event(f"left out of the new examples: {dict(skipped)}")
@@ -50,22 +56,18 @@ def retrain(jobs: TrainerJobs, min_new_labels: int | None = None) -> TrainOutcom
         earlier = reader.read(classes, after=None, until=after)
         earlier_open_ids = reader.open_ids
     earlier = earlier.without(new.ids).without(earlier_open_ids)  # relabelled since: the newer label wins
-    new_open = new.only(new_open_ids)
-    new_train, new_holdout = split_holdout(new.without(new_open_ids), t.feedback_holdout_fraction)
     earlier_train, earlier_holdout = split_holdout(earlier, t.feedback_holdout_fraction)
     feedback_holdout = ExampleSet.concat([earlier_holdout, new_holdout])  # trusted labels only: evidence
 
     base = load_dataset(parent_card.lineage.base_dataset, spec)
     base_train, holdout = split_holdout(base, t.holdout_fraction)
-    pool = ExampleSet.concat([base_train, earlier_train])
-    rng = np.random.default_rng(t.seed + parent)
-    k = min(len(pool), round(t.replay_ratio * (len(new_train) + len(new_open))))
+    pool = ExampleSet.concat([base_train, earlier_train])  # replay: trusted labels only
+    k = min(len(pool), round(t.replay_ratio * (len(new_train) + len(open_train))))
     replay = pool.take(np.sort(rng.choice(len(pool), size=k, replace=False)))
-    open_train = cap_open_labels(new_open, len(new_train) + len(replay), t.open_label_share, rng)
     train = ExampleSet.concat([new_train, open_train, replay])
     jobs.on_event(
         f"fine-tuning version {parent} on {len(new_train)} new trusted + {len(open_train)} open-feedback examples "
-        f"({len(new_open) - len(open_train)} more left out by trainer.open_label_share {t.open_label_share:g}) "
+        f"({new_open_count - len(open_train)} more left out by trainer.open_label_share {t.open_label_share:g}) "
         f"+ {len(replay)} replayed ({len(feedback_holdout)} feedback and {len(holdout)} fixed holdout examples kept "
         "out)"
     )
@@ -79,7 +81,7 @@ def retrain(jobs: TrainerJobs, min_new_labels: int | None = None) -> TrainOutcom
         feedback_holdout=list(new_holdout.ids),
         reader_cursor=until,
         open_examples=list(open_train.ids),
-        open_left_out=len(new_open) - len(open_train),
+        open_left_out=new_open_count - len(open_train),
     )
     card = jobs.new_card(parent, spec, classes, lineage, fit_cfg)
     card.training_seconds = round(time.monotonic() - began, 2)
@@ -132,12 +134,23 @@ def retrain(jobs: TrainerJobs, min_new_labels: int | None = None) -> TrainOutcom
     return TrainOutcome(version, jobs.repo.card(version), decision, status)
 
 
+def select_new(
+    new: ExampleSet, open_ids: frozenset[str], holdout_fraction: float, open_share: float, rng: np.random.Generator
+) -> tuple[ExampleSet, ExampleSet, ExampleSet]:
+    """``(trusted to train on, trusted holdout, open to train on)`` of the new examples: the trusted ones split by
+    the stable holdout hash, the open ones (``open_ids``) never held out (not evidence) and capped by
+    :func:`cap_open_labels` against the trusted ones trained on."""
+    trusted_train, trusted_holdout = split_holdout(new.without(open_ids), holdout_fraction)
+    return trusted_train, trusted_holdout, cap_open_labels(new.only(open_ids), len(trusted_train), open_share, rng)
+
+
 def cap_open_labels(
     open_examples: ExampleSet, trusted_count: int, share: float, rng: np.random.Generator
 ) -> ExampleSet:
-    """The open-feedback examples a retraining may fit on beside ``trusted_count`` trusted ones (new and replayed),
-    so that they make up at most ``share`` of the whole: all of them when that allows, else a sample (by ``rng``,
-    in their order)."""
+    """The open-feedback examples a retraining may fit on beside ``trusted_count`` new trusted ones, so that they
+    make up at most ``share`` of the new examples it fits on (none without trusted labels): all of them when that
+    allows, else a sample (by ``rng``, in their order). Replay is sized from both afterwards, so it never buys
+    open labels room."""
     most = int(share / (1 - share) * trusted_count + 1e-9) if share > 0 else 0
     if len(open_examples) <= most:
         return open_examples

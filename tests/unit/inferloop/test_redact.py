@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 import logging
 import subprocess
 import sys
@@ -76,7 +77,10 @@ def test_a_settings_error_names_the_variable_and_never_shows_a_value() -> None:
         load_settings(kafka={"sasl_username": "u", "sasl_password": secret, "port": "not-a-port"})
     message = str(caught.value)
     assert "INFERLOOP_KAFKA__PORT: Input should be a valid integer" in message
-    assert "INFERLOOP_KAFKA: SASL credentials are set but" in message or "SASL" not in message
+    with pytest.raises(ConfigurationError) as caught:  # the group's own check, which pydantic reports with the input
+        load_settings(kafka={"sasl_username": "u", "sasl_password": secret})
+    message += str(caught.value)
+    assert "INFERLOOP_KAFKA: SASL credentials are set but" in message
     assert secret not in message and secret[3:9] not in message and "not-a-port" not in message
 
 
@@ -94,10 +98,54 @@ def test_a_private_keys_contents_are_masked_line_by_line(tmp_path: Path, caplog:
 
 
 @pytest.mark.security
-def test_a_key_pasted_where_its_path_belongs_is_not_repeated_in_the_error() -> None:
-    pem = "-----BEGIN PRIVATE KEY-----\n" + uuid.uuid4().hex * 4 + "\n-----END PRIVATE KEY-----"
+@pytest.mark.parametrize(
+    "pasted",
+    [
+        "-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----",  # a PEM
+        "{body}" * 5,  # one line too long to be a file name: the OS refuses it (ENAMETOOLONG)
+        "{body}",  # one base64 line of a short key: could be a file name, still not shown
+    ],
+    ids=["pem", "too-long-for-a-path", "base64-line"],
+)
+def test_a_key_pasted_where_its_path_belongs_is_not_repeated_in_the_error(tmp_path: Path, pasted: str) -> None:
+    """A private key's contents in the key-file variable: the settings error says which setting is wrong and
+    never shows its value (nor does a traceback: the OS's refusal of a too-long name is caught)."""
+    body = "MIIE" + "".join(uuid.uuid4().hex for _ in range(4))  # 132 characters of key-like text
+    cert = tmp_path / "client.crt"
+    cert.write_text("certificate")
     with pytest.raises(ConfigurationError) as caught:
-        load_settings(kafka={"security_protocol": "SSL", "ssl_cafile": pem})
+        load_settings(
+            kafka={"security_protocol": "SSL", "ssl_certfile": str(cert), "ssl_keyfile": pasted.format(body=body)}
+        )
     message = str(caught.value)
-    assert "looks like the file's contents" in message
-    assert pem.splitlines()[1][:6] not in message and "BEGIN" not in message
+    assert "INFERLOOP_KAFKA: a kafka TLS file setting names no readable file" in message
+    assert body[:6] not in message and body[-6:] not in message and "BEGIN" not in message
+
+
+@pytest.mark.security
+def test_escaped_forms_of_a_secret_are_masked_and_faust_s_formatter_prints_the_masked_record() -> None:
+    """A password with a backslash, quotes, a space and a non-ASCII letter, logged inside a dict (its repr
+    escapes it, as kafka-python's configuration log does) and in JSON, through the formatter faust's worker uses
+    (mode's, which re-applies a record's arguments): the line is printed, masked, in every form."""
+    import json
+
+    from mode.utils.logging import ExtensionFormatter
+
+    secret = 'a\\b"c d\u00e9-' + uuid.uuid4().hex[:8]
+    redact_secrets([secret])
+    log = logging.getLogger("escaping.library")
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(ExtensionFormatter(stream=stream, fmt="%(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG)
+    try:
+        log.debug("config: %s", {"sasl_plain_password": secret})
+        log.debug("json: %s", json.dumps({"password": secret}))
+        log.debug("plain %s", secret)
+    finally:
+        log.removeHandler(handler)
+    printed = stream.getvalue()
+    assert "Logging error" not in printed and printed.count(MASK) == 3, printed
+    for form in (secret, repr(secret)[1:-1], json.dumps(secret)[1:-1], secret[-8:]):
+        assert form not in printed

@@ -82,6 +82,16 @@ def test_triton_tls_is_consistent_or_refused(tmp_path: Path) -> None:
         TritonSettings(tls=True, tls_ca_file=tmp_path / "missing.pem")
 
 
+@pytest.mark.security
+def test_two_roles_never_share_a_topic() -> None:
+    """Trust comes from the feedback topic a label arrives on: the trusted topic cannot be the open one (nor any
+    other topic be two)."""
+    with pytest.raises(ConfigurationError, match="INFERLOOP_FEEDBACK__TOPIC and INFERLOOP_FEEDBACK__TRUSTED_TOPIC"):
+        load_settings(feedback={"trusted_topic": "inferloop.feedback"})
+    with pytest.raises(ConfigurationError, match=r"name the same topic 'inferloop\.images'"):
+        load_settings(feedback={"training_log_topic": "inferloop.images"})
+
+
 def test_load_settings_names_what_is_wrong(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INFERLOOP_KAFKA__PORT", "70000")
     with pytest.raises(ConfigurationError, match=r"^invalid settings: INFERLOOP_KAFKA__PORT: Input should be less"):
