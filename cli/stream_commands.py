@@ -46,7 +46,10 @@ def joiner(log_level: LogLevel = "WARNING") -> None:
     """Run the feedback joiner (Faust): feedback + predictions + images in, labelled examples out."""
     from streams.joiner.join_agent import run_joiner
 
-    banner = "joiner: {s.feedback.topic} + {s.streams.predictions_topic} -> {s.feedback.training_log_topic}"
+    banner = (
+        "joiner: {s.feedback.topic} + {s.feedback.trusted_topic} (trusted) + {s.streams.predictions_topic} "
+        "-> {s.feedback.training_log_topic}"
+    )
     _run_app(run_joiner, banner + " (metrics on :{s.feedback.metrics_port})", log_level)
 
 
