@@ -97,4 +97,4 @@ def test_port_in_use_names_the_port_and_the_variable(stack_env: dict[str, str]) 
 def test_invalid_setting_is_a_clear_error(stack_env: dict[str, str]) -> None:
     result = inferloop({**stack_env, "INFERLOOP_KAFKA__PORT": "not-a-port"}, "status")
     assert result.returncode == 1
-    assert "invalid settings" in result.stderr and "port" in result.stderr
+    assert "invalid settings: INFERLOOP_KAFKA__PORT: Input should be a valid integer" in result.stderr

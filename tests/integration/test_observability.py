@@ -137,8 +137,8 @@ def test_prometheus_scrapes_the_stack_and_every_dashboard_query_returns_data(
         assert sum(values(base, 'nv_inference_request_success{model="digits"}')) > 0
         assert sum(values(base, "inferloop_end_to_end_latency_seconds_count")) >= 300
         assert sum(values(base, 'inferloop_dead_letters_total{reason="not_an_image"}')) == 1
-        # the worker's images; the joiner's predictions, shadow predictions and feedback
-        lag_series = settings.streams.partitions * 4
+        # the worker's images; the joiner's predictions, shadow predictions and feedback (open and trusted)
+        lag_series = settings.streams.partitions * 5
         wait_for(lambda: len(values(base, "inferloop_consumer_lag")) == lag_series, 20, "consumer lag of both apps")
         # the trainer's first check ends a few seconds after its metrics endpoint is up, then waits for a scrape
         wait_for(lambda: values(base, 'inferloop_trainer_runs_total{outcome="skipped"}'), 30, "a trainer check")

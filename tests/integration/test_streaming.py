@@ -338,10 +338,10 @@ def test_an_event_over_the_record_limit_is_refused_by_the_producer(stream: Strea
 
 def test_with_topic_creation_off_a_missing_topic_stops_the_worker_and_the_cli_creates_them(stream: Stream) -> None:
     """Managed clusters (the chart): the worker creates no topic and stops naming the missing ones;
-    `inferloop topics create` creates the seven of the test's prefix (the joiner's changelog and the shadow
-    predictions included) with the configured min.insync.replicas and the brokers' default replication,
-    compacting the training log and the changelog; the promotions topic (shared, never prefixed: it belongs
-    with the model repository) already exists, compacted, one partition."""
+    `inferloop topics create` creates the eight of the test's prefix (the joiner's changelog, the shadow
+    predictions and the trusted feedback included) with the configured min.insync.replicas and the brokers'
+    default replication, compacting the training log and the changelog; the promotions topic (shared, never
+    prefixed: it belongs with the model repository) already exists, compacted, one partition."""
     env = {**stream.env, "INFERLOOP_KAFKA__CREATE_TOPICS": "false", "INFERLOOP_KAFKA__MIN_INSYNC_REPLICAS": "1"}
     settings = settings_from_env(env)
     refused = inferloop(env, "worker", timeout_s=60)
@@ -351,7 +351,7 @@ def test_with_topic_creation_off_a_missing_topic_stops_the_worker_and_the_cli_cr
     assert settings.streams.images_topic in refused.stderr
     before = json.loads(inferloop(env, "topics", "--json").stdout)
     promotions = settings.model.promotions_topic
-    assert len(before) == 8 and {t["topic"] for t in before if t["exists"]} == {promotions}
+    assert len(before) == 9 and {t["topic"] for t in before if t["exists"]} == {promotions}
     assert inferloop(env, "topics", "create").returncode == 0
     after = json.loads(inferloop(env, "topics", "--json").stdout)
     assert all(t["exists"] for t in after)
