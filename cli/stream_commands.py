@@ -191,8 +191,11 @@ def dlq(
 def dlq_replay(
     reason: Annotated[str | None, typer.Option(help="Only dead letters with this reason.")] = None,
 ) -> None:
-    """Publish dead letters' original bytes to the images topic again (after fixing the cause)."""
-    replayed, skipped = replay_dead_letters(load(), reason)
+    """Publish dead letters' original bytes again (after fixing the cause): to the images or open feedback topic."""
+    try:
+        replayed, skipped = replay_dead_letters(load(), reason)
+    except InferloopError as exc:
+        fail(str(exc))
     err.print(f"replayed {replayed} dead letters, skipped {skipped}", highlight=False)
 
 

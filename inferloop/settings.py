@@ -31,22 +31,24 @@ def _default_home() -> Path:
     return Path.home() / ".inferloop"
 
 
-def require_files(what: str, *paths: Path | None, secret: Path | None = None) -> None:
-    """A ValueError naming the first of ``paths`` (and ``secret``: a private key's path) that is set but is no
-    readable file. The value of ``secret`` is never repeated (a key pasted where its path belongs would be), nor is
-    a value that looks like a file's contents."""
-    for path in (*paths, secret):
+def require_files(what: str, *paths: Path | None, secret: tuple[str, Path | None] = ("", None)) -> None:
+    """A ValueError naming the first of ``paths`` (and ``secret``: a private key's setting and path) that is set but
+    is no file. The value of ``secret`` is never repeated (a key pasted where its path belongs would be), nor is a
+    value that looks like a file's contents."""
+    key_setting, key = secret
+    for path in (*paths, key):
         if path is None:
             continue
         text = str(path)
-        hidden = path is secret or "-----BEGIN" in text or "\n" in text or len(text) > 1024
         try:
             if path.is_file():
                 continue
         except OSError:  # a name too long to be a path (a pasted key, likely): never in a traceback
             pass
-        if hidden:
-            raise ValueError(f"a {what} setting names no readable file (its value is not shown: it may be a key)")
+        if path is key:
+            raise ValueError(f"{env_var(key_setting)} names no file (its value is not shown: it may be a key)")
+        if "-----BEGIN" in text or "\n" in text or len(text) > 1024:
+            raise ValueError(f"a {what} setting names no file (its value is not shown: it may be a key)")
         raise ValueError(f"{what} {path} does not exist")
 
 
@@ -127,7 +129,9 @@ class KafkaSettings(SettingsGroup):
             )
         if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
             raise ValueError("kafka.ssl_certfile and kafka.ssl_keyfile go together")
-        require_files("kafka TLS file", self.ssl_cafile, self.ssl_certfile, secret=self.ssl_keyfile)
+        require_files(
+            "kafka TLS file", self.ssl_cafile, self.ssl_certfile, secret=("kafka.ssl_keyfile", self.ssl_keyfile)
+        )
         return self
 
     @property
@@ -170,7 +174,9 @@ class TritonSettings(SettingsGroup):
             raise ValueError(f"{named} set but Triton TLS is off: set INFERLOOP_TRITON__TLS=true (or remove them)")
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             raise ValueError("triton.tls_cert_file and triton.tls_key_file go together")
-        require_files("Triton TLS file", self.tls_ca_file, self.tls_cert_file, secret=self.tls_key_file)
+        require_files(
+            "Triton TLS file", self.tls_ca_file, self.tls_cert_file, secret=("triton.tls_key_file", self.tls_key_file)
+        )
         return self
 
     @property

@@ -79,7 +79,8 @@ class _Producer:
             self._producer.flush(timeout=timeout_s)
             for future in pending:
                 future.get(timeout=timeout_s)
-        except KafkaTimeoutError as exc:  # no answer: an outage, not a refusal
+        except KafkaTimeoutError as exc:  # no answer: an outage, not a refusal; the sends stay unconfirmed
+            self._pending = pending + self._pending
             raise BrokerUnavailable(self.settings.kafka.bootstrap, f"delivery not confirmed: {exc}") from exc
         except KafkaError as exc:
             raise DeliveryRefused(str(exc)) from exc

@@ -23,7 +23,7 @@ from inferloop.events import (
     decode_labelled_example,
     decode_prediction,
 )
-from inferloop.kafka.errors import ReadIncomplete
+from inferloop.kafka.errors import DeliveryRefused, ReadIncomplete
 from inferloop.kafka.options import kafka_options
 from inferloop.settings import Settings
 
@@ -115,22 +115,32 @@ def read_dead_letters(settings: Settings, **kwargs: Any) -> Iterator[DeadLetter]
 
 
 def replay_dead_letters(settings: Settings, reason: str | None = None) -> tuple[int, int]:
-    """Publish the original bytes of dead letters to the topic they came from again; returns (replayed, skipped)."""
+    """Publish the original bytes of dead letters to the topic they came from again, confirmed; returns
+    (replayed, skipped). Only the images topic and the open feedback topic are replayed to: a letter names its
+    origin itself, and anyone who can write the dead-letter topic could otherwise have an operator's replay write
+    a forged label into the trusted feedback topic (letters from elsewhere are skipped)."""
     from kafka import KafkaProducer
+    from kafka.errors import KafkaError
 
+    replayable = {settings.streams.images_topic, settings.feedback.topic}
     producer = KafkaProducer(**kafka_options(settings.kafka), acks="all", client_id="inferloop-replay")
-    replayed = skipped = 0
+    futures = []
+    skipped = 0
     try:
         for letter in read_dead_letters(settings):
-            if (reason and letter.reason != reason) or letter.original is None:
+            if (reason and letter.reason != reason) or letter.original is None or letter.origin_topic not in replayable:
                 skipped += 1
                 continue
-            producer.send(letter.origin_topic, key=(letter.event_id or "").encode() or None, value=letter.original)
-            replayed += 1
+            key = (letter.event_id or "").encode() or None
+            futures.append(producer.send(letter.origin_topic, key=key, value=letter.original))
         producer.flush()
+        for future in futures:
+            future.get(timeout=60)
+    except KafkaError as exc:
+        raise DeliveryRefused(f"replaying dead letters: {exc}") from exc
     finally:
         producer.close()
-    return replayed, skipped
+    return len(futures), skipped
 
 
 def read_training_log(settings: Settings, **kwargs: Any) -> Iterator[tuple[Record, LabelledExample]]:

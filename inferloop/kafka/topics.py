@@ -135,9 +135,9 @@ def restrict_trusted_feedback(settings: Settings, writers: list[str], readers: l
     what they allow; on a default-deny cluster the other topics need their own ACLs anyway. Principals are
     ``User:<name>``. Returns the ACLs created, as text. Needs the cluster's ALTER permission (a super user).
 
-    Then checks every ACL that applies to the topic (literal, prefixed, wildcard): one that lets another principal
+    First checks every ACL that applies to the topic (literal, prefixed, wildcard): one that lets another principal
     write it (``WRITE`` or ``ALL``, say a prefix granted to the workers) makes it fail with
-    :class:`ConfigurationError` naming it, since the topic would not be trusted."""
+    :class:`ConfigurationError` naming it, before anything is changed, since the topic would not be trusted."""
     from kafka.admin import (
         ACL,
         ACLFilter,
@@ -148,7 +148,7 @@ def restrict_trusted_feedback(settings: Settings, writers: list[str], readers: l
         ResourcePatternFilter,
         ResourceType,
     )
-    from kafka.errors import KafkaError
+    from kafka.errors import ClusterAuthorizationFailedError, KafkaError, SecurityDisabledError
 
     if not writers:
         raise ConfigurationError("name at least one principal that may write the trusted feedback topic")
@@ -158,36 +158,33 @@ def restrict_trusted_feedback(settings: Settings, writers: list[str], readers: l
     topic = ResourcePattern(ResourceType.TOPIC, settings.feedback.trusted_topic)
     grants = [(p, ACLOperation.WRITE) for p in writers] + [(p, ACLOperation.READ) for p in readers]
     acls = [ACL(p, "*", operation, ACLPermissionType.ALLOW, topic) for p, operation in grants]
+    applying = ACLFilter(
+        None,
+        None,
+        ACLOperation.ANY,
+        ACLPermissionType.ALLOW,
+        ResourcePatternFilter(ResourceType.TOPIC, settings.feedback.trusted_topic, ACLResourcePatternType.MATCH),
+    )
     with _admin(settings) as admin:
         try:
+            found, _ = admin.describe_acls(applying)  # first: nothing is changed when the check fails
+            others = sorted(
+                f"{acl.principal} {acl.operation.name} ({acl.resource_pattern.pattern_type.name} "
+                f"{acl.resource_pattern.resource_name})"
+                for acl in found
+                if acl.operation in (ACLOperation.WRITE, ACLOperation.ALL) and acl.principal not in writers
+            )
+            if others:
+                raise ConfigurationError(
+                    f"other principals may also write {settings.feedback.trusted_topic}: {', '.join(others)}; remove "
+                    "those ACLs (or narrow them), or its labels are not to be trusted (nothing was changed)"
+                )
             result = admin.create_acls(acls)
+        except (ClusterAuthorizationFailedError, SecurityDisabledError) as exc:
+            raise ConfigurationError(f"the cluster does not let these credentials manage ACLs: {exc}") from exc
         except KafkaError as exc:
-            raise BrokerUnavailable(settings.kafka.bootstrap, f"creating ACLs: {exc}") from exc
-        failed = result.get("failed") or []
-        if failed:
-            raise ConfigurationError(f"the broker refused ACLs on {topic.resource_name}: {failed}")
-        applying = ACLFilter(
-            None,
-            None,
-            ACLOperation.ANY,
-            ACLPermissionType.ALLOW,
-            ResourcePatternFilter(ResourceType.TOPIC, settings.feedback.trusted_topic, ACLResourcePatternType.MATCH),
-        )
-        try:
-            found, error = admin.describe_acls(applying)
-        except KafkaError as exc:
-            raise BrokerUnavailable(settings.kafka.bootstrap, f"reading ACLs: {exc}") from exc
-        if getattr(error, "errno", 0):
-            raise ConfigurationError(f"the broker did not list the ACLs of {topic.resource_name}: {error}")
-    others = sorted(
-        f"{acl.principal} {acl.operation.name} ({acl.resource_pattern.pattern_type.name} "
-        f"{acl.resource_pattern.resource_name})"
-        for acl in found
-        if acl.operation in (ACLOperation.WRITE, ACLOperation.ALL) and acl.principal not in writers
-    )
-    if others:
-        raise ConfigurationError(
-            f"other principals may also write {settings.feedback.trusted_topic}: {', '.join(others)}; remove those "
-            "ACLs (or narrow them), or its labels are not to be trusted"
-        )
+            raise BrokerUnavailable(settings.kafka.bootstrap, f"managing ACLs: {exc}") from exc
+    failed = result.get("failed") or []
+    if failed:
+        raise ConfigurationError(f"the broker refused ACLs on {topic.resource_name}: {failed}")
     return [f"{p} {operation.name} {settings.feedback.trusted_topic}" for p, operation in grants]

@@ -46,7 +46,11 @@ class LocalTritonSettings(TritonSettings):
             raise ValueError(
                 "triton.tls_server_cert_file is set but clients would not use TLS: set INFERLOOP_TRITON__TLS=true"
             )
-        require_files("Triton TLS file", self.tls_server_cert_file, secret=self.tls_server_key_file)
+        require_files(
+            "Triton TLS file",
+            self.tls_server_cert_file,
+            secret=("triton.tls_server_key_file", self.tls_server_key_file),
+        )
         return self
 
 

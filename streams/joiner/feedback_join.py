@@ -115,8 +115,9 @@ class Entry:
         if self.pending is not None:
             pending = asdict(self.pending)
             pending["original"] = self.pending.original.decode("utf-8", "replace")
-            if not self.pending.trusted:  # absent, so that a joiner from before the trusted topic recovers it
-                del pending["trusted"]
+            del pending["trusted"]  # beside it, so that a joiner from before the trusted topic recovers the entry
+            if self.pending.trusted:
+                raw["pending_trusted"] = True
             raw["pending"] = pending
         return json.dumps(raw, separators=(",", ":")).encode()
 
@@ -124,6 +125,8 @@ class Entry:
     def decode(value: bytes) -> Entry:
         raw = json.loads(value)
         pending = raw.get("pending")
+        if pending:
+            pending = {**pending, "trusted": pending.get("trusted", raw.get("pending_trusted", False))}
         return Entry(
             predicted=Predicted(**raw["predicted"]) if raw.get("predicted") else None,
             seen_at_s=raw["seen_at_s"],

@@ -120,11 +120,13 @@ class TrainerJobs:
         return self.repo.card(registry.promoted)
 
     def new_labels(self) -> tuple[ExampleSet, str | None]:
-        """The labelled examples logged since the serving version's training read, and the cursor after them."""
+        """The trusted labelled examples logged since the serving version's training read (open-topic labels
+        never count towards a trigger), and the cursor after them."""
         card = self.serving_card()
         reader = self.reader(card.input_spec)
         until = reader.cursor()
-        return reader.read(tuple(card.classes), after=card.lineage.reader_cursor, until=until), until
+        new = reader.read(tuple(card.classes), after=card.lineage.reader_cursor, until=until)
+        return new.without(reader.open_ids), until
 
     def fit_config(self, epochs: int, learning_rate: float) -> FitConfig:
         t = self.settings.trainer

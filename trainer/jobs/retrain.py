@@ -4,8 +4,8 @@ Retraining fine-tunes the serving version on the labelled examples logged since 
 replay sample of earlier data (the bootstrap dataset's training part and earlier trusted feedback), evaluates
 the candidate and the serving model on the same fixed holdout and feedback holdout, and publishes only if the
 gate accepts. Labels from the open feedback topic train, at most ``trainer.open_label_share`` of the new examples
-fitted on (a deterministic sample beyond that; none without trusted labels, and only those count towards
-``min_new_labels``), and are never evidence: the feedback holdout and the replay hold trusted labels only. A
+fitted on (a deterministic sample beyond that; none without trusted labels, and only trusted labels count
+towards ``min_new_labels``), and are never evidence: the feedback holdout and the replay hold trusted labels only. A
 rejected candidate is recorded with its reasons; its examples stay unconsumed, so the next run sees them again
 with whatever arrived since.
 """
@@ -45,9 +45,9 @@ def retrain(jobs: TrainerJobs, min_new_labels: int | None = None) -> TrainOutcom
         new, reader.open_ids, t.feedback_holdout_fraction, t.open_label_share, rng
     )
     new_open_count = sum(i in reader.open_ids for i in new.ids)
-    usable = len(new_train) + len(new_holdout) + len(open_train)  # open labels count only within their share
-    if usable < need:
-        raise NotEnoughData(usable, need)
+    trusted_count = len(new_train) + len(new_holdout)  # open labels never count towards min_new_labels
+    if trusted_count < need:
+        raise NotEnoughData(trusted_count, need)
     skipped = getattr(reader, "skipped", None)
     if skipped:
         jobs.on_event(f"left out of the new examples: {dict(skipped)}")

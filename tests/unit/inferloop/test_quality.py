@@ -35,3 +35,16 @@ def test_label_quality_follows_the_log_order_and_the_window() -> None:
     assert quality.get("digits", 1).accuracy == 1.0, "the two latest (c, b) were right; a fell out of the window"
     assert quality.get("digits", 2).accuracy == 0.0 and quality.get("digits", 2).labelled == 1
     assert [q.model for q in quality.snapshot()] == ["digits", "digits"], "another model's labels are not counted"
+
+
+def test_only_the_joiner_bounds_the_versions_it_tracks() -> None:
+    """`inferloop models` lists every kept version's online accuracy (no bound); the joiner's tracker, whose
+    versions become metric labels, keeps the least recently updated out beyond its bound."""
+    unbounded, bounded = RollingQuality(10), RollingQuality(10, max_versions=3)
+    for version in range(1, 13):
+        unbounded.record_label("digits", version, True)
+        bounded.record_label("digits", version, True)
+    bounded.record_label("digits", 10, False)  # 10 is updated again: 11 goes first, then 12 would
+    bounded.record_label("digits", 13, True)
+    assert [q.version for q in unbounded.snapshot()] == list(range(1, 13))
+    assert [q.version for q in bounded.snapshot()] == [10, 12, 13]

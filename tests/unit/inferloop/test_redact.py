@@ -118,7 +118,7 @@ def test_a_key_pasted_where_its_path_belongs_is_not_repeated_in_the_error(tmp_pa
             kafka={"security_protocol": "SSL", "ssl_certfile": str(cert), "ssl_keyfile": pasted.format(body=body)}
         )
     message = str(caught.value)
-    assert "INFERLOOP_KAFKA: a kafka TLS file setting names no readable file" in message
+    assert "INFERLOOP_KAFKA: INFERLOOP_KAFKA__SSL_KEYFILE names no file (its value is not shown" in message
     assert body[:6] not in message and body[-6:] not in message and "BEGIN" not in message
 
 

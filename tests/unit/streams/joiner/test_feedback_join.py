@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+from inferloop.events import Feedback
 from streams.joiner.feedback_join import Entry, FeedbackJoin, Join, Origin, Reject
 from tests.fakes import feedback, prediction
 
@@ -117,3 +120,16 @@ def test_a_later_label_stays_pending_when_an_earlier_one_is_logged() -> None:
     join.mark_logged(second)
     entry = join.get("a")
     assert entry is not None and entry.pending is None and entry.logged_label == "7"
+
+
+def test_a_waiting_trusted_label_survives_the_table_and_an_open_one_encodes_as_before() -> None:
+    """The table entry keeps whether waiting feedback is trusted beside it, not inside it: an entry with open
+    feedback encodes exactly as before the trusted topic (an older joiner recovers either)."""
+    join = FeedbackJoin({}, retention_s=60, wait_s=10)
+    origin = Origin("trusted", 0, 1)
+    join.on_feedback(Feedback("t", "3", "x", 1), origin, b"{}", now_s=1.0, trusted=True)
+    join.on_feedback(Feedback("o", "3", "x", 1), Origin("feedback", 0, 1), b"{}", now_s=1.0)
+    trusted_raw, open_raw = json.loads(join.store[b"t"]), json.loads(join.store[b"o"])
+    assert trusted_raw["pending_trusted"] is True and "trusted" not in trusted_raw["pending"]
+    assert "pending_trusted" not in open_raw and "trusted" not in open_raw["pending"]
+    assert join.get("t").pending.trusted and not join.get("o").pending.trusted  # type: ignore[union-attr]
