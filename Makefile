@@ -9,7 +9,7 @@ HELM_VERSION ?= v3.22.0
 CACHE  := $(or $(INFERLOOP_CACHE_DIR),$(HOME)/.cache/inferloop)
 export PATH := $(PATH):/usr/local/go/bin:$(CACHE)/bin
 
-.PHONY: help setup system-deps runtimes tools test lint unit integration demo up status down clean
+.PHONY: help setup base system-deps runtimes tools test lint unit integration demo up status down clean
 
 help:
 	@echo "make demo   - the whole loop on the embedded digits: stream, drift, feedback, retrain, recover (<= 5 min)"
@@ -17,7 +17,10 @@ help:
 	@echo "make setup  - install system packages, the virtualenv, Kafka jars and Triton's backend folder"
 	@echo "make up / status / down - keep the local stack running in the background"
 
-setup: system-deps $(STAMP) runtimes tools
+setup: base tools
+
+# what running the stack and the demo needs; helm (tools) only the chart's checks do
+base: system-deps $(STAMP) runtimes
 
 system-deps:
 	@bash infra/local/system-deps.sh
@@ -54,10 +57,10 @@ unit: $(STAMP)
 integration: setup
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
-demo: setup
+demo: base
 	$(BIN)/inferloop demo $(DEMO_ARGS)
 
-up: setup
+up: base
 	$(BIN)/inferloop up
 
 status: $(STAMP)
