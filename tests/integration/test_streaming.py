@@ -377,3 +377,34 @@ def test_with_topic_creation_off_a_missing_topic_stops_the_worker_and_the_cli_cr
     assert compacted == {settings.feedback.training_log_topic, join_changelog_topic(settings)}
     assert all(len(described[n]["partitions"]) == settings.streams.partitions for n in names)
     assert all(len(p["replica_nodes"]) == 1 for n in names for p in described[n]["partitions"])  # broker default
+
+
+def test_dlq_replay_writes_only_to_the_images_and_open_feedback_topics(stream: Stream) -> None:
+    """A dead letter names its origin itself, so anyone who can write the dead-letter topic could forge one whose
+    origin is the trusted feedback topic (or the training log): replay sends the images topic's and the open
+    feedback topic's letters back, confirmed, and skips the others; nothing reaches the trusted topic."""
+    from kafka import KafkaProducer
+
+    from inferloop.events import encode_dead_letter
+    from inferloop.kafka.readers import read_topic, replay_dead_letters
+    from inferloop.kafka.topics import ensure_topics
+
+    settings = settings_from_env(stream.env)
+    ensure_topics(settings)
+    origins = [
+        settings.streams.images_topic,
+        settings.feedback.topic,
+        settings.feedback.trusted_topic,
+        settings.feedback.training_log_topic,
+    ]
+    producer = KafkaProducer(**kafka_options(settings.kafka), acks="all")
+    try:
+        for n, origin in enumerate(origins):
+            letter = DeadLetter("forged", "m", origin, 0, n, f"e{n}", f"payload-{n}".encode())
+            producer.send(settings.streams.dead_letter_topic, key=f"e{n}".encode(), value=encode_dead_letter(letter))
+        producer.flush(timeout=30)
+    finally:
+        producer.close()
+    assert replay_dead_letters(settings, "forged") == (2, 2)
+    got = {t: [r.value for r in read_topic(settings, t, idle_timeout_s=2.0)] for t in origins}
+    assert got == {origins[0]: [b"payload-0"], origins[1]: [b"payload-1"], origins[2]: [], origins[3]: []}
