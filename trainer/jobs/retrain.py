@@ -44,7 +44,7 @@ def retrain(jobs: TrainerJobs, min_new_labels: int | None = None) -> TrainOutcom
     new_train, new_holdout, open_train = select_new(
         new, reader.open_ids, t.feedback_holdout_fraction, t.open_label_share, rng
     )
-    new_open_count = sum(i in reader.open_ids for i in new.ids)
+    new_open_count = len(reader.open_ids)  # the ids of this read labelled on the open topic
     trusted_count = len(new_train) + len(new_holdout)  # open labels never count towards min_new_labels
     if trusted_count < need:
         raise NotEnoughData(trusted_count, need)
