@@ -318,8 +318,34 @@ class ModelSettings(SettingsGroup):
 
     name: str = Field("digits", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="Model name in Triton.")
     max_batch_size: int = Field(64, ge=1, description="Largest batch Triton accepts and forms.")
-    instance_count: int = Field(1, ge=1, description="Model instances (processes) per Triton server.")
+    instance_count: int = Field(1, ge=1, description="Model instances per Triton server (per GPU on GPUs).")
     max_queue_delay_us: int = Field(2000, ge=0, description="Dynamic batching: longest wait to fill a batch.")
+    backend: Literal["python", "onnxruntime"] = Field(
+        "python",
+        description=(
+            "How Triton runs each version's model.onnx: 'python' (a python-backend wrapper calling onnxruntime: the "
+            "only backend the PyPI server carries, so the local stack's) or 'onnxruntime' (Triton's native backend, "
+            "platform onnxruntime_onnx: the stock NGC image, CPUs or GPUs)."
+        ),
+    )
+    device: Literal["cpu", "gpu"] = Field(
+        "cpu", description="Where the instances run: KIND_CPU or KIND_GPU (a GPU needs backend 'onnxruntime')."
+    )
+    tensorrt: bool = Field(
+        False, description="GPUs only: let onnxruntime hand the graph to TensorRT (Triton's execution accelerator)."
+    )
+    tensorrt_precision: Literal["fp32", "fp16"] = Field(
+        "fp32", description="TensorRT's precision; fp16 is faster and answers within a looser tolerance."
+    )
+
+    @model_validator(mode="after")
+    def _runs_somewhere(self) -> Self:
+        if self.device == "gpu" and self.backend != "onnxruntime":
+            raise ValueError("model.device gpu needs model.backend onnxruntime (the python backend runs on CPUs)")
+        if self.tensorrt and self.device != "gpu":
+            raise ValueError("model.tensorrt needs model.device gpu")
+        return self
+
     promotions_topic: str = Field(
         "inferloop.promotions",
         description=(

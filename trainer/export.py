@@ -19,7 +19,15 @@ import torch
 from numpy.typing import NDArray
 
 from inferloop.images.preprocess import InputSpec
-from inferloop.triton.model_config import DataType, DynamicBatching, ModelConfig, TensorSpec
+from inferloop.triton.model_config import (
+    KIND_CPU,
+    ONNX_PLATFORM,
+    DataType,
+    DynamicBatching,
+    ModelConfig,
+    TensorRT,
+    TensorSpec,
+)
 from inferloop.triton.signature import INPUT_NAME, OUTPUT_NAME, ModelSignature
 from trainer.card import ModelCard
 from trainer.errors import ExportParityError
@@ -102,16 +110,33 @@ def triton_config(
     serving_versions: list[int],
     instance_count: int = 1,
     max_queue_delay_us: int = 2000,
+    *,
+    native: bool = False,
+    instance_kind: str = KIND_CPU,
+    tensorrt: TensorRT | None = None,
 ) -> ModelConfig:
-    """The Triton config of a classifier with ``signature``, serving exactly ``serving_versions``."""
+    """The Triton config of a classifier with ``signature``, serving exactly ``serving_versions``: the python
+    backend's ``model.py`` wrapper, or (``native``) Triton's own onnxruntime backend on the same ``model.onnx``.
+
+    Each instance runs onnxruntime on one thread on CPUs (instances scale with ``instance_count``, not threads that
+    would fight over the same cores). ``labels`` and ``input_spec`` ride along as parameters: every backend keeps
+    parameters it does not use, and the workers read them from the served config.
+    """
+    parameters = {"labels": json.dumps(list(signature.labels)), "input_spec": spec.to_json()}
+    if not native:
+        parameters["ort_threads"] = "1"
+    elif instance_kind == KIND_CPU:
+        parameters |= {"intra_op_thread_count": "1", "inter_op_thread_count": "1"}
     return ModelConfig(
         name=signature.model,
         inputs=(TensorSpec(signature.input_name, DataType.FP32, signature.input_shape),),
         outputs=(TensorSpec(signature.output_name, DataType.FP32, (len(signature.labels),)),),
-        backend="python",
+        platform=ONNX_PLATFORM if native else "",
         max_batch_size=signature.max_batch_size,
         dynamic_batching=DynamicBatching(max_queue_delay_us=max_queue_delay_us),
         instance_count=instance_count,
+        instance_kind=instance_kind,
+        tensorrt=tensorrt,
         versions=tuple(serving_versions),
-        parameters={"labels": json.dumps(list(signature.labels)), "input_spec": spec.to_json(), "ort_threads": "1"},
+        parameters=parameters,
     )

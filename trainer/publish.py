@@ -35,8 +35,10 @@ import numpy as np
 
 from inferloop.errors import InferloopError
 from inferloop.events import Promotion, decode_promotion, encode_promotion
+from inferloop.images.preprocess import InputSpec
 from inferloop.triton.control import ControlPlane
-from inferloop.triton.model_config import ModelConfig, specific_versions
+from inferloop.triton.model_config import KIND_CPU, ModelConfig, TensorRT, answer_tolerance, specific_versions
+from inferloop.triton.signature import ModelSignature
 from trainer.card import CARD_FILE, ModelCard
 from trainer.errors import LockBusy, PublishError, RepositoryError, StaleParent
 from trainer.export import ONNX_FILE, triton_config
@@ -44,7 +46,6 @@ from trainer.onnx_inference import onnx_proba
 from trainer.repository import CONFIG_FILE, ModelRepository, Registry, Rejection, write_atomic
 
 log = logging.getLogger(__name__)
-SMOKE_ATOL = 1e-4
 
 EventFn = Callable[[str], None]
 
@@ -61,6 +62,27 @@ class ServingOptions:
     load_timeout_s: float = 120.0
     shadow: bool = True  # a new version goes into shadow when one serves already; False: promoted once verified
     retire_grace_s: float = 2.0  # after announcing another version, before unloading the one that served
+    native: bool = False  # Triton's onnxruntime backend (platform onnxruntime_onnx) instead of the python one
+    instance_kind: str = KIND_CPU
+    tensorrt: TensorRT | None = None
+
+    def model_config(self, signature: ModelSignature, spec: InputSpec, versions: list[int]) -> ModelConfig:
+        """The Triton config that serves ``versions`` of a model with ``signature`` the way these options say."""
+        return triton_config(
+            signature,
+            spec,
+            versions,
+            instance_count=self.instance_count,
+            max_queue_delay_us=self.max_queue_delay_us,
+            native=self.native,
+            instance_kind=self.instance_kind,
+            tensorrt=self.tensorrt,
+        )
+
+    @property
+    def answer_tolerance(self) -> float:
+        """How far a served answer may be from the artifact's (see :func:`answer_tolerance`)."""
+        return answer_tolerance(self.instance_kind, self.tensorrt)
 
 
 class Promotions(Protocol):
@@ -79,16 +101,9 @@ class Publisher:
         self.repo, self.triton, self.options, self.promotions = repo, triton, options, promotions
 
     def _config_for(self, card: ModelCard, versions: list[int]) -> ModelConfig:
-        o = self.options
-        return triton_config(
-            replace(
-                card.signature(o.max_batch_size), model=self.repo.name
-            ),  # the repository's name, whatever the card says
-            card.input_spec,
-            versions,
-            instance_count=o.instance_count,
-            max_queue_delay_us=o.max_queue_delay_us,
-        )
+        # the repository's name, whatever the card says
+        signature = replace(card.signature(self.options.max_batch_size), model=self.repo.name)
+        return self.options.model_config(signature, card.input_spec, versions)
 
     def _smoke(self, version: int, folder: Path, card: ModelCard) -> None:
         """The version answers pinned requests (on every replica), and answers what its artifact computes."""
@@ -101,8 +116,12 @@ class Publisher:
         got, served = self.triton.infer(self.repo.name, x, version=version)
         if served != version:
             raise PublishError(f"smoke inference asked for version {version}, got {served}")
-        if got.shape != expected.shape or not np.allclose(got, expected, atol=SMOKE_ATOL):
-            raise PublishError(f"version {version} answers differently from its artifact")
+        atol = self.options.answer_tolerance
+        if got.shape != expected.shape or not np.allclose(got, expected, atol=atol, rtol=0):
+            worst = float(np.max(np.abs(got - expected))) if got.shape == expected.shape else float("inf")
+            raise PublishError(
+                f"version {version} answers differently from its artifact (by {worst:.2e}; tolerance {atol:.0e})"
+            )
 
     def _serve(self, versions: list[int], card: ModelCard, on_event: EventFn) -> None:
         self.repo.write_config(self._config_for(card, versions))

@@ -23,7 +23,7 @@ from inferloop.triton.errors import (
     client_errors,
     translate,
 )
-from inferloop.triton.options import grpc_options
+from inferloop.triton.options import grpc_options, model_answer_tolerance
 from inferloop.triton.signature import INPUT_NAME, OUTPUT_NAME
 
 FloatArray = NDArray[np.float32]
@@ -163,14 +163,17 @@ class TritonFleet:
     later load the repository's configured versions at start (``--load-model=*``).
     """
 
-    def __init__(self, members: list[TritonControl]) -> None:
+    def __init__(self, members: list[TritonControl], atol: float = 1e-4) -> None:
         if not members:
             raise TritonUnavailable("(no replica)", 0.0, "the Triton service resolved to no address")
         self.members = members
+        self.atol = atol  # how far two replicas' answers may differ (answer_tolerance: the backend and precision)
         self.url = ",".join(m.url for m in members)
 
     @staticmethod
-    def resolve(host: str, port: int, timeout_s: float = 10.0, options: Mapping[str, Any] | None = None) -> TritonFleet:
+    def resolve(
+        host: str, port: int, timeout_s: float = 10.0, options: Mapping[str, Any] | None = None, atol: float = 1e-4
+    ) -> TritonFleet:
         import socket
 
         try:
@@ -179,7 +182,8 @@ class TritonFleet:
             raise TritonUnavailable(f"{host}:{port}", timeout_s, f"cannot resolve {host}: {exc}") from exc
         addresses = sorted({str(info[4][0]) for info in infos})
         return TritonFleet(
-            [TritonControl(f"[{a}]:{port}" if ":" in a else f"{a}:{port}", timeout_s, options) for a in addresses]
+            [TritonControl(f"[{a}]:{port}" if ":" in a else f"{a}:{port}", timeout_s, options) for a in addresses],
+            atol,
         )
 
     def close(self) -> None:
@@ -218,7 +222,7 @@ class TritonFleet:
         """Inference on every replica (a smoke test must pass everywhere); the first replica's answer."""
         results = [m.infer(model, x, version, names) for m in self.members]
         for member, (outputs, served) in zip(self.members, results, strict=True):
-            if served != results[0][1] or not np.allclose(outputs, results[0][0], atol=1e-5):
+            if served != results[0][1] or not np.allclose(outputs, results[0][0], atol=self.atol, rtol=0):
                 raise TritonRequestFailed(model, "inference", f"replica {member.url} answers differently")
         return results[0]
 
@@ -227,5 +231,7 @@ def triton_control(settings: Settings) -> ControlPlane:
     """The control client the settings ask for: one server, or every replica behind the host's DNS name."""
     t = settings.triton
     if t.fan_out:
-        return TritonFleet.resolve(t.host, t.grpc_port, options=grpc_options(t))
+        return TritonFleet.resolve(
+            t.host, t.grpc_port, options=grpc_options(t), atol=model_answer_tolerance(settings.model)
+        )
     return TritonControl(t.grpc_url, options=grpc_options(t))

@@ -1,7 +1,10 @@
 """Triton model configuration as a typed object, rendered to ``config.pbtxt``.
 
 Nobody edits ``config.pbtxt`` by hand: code builds a :class:`ModelConfig` and :meth:`ModelConfig.to_pbtxt`
-writes the protobuf text format Triton reads (``ModelConfig`` in Triton's ``model_config.proto``).
+writes the protobuf text format Triton reads (``ModelConfig`` in Triton's ``model_config.proto``; the tests parse
+every rendering with that protobuf). A model runs either in a ``backend`` (the python backend: a ``model.py``
+wrapper) or on a ``platform`` (``onnxruntime_onnx``: Triton's native onnxruntime backend reading ``model.onnx``),
+on CPUs or GPUs, optionally through TensorRT.
 """
 
 from __future__ import annotations
@@ -50,6 +53,38 @@ class DynamicBatching:
     preferred_batch_sizes: tuple[int, ...] = ()
 
 
+PYTHON_BACKEND = "python"
+ONNX_PLATFORM = "onnxruntime_onnx"
+KIND_CPU = "KIND_CPU"
+KIND_GPU = "KIND_GPU"
+
+
+@dataclass(frozen=True)
+class TensorRT:
+    """Triton's TensorRT execution accelerator for the onnxruntime backend on GPUs: onnxruntime hands the graph
+    (or the parts TensorRT supports) to TensorRT, which builds an engine when the model loads."""
+
+    precision: str = "FP32"  # or "FP16"
+    max_workspace_bytes: int = 1 << 30
+
+    def __post_init__(self) -> None:
+        if self.precision not in ("FP32", "FP16") or self.max_workspace_bytes < 1:
+            raise ValueError(f"TensorRT precision is FP32 or FP16 (got {self.precision!r}), workspace positive")
+
+
+def answer_tolerance(instance_kind: str, tensorrt: TensorRT | None) -> float:
+    """How far a served answer (class probabilities, in [0, 1]) may be from what the version's ``model.onnx``
+    answers with onnxruntime on a CPU, element by element: the smoke test's and the replica comparison's bound.
+
+    The same graph on CPU kernels (python backend or native) differs by rounding only (1e-4); CUDA kernels reorder
+    sums (1e-3); TensorRT fuses layers and may use TF32 on Ampere and later (5e-3); in FP16 it keeps about three
+    significant digits (2e-2). A broken version (wrong weights, rolled outputs) differs by far more than these.
+    """
+    if tensorrt is not None:
+        return 2e-2 if tensorrt.precision == "FP16" else 5e-3
+    return 1e-3 if instance_kind == KIND_GPU else 1e-4
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """What Triton needs to serve one model."""
@@ -57,11 +92,13 @@ class ModelConfig:
     name: str
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
-    backend: str = "python"
+    backend: str = PYTHON_BACKEND  # ignored when ``platform`` is set
+    platform: str = ""  # e.g. ONNX_PLATFORM: Triton's own backend for that format, no wrapper
     max_batch_size: int = 64
     dynamic_batching: DynamicBatching | None = field(default_factory=DynamicBatching)
     instance_count: int = 1
-    instance_kind: str = "KIND_CPU"
+    instance_kind: str = KIND_CPU
+    tensorrt: TensorRT | None = None
     versions_served: int = 1
     versions: tuple[int, ...] = ()  # when given, serve exactly these versions (a 'specific' policy)
     parameters: Mapping[str, str] = field(default_factory=dict)
@@ -77,6 +114,19 @@ class ModelConfig:
             raise ValueError("max_batch_size >= 0, instance_count >= 1 and versions_served >= 1 are required")
         if any(v < 1 for v in self.versions):
             raise ValueError(f"versions are positive integers, got {self.versions}")
+        if self.instance_kind not in (KIND_CPU, KIND_GPU):
+            raise ValueError(f"instance_kind is {KIND_CPU} or {KIND_GPU}, got {self.instance_kind!r}")
+        if self.platform not in ("", ONNX_PLATFORM):
+            raise ValueError(f"unsupported platform {self.platform!r} (only {ONNX_PLATFORM})")
+        if self.instance_kind == KIND_GPU and not self.platform:
+            raise ValueError("GPU instances need a native platform (onnxruntime_onnx), not the python backend")
+        if self.tensorrt is not None and self.instance_kind != KIND_GPU:
+            raise ValueError("the TensorRT accelerator runs on GPU instances only")
+
+    @property
+    def answer_tolerance(self) -> float:
+        """See :func:`answer_tolerance`."""
+        return answer_tolerance(self.instance_kind, self.tensorrt)
 
     def _version_policy(self) -> str:
         if self.versions:
@@ -89,7 +139,7 @@ class ModelConfig:
         lines = [
             "# Rendered by inferloop (inferloop.triton.model_config); do not edit by hand.",
             f"name: {_quote(self.name)}",
-            f"backend: {_quote(self.backend)}",
+            f"platform: {_quote(self.platform)}" if self.platform else f"backend: {_quote(self.backend)}",
             f"max_batch_size: {self.max_batch_size}",
             "input [",
             ",\n".join(_tensor(t) for t in self.inputs),
@@ -108,6 +158,15 @@ class ModelConfig:
                 else ""
             )
             lines.append(f"dynamic_batching {{ max_queue_delay_microseconds: {db.max_queue_delay_us}{preferred} }}")
+        if self.tensorrt is not None:
+            trt = self.tensorrt
+            lines += [
+                "optimization { execution_accelerators { gpu_execution_accelerator: [ {",
+                '  name: "tensorrt"',
+                f'  parameters {{ key: "precision_mode" value: {_quote(trt.precision)} }}',
+                f'  parameters {{ key: "max_workspace_size_bytes" value: "{trt.max_workspace_bytes}" }}',
+                "} ] } }",
+            ]
         for key, value in sorted(self.parameters.items()):
             lines.append(f"parameters {{ key: {_quote(key)} value: {{ string_value: {_quote(value)} }} }}")
         return "\n".join(lines) + "\n"

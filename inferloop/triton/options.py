@@ -1,10 +1,27 @@
-"""gRPC client options (TLS, channel arguments) from ``settings.triton``, for every Triton client."""
+"""Options from the settings for Triton's clients (gRPC TLS and channel arguments, from ``settings.triton``) and for
+the model's config (instance kind and accelerator, from ``settings.model``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from inferloop.settings import TritonSettings
+from inferloop.settings import ModelSettings, TritonSettings
+from inferloop.triton.model_config import KIND_CPU, KIND_GPU, TensorRT, answer_tolerance
+
+
+def instance_kind(model: ModelSettings) -> str:
+    """``KIND_GPU`` or ``KIND_CPU``, as ``model.device`` says."""
+    return KIND_GPU if model.device == "gpu" else KIND_CPU
+
+
+def tensorrt(model: ModelSettings) -> TensorRT | None:
+    """The TensorRT accelerator ``model`` asks for (None: plain onnxruntime)."""
+    return TensorRT(precision=model.tensorrt_precision.upper()) if model.tensorrt else None
+
+
+def model_answer_tolerance(model: ModelSettings) -> float:
+    """How far served answers may be from the artifact's on a CPU, for this backend and precision."""
+    return answer_tolerance(instance_kind(model), tensorrt(model))
 
 
 def grpc_options(triton: TritonSettings) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 from inferloop.images.preprocess import InputSpec
 from inferloop.settings import Settings
 from inferloop.triton.control import ControlPlane, triton_control
+from inferloop.triton.options import instance_kind, tensorrt
 from trainer.card import Lineage, Metrics, ModelCard, utc_now
 from trainer.data import DIGITS_DATASET, ExampleSet, FolderExampleReader, LabelledExampleReader
 from trainer.errors import NoServingVersion, RepositoryError
@@ -51,6 +52,9 @@ def serving_options(settings: Settings) -> ServingOptions:
         keep_versions=t.keep_versions,
         load_timeout_s=t.load_timeout_s,
         shadow=t.promotion_min_labels > 0,
+        native=m.backend == "onnxruntime",
+        instance_kind=instance_kind(m),
+        tensorrt=tensorrt(m),
     )
 
 
