@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -19,7 +20,9 @@ from rich.markup import escape
 
 from inferloop import __version__
 from inferloop.errors import InferloopError
+from inferloop.logs import TEXT_FORMAT, formatter, use_log_format
 from inferloop.redact import key_file_secrets, redact_secrets
+from inferloop.settings import Settings
 from infra.local.settings import LocalSettings, load_local_settings
 
 EXIT_FAILURE = 1
@@ -51,7 +54,24 @@ def load() -> LocalSettings:
     redact_secrets(settings.secret_values())
     key_files = (settings.kafka.ssl_keyfile, settings.triton.tls_key_file, settings.triton.tls_server_key_file)
     redact_secrets(key_file_secrets(key_files))
+    use_log_format(settings.log_format)
     return settings
+
+
+def events_log(settings: Settings, logger: str) -> Callable[[str], None]:
+    """Where a long-running command (worker, joiner, trainer) reports what it does: timestamped lines on stderr,
+    or with ``INFERLOOP_LOG_FORMAT=json`` one JSON object per event (level INFO, shown at any log level, as the
+    lines are), so that a log collector reads every line of the process."""
+    if settings.log_format != "json":
+        return err.log
+    json_formatter = formatter("json")
+
+    def emit(message: str) -> None:
+        record = logging.makeLogRecord({"name": logger, "levelno": logging.INFO, "levelname": "INFO", "msg": message})
+        sys.stderr.write(json_formatter.format(record) + "\n")
+        sys.stderr.flush()
+
+    return emit
 
 
 def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
@@ -78,5 +98,5 @@ def _main(
 ) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=TEXT_FORMAT,
     )

@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cli.app import EXIT_REJECTED, JsonFlag, app, emit_json, err, fail, load, out
+from cli.app import EXIT_REJECTED, JsonFlag, app, emit_json, err, events_log, fail, load, out
 from inferloop.errors import InferloopError
 from trainer.errors import CandidateRejected, NotEnoughData
 
@@ -108,7 +108,7 @@ def trainer(
 
     settings = load()
     interval_s = parse_duration(every) if every else settings.trainer.interval_s
-    run_trainer(settings, interval_s, min_new_labels, max_runs, on_event=err.log)
+    run_trainer(settings, interval_s, min_new_labels, max_runs, on_event=events_log(settings, "inferloop.trainer"))
 
 
 @app.command()

@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
-from cli.app import EXIT_FAILURE, JsonFlag, LogLevel, app, emit_json, err, fail, load, out
+from cli.app import EXIT_FAILURE, JsonFlag, LogLevel, app, emit_json, err, events_log, fail, load, out
 from inferloop.errors import InferloopError
 from inferloop.kafka.producers import expand_paths, parse_feedback_file, publish_files, send_feedback
 from inferloop.kafka.readers import read_dead_letters, read_predictions, replay_dead_letters
@@ -25,7 +25,7 @@ from inferloop.settings import Settings
 def _run_app(run: Callable[[Settings, str], None], banner: str, log_level: str) -> None:
     """Run one of the Faust apps in the foreground, with its banner on stderr."""
     settings = load()
-    err.log(banner.format(s=settings))
+    events_log(settings, "inferloop.cli")(banner.format(s=settings))
     try:
         run(settings, log_level)
     except InferloopError as exc:

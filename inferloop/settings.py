@@ -469,6 +469,9 @@ class Settings(BaseSettings):
         default_factory=_default_home,
         description="State folder: process records, logs and the persistent data of `inferloop up`.",
     )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Log lines as text, or one JSON object per line (for log collectors)."
+    )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)  # type: ignore[arg-type]
     triton: TritonSettings = Field(default_factory=TritonSettings)  # type: ignore[arg-type]
     model: ModelSettings = Field(default_factory=ModelSettings)  # type: ignore[arg-type]

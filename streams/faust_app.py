@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any, NoReturn
 
 import faust
@@ -18,6 +19,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from inferloop.events import Record
 from inferloop.kafka.options import ssl_context
+from inferloop.logs import LogFormat, logging_config
 from inferloop.metrics import export_consumer_lag
 from inferloop.settings import KafkaSettings, Settings
 from streams.errors import DependencyOutage
@@ -134,6 +136,9 @@ def faust_app(settings: Settings, app_id: str, **options: Any) -> faust.App:
         broker=[f"kafka://{server}" for server in settings.kafka.bootstrap.split(",")],
         broker_credentials=faust_credentials(settings.kafka),
         store="memory://",
+        # faust's own folder (tables' local state: empty with the memory store), under the state folder rather than
+        # `<app id>-data` in whatever folder the process started in (read-only in a container, a checkout in tests)
+        datadir=str(settings.home / "faust" / app_id),
         key_serializer="raw",
         value_serializer="raw",
         web_enabled=False,
@@ -176,6 +181,11 @@ def observe(
             log.info("%s metrics on :%d/metrics", app_id, metrics_port)
 
 
-def run_app(app: faust.App, loglevel: str) -> None:
-    """Run a Faust app in the foreground until SIGTERM/SIGINT."""
-    faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False).execute_from_commandline()
+def run_app(app: faust.App, loglevel: str, log_format: LogFormat = "text") -> None:
+    """Run a Faust app in the foreground until SIGTERM/SIGINT, logging in ``log_format``."""
+    Path(app.conf.datadir).parent.mkdir(parents=True, exist_ok=True)  # faust makes the last folder only
+    worker = faust.Worker(
+        app, loglevel=loglevel, quiet=True, redirect_stdouts=False, logging_config=logging_config(loglevel, log_format)
+    )
+    worker.spinner = None  # a terminal spinner writes escape codes into log files and collectors' lines
+    worker.execute_from_commandline()

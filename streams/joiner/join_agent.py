@@ -112,4 +112,4 @@ def create_joiner_app(settings: Settings, registry: CollectorRegistry | None = N
 def run_joiner(settings: Settings, loglevel: str = "WARNING") -> None:
     """Run the joiner in the foreground until SIGTERM/SIGINT."""
     ensure_topics(settings)
-    run_app(create_joiner_app(settings), loglevel)
+    run_app(create_joiner_app(settings), loglevel, settings.log_format)

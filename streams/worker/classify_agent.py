@@ -108,4 +108,4 @@ def run_worker(settings: Settings, loglevel: str = "WARNING") -> None:
     # consumer thread nor the agent waits a whole interval for the other (measured: +7 % images/s).
     sys.setswitchinterval(0.0005)
     ensure_topics(settings)
-    run_app(create_app(settings), loglevel)
+    run_app(create_app(settings), loglevel, settings.log_format)

@@ -139,6 +139,7 @@ def test_bad_events_are_dead_lettered_with_their_reason_and_the_worker_carries_o
     traversing or symlinking out of it, HTTP, or chained: each is dead-lettered with its reason, an allowed URI
     is predicted, the worker carries on, and replayed dead letters come back with the same reason."""
     stream.env["INFERLOOP_STREAMS__MAX_IMAGE_BYTES"] = "100000"
+    stream.env["INFERLOOP_LOG_FORMAT"] = "json"  # as the chart runs it: checked at the end
     bad = bad_events(stream.tmp_path)
     allowed, _ = uri_folders(stream.tmp_path)
     stream.env["INFERLOOP_STREAMS__IMAGE_URI_ROOTS"] = json.dumps([str(allowed)])
@@ -195,6 +196,13 @@ def test_bad_events_are_dead_lettered_with_their_reason_and_the_worker_carries_o
     replay = inferloop(stream.env, "dlq", "replay", "--reason", "undecodable")
     assert replay.returncode == 0 and "replayed 1 dead letters" in replay.stderr, replay.stderr
     wait_for(lambda: stream.metric(worker, "inferloop_dead_letters_total", reason="undecodable") == 2, 60, "the replay")
+
+    # INFERLOOP_LOG_FORMAT=json: every line the worker wrote is one JSON object, its banner and faust's included
+    # (the launcher's own "==== inferloop: starting worker ... ====" marker aside)
+    lines = [line for line in worker.log_path.read_text().splitlines() if line.strip() and not line.startswith("====")]
+    records = [json.loads(line) for line in lines]
+    assert records and all({"time", "level", "logger", "message"} <= r.keys() for r in records)
+    assert records[0]["logger"] == "inferloop.cli" and records[0]["message"].startswith("worker: ")
 
 
 @pytest.mark.faults

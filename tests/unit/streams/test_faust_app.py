@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -124,3 +125,10 @@ def test_a_broker_that_times_out_is_an_outage_and_a_refusal_is_not(exits: list[i
         with pytest.raises(Exited):
             exit_on_batch_error(exc, "t[0]@0")
         assert exits[-1] == code, exc
+
+
+def test_fausts_folder_is_under_the_state_folder_not_the_working_directory(tmp_path: Path) -> None:
+    """A container's working directory is read-only, a checkout's is the repository: faust writes neither."""
+    app = faust_app(Settings(home=tmp_path), "unit-folder-app")
+    assert Path(app.conf.datadir) == tmp_path / "faust" / "unit-folder-app"
+    assert Path(app.conf.appdir).is_relative_to(tmp_path)
