@@ -2,13 +2,19 @@
 # torch comes from PyTorch's CPU index here (the CUDA build is several GB); use the default index for GPU nodes.
 FROM python:3.11-slim
 
+# What the processes write lives under /tmp, the one folder the chart mounts writable (readOnlyRootFilesystem):
+# inferloop's state (INFERLOOP_HOME, faust's folder per app included: <home>/faust/<app id>).
 ENV PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     INFERLOOP_HOME=/tmp/inferloop \
     INFERLOOP_CACHE_DIR=/tmp/inferloop-cache
 
-RUN useradd --uid 10001 --user-group --create-home --shell /usr/sbin/nologin inferloop
+# The non-root user every container runs as (compose's `user:`, the chart's runAsUser), and the mount point of the
+# model repository (INFERLOOP_TRITON__MODEL_REPOSITORY=/models) owned by it: Docker gives a fresh named volume
+# mounted there the folder's owner, so the trainer can write versions without running as root.
+RUN useradd --uid 10001 --user-group --create-home --shell /usr/sbin/nologin inferloop \
+ && install -d -o 10001 -g 10001 -m 0755 /models
 WORKDIR /opt/inferloop
 COPY pyproject.toml README.md ./
 COPY inferloop ./inferloop

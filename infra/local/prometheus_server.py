@@ -1,6 +1,7 @@
 """A real Prometheus (Debian's package) scraping the local stack: ``inferloop up --with-prometheus``.
 
-The scrape config is ``infra/prometheus/prometheus.yml`` with each job's target moved to the configured port;
+The scrape config is ``infra/prometheus/prometheus.yml`` with each job's target moved to the configured port
+(its ``namespace: local`` label kept);
 the alert rules are ``infra/prometheus/rules/*.yml``, copied beside it. Data lives in ``<home>/prometheus``.
 """
 
@@ -28,12 +29,13 @@ def find_prometheus() -> str:
 
 def render_config(targets: Mapping[str, Sequence[str]], scrape_interval_s: float) -> str:
     """The repository's scrape config with each job's targets replaced by ``targets[job]`` (jobs not named keep
-    theirs)."""
+    theirs). The target labels stay: the rules and the dashboard select by ``namespace``."""
     config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
     config["global"]["scrape_interval"] = config["global"]["evaluation_interval"] = f"{scrape_interval_s:g}s"
     for job in config["scrape_configs"]:
         if job["job_name"] in targets:
-            job["static_configs"] = [{"targets": list(targets[job["job_name"]])}]
+            labels = job["static_configs"][0].get("labels", {})
+            job["static_configs"] = [{"targets": list(targets[job["job_name"]]), "labels": labels}]
     text: str = yaml.safe_dump(config, sort_keys=False)
     return text
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from infra.local.prometheus_server import render_config
 from infra.local.settings import LocalSettings
 
 REPO = Path(__file__).resolve().parents[3]
@@ -38,8 +39,7 @@ def test_compose_environment_names_are_settings_and_ports_agree() -> None:
         assert f"--{kind}-port={env[f'INFERLOOP_TRITON__{kind.upper()}_PORT']}" in triton_args
         assert int(env[f"INFERLOOP_TRITON__{kind.upper()}_PORT"]) == VALUES["triton"]["ports"][kind]
     assert "--model-control-mode=explicit" in triton_args
-    assert env["INFERLOOP_KAFKA__BOOTSTRAP_SERVERS"] == "kafka:9092"
-    assert "PLAINTEXT://kafka:9092" in services["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+    # Kafka's listeners, health checks, users and the build context: tests/unit/infra/test_compose.py
     # the metrics ports the apps listen on are the ones Prometheus scrapes, and the chart's defaults
     scrape = yaml.safe_load((REPO / "infra" / "prometheus" / "prometheus-compose.yml").read_text())
     targets = {job["job_name"]: job["static_configs"][0]["targets"][0] for job in scrape["scrape_configs"]}
@@ -73,15 +73,25 @@ def test_dockerfiles_run_as_non_root_and_expose_the_metrics_ports() -> None:
     assert VALUES["triton"]["image"]["tag"].startswith("24.10")
 
 
-def test_grafana_provisioning_points_the_dashboard_at_its_datasource() -> None:
+def test_grafana_provisioning_gives_the_dashboard_its_datasource() -> None:
     datasource = yaml.safe_load(
         (REPO / "infra" / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text()
     )["datasources"][0]
-    board = json.loads((REPO / "infra" / "grafana" / "dashboards" / "inferloop.json").read_text())
-    uids = {t["datasource"]["uid"] for p in board["panels"] for t in p["targets"]} | {
-        p["datasource"]["uid"] for p in board["panels"]
-    }
-    assert uids == {datasource["uid"]}
+    dashboard = REPO / "infra" / "grafana" / "dashboards" / "inferloop.json"
+    assert dashboard.read_bytes() == (REPO / "helm" / "inferloop" / "files" / "inferloop-dashboard.json").read_bytes()
+    board = json.loads(dashboard.read_text())
+    # every panel queries the Prometheus the `datasource` variable picks: the provisioned one here, any in a cluster
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == datasource["type"] == "prometheus"
+    chosen = {"type": "prometheus", "uid": "${datasource}"}
+    assert all(p["datasource"] == chosen for p in board["panels"])
+    assert all(t["datasource"] == chosen for p in board["panels"] for t in p["targets"])
+    assert variables["namespace"]["datasource"] == chosen
+    assert variables["namespace"]["query"].startswith("label_values(up{job=~")
+    # $__rate_interval follows the scrape interval Grafana is told
+    scrape = yaml.safe_load((REPO / "infra" / "prometheus" / "prometheus-compose.yml").read_text())
+    assert datasource["jsonData"]["timeInterval"] == scrape["global"]["scrape_interval"]
     provider = yaml.safe_load(
         (REPO / "infra" / "grafana" / "provisioning" / "dashboards" / "inferloop.yml").read_text()
     )["providers"][0]
@@ -92,6 +102,18 @@ def test_grafana_provisioning_points_the_dashboard_at_its_datasource() -> None:
                    "Triton queue and compute time per request", "Serving version", "Online accuracy per version",
                    "Trainer runs"):  # fmt: skip
         assert wanted in titles
+
+
+def test_every_scrape_target_carries_the_namespace_the_rules_and_dashboard_select() -> None:
+    configs = [yaml.safe_load((REPO / "infra" / "prometheus" / name).read_text())
+               for name in ("prometheus.yml", "prometheus-compose.yml")]  # fmt: skip
+    # and the copy `inferloop up --with-prometheus` renders, its targets moved
+    configs.append(yaml.safe_load(render_config({"inferloop-worker": ["127.0.0.1:19100"]}, 2.0)))
+    for config in configs:
+        for job in config["scrape_configs"]:
+            assert all(s["labels"] == {"namespace": "local"} for s in job["static_configs"]), job
+    rules = REPO / "infra" / "prometheus" / "rules" / "inferloop.rules.yml"
+    assert rules.read_bytes() == (REPO / "helm" / "inferloop" / "files" / "inferloop.rules.yml").read_bytes()
 
 
 def test_the_image_copies_every_package_pyproject_ships() -> None:
