@@ -1,5 +1,6 @@
-"""The Helm chart, checked with the real helm: lint and template with the default and a production-like values
-file, then the rendered manifests parsed to check the wiring (settings names, ports, probes, selectors)."""
+"""The Helm chart, checked with the real helm: lint (strict, with values.schema.json) and template with every values
+file, the rendered manifests validated strictly against the Kubernetes schemas, then parsed to check the wiring
+(settings names, ports, probes, selectors, toggles, scheduling, GPUs)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,15 @@ pytestmark = [pytest.mark.integration]
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "inferloop"
 PRODUCTION = CHART / "values-production.yaml"
+GPU = CHART / "values-gpu.yaml"
+VALUES_FILES = {
+    "default": [],
+    "production": ["-f", str(PRODUCTION)],
+    "gpu": ["-f", str(GPU)],
+    "production-gpu": ["-f", str(PRODUCTION), "-f", str(GPU)],
+}
 CRDS = ["--api-versions", "monitoring.coreos.com/v1", "--api-versions", "keda.sh/v1alpha1"]
+CRD_GROUPS = ("monitoring.coreos.com/", "keda.sh/")
 
 
 def helm_binary() -> str:
@@ -69,7 +78,11 @@ def pod_specs(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
-@pytest.mark.parametrize("values", [[], ["-f", str(PRODUCTION)]], ids=["default", "production"])
+def test_every_values_file_in_the_chart_is_tested() -> None:
+    assert {p.name for p in CHART.glob("values*.yaml")} == {"values.yaml", PRODUCTION.name, GPU.name}
+
+
+@pytest.mark.parametrize("values", list(VALUES_FILES.values()), ids=list(VALUES_FILES))
 def test_helm_lint_passes(values: list[str]) -> None:
     result = helm("lint", "--strict", str(CHART), *values)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -79,7 +92,8 @@ def test_helm_lint_passes(values: list[str]) -> None:
     ("values", "crds"), [([], False), (["-f", str(PRODUCTION)], True)], ids=["default", "production-with-crds"]
 )
 def test_rendered_manifests_are_wired_together(values: list[str], crds: bool) -> None:
-    docs = render(*values, *(CRDS if crds else []))
+    """``crds``: the values turn on KEDA, the ServiceMonitors and the PrometheusRule (the production values do)."""
+    docs = render(*values)
     config = by_kind(docs, "ConfigMap")["rel-inferloop-env"]["data"]
     specs = pod_specs(docs)
     assert set(specs) == {
@@ -222,7 +236,7 @@ def test_rendered_manifests_are_wired_together(values: list[str], crds: bool) ->
         (rule,) = by_kind(docs, "PrometheusRule").values()
         assert rule["spec"] == rules
         monitors = by_kind(docs, "ServiceMonitor")
-        assert len(monitors) == 3
+        assert len(monitors) == 4  # workers, joiner, trainer, Triton
         for monitor in monitors.values():
             selected = [s for s in services.values() if monitor["spec"]["selector"]["matchLabels"].items()
                         <= s["metadata"]["labels"].items()]  # fmt: skip
@@ -274,3 +288,221 @@ def test_the_chart_refuses_inconsistent_values() -> None:
         "template", "rel", str(CHART), "--set", "triton.tls.existingSecret=t", "--set", "triton.tls.mutual=true"
     )
     assert result.returncode != 0 and "triton.tls.clientSecret is required" in result.stderr
+
+
+# -- Kubernetes conventions ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values", list(VALUES_FILES.values()), ids=list(VALUES_FILES))
+def test_rendered_manifests_pass_strict_kubernetes_validation(values: list[str]) -> None:
+    """Every core kind against the Kubernetes schemas (unknown fields refused); the CRD kinds (KEDA, the Prometheus
+    Operator) have no schema there and are checked for their required structure."""
+    import kubernetes_validate
+
+    docs = render(*values)
+    core = [d for d in docs if not d["apiVersion"].startswith(CRD_GROUPS)]
+    assert len(core) >= 15
+    for doc in core:
+        try:
+            kubernetes_validate.validate(doc, "1.37.0", strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            raise AssertionError(f"{doc['kind']} {doc['metadata']['name']}: {exc.message}") from None
+    for doc in docs:
+        if doc["kind"] == "ScaledObject":
+            assert doc["spec"]["scaleTargetRef"]["name"] and doc["spec"]["triggers"][0]["type"] == "kafka"
+        elif doc["kind"] == "ServiceMonitor":
+            assert doc["spec"]["selector"]["matchLabels"] and doc["spec"]["endpoints"][0]["port"] == "metrics"
+        elif doc["kind"] == "PrometheusRule":
+            assert all(r["alert"] and r["expr"] for g in doc["spec"]["groups"] for r in g["rules"])
+        elif doc["kind"] == "TriggerAuthentication":
+            assert doc["spec"]["secretTargetRef"]
+
+
+def test_values_schema_is_valid_and_accepts_every_values_file() -> None:
+    import jsonschema
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    jsonschema.Draft7Validator.check_schema(schema)
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    jsonschema.validate(defaults, schema)
+
+    def objects(node: dict[str, Any], path: str) -> list[str]:  # every closed object, to prove keys are checked
+        closed = [path] if node.get("additionalProperties") is False else []
+        return closed + [p for k, sub in node.get("properties", {}).items() for p in objects(sub, f"{path}.{k}")]
+
+    closed = objects(schema, "")
+    assert {".worker", ".worker.autoscaling", ".triton", ".model.tensorrt", ".metrics.prometheusRule"} <= set(closed)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["--set", "wrokers.replicas=2"], "additional properties 'wrokers' not allowed"),
+        (["--set", "worker.replica=2"], "additional properties 'replica' not allowed"),
+        (["--set", "model.device=tpu"], "/model/device"),
+        (["--set", "model.backend=tensorflow"], "/model/backend"),
+        (["--set", "logFormat=xml"], "/logFormat"),
+        (["--set-string", "worker.replicas=two"], "/worker/replicas"),
+        (["--set", "triton.ports.grpc=70000"], "/triton/ports/grpc"),
+        (["--set", "kafka.securityProtocol=TLS"], "/kafka/securityProtocol"),
+        (["--set", "metrics.prometheusRule.runbookUrl=https://wiki/runbooks"], "/metrics/prometheusRule/runbookUrl"),
+        (["--set", "model.device=gpu"], "model.device gpu needs triton.gpus"),
+        (["--set", "model.device=gpu,triton.gpus=1,model.backend=python"], "needs model.backend onnxruntime"),
+        (["--set", "triton.gpus=1"], "the GPUs would sit idle"),
+        (["--set", "model.tensorrt.enabled=true"], "model.tensorrt.enabled needs model.device gpu"),
+    ],
+)
+def test_the_schema_and_the_checks_refuse_bad_values(overrides: list[str], message: str) -> None:
+    """The schema's refusals fail ``helm lint --strict`` too; the chart's own checks (``fail``) fail the rendering
+    (helm lint reports a template's ``fail`` as INFO only)."""
+    schema_refusal = message.startswith(("/", "additional properties"))
+    for command in ("template", "lint") if schema_refusal else ("template",):
+        args = ["template", "rel", str(CHART)] if command == "template" else ["lint", "--strict", str(CHART)]
+        result = helm(*args, *overrides)
+        assert result.returncode != 0, (command, overrides)
+        assert message in result.stderr + result.stdout, (command, result.stderr + result.stdout)
+
+
+def test_toggles_render_the_crd_kinds_without_asking_the_cluster() -> None:
+    """``helm template`` (and GitOps tools built on it) renders what ``helm install`` would: the values decide, not
+    ``.Capabilities``."""
+    on = ["--set", "keda.enabled=true,metrics.serviceMonitor.enabled=true,metrics.prometheusRule.enabled=true"]
+    docs = render(*on)  # no --api-versions: no CRD is known
+    (scaled,) = by_kind(docs, "ScaledObject").values()
+    assert not by_kind(docs, "HorizontalPodAutoscaler")
+    # the workers read from the earliest offset when their group has none: KEDA counts lag the same way
+    assert scaled["spec"]["triggers"][0]["metadata"]["offsetResetPolicy"] == "earliest"
+    assert len(by_kind(docs, "ServiceMonitor")) == 4 and len(by_kind(docs, "PrometheusRule")) == 1
+
+    docs = render(*CRDS)  # the CRDs exist, the toggles are off (the defaults): nothing of theirs renders
+    assert not by_kind(docs, "ScaledObject") and not by_kind(docs, "ServiceMonitor")
+    assert not by_kind(docs, "PrometheusRule") and by_kind(docs, "HorizontalPodAutoscaler")
+
+
+def test_alerts_link_their_runbook_from_the_url_template() -> None:
+    template = "https://runbooks.example.com/inferloop/%s.html"
+    docs = render(
+        "--set", "metrics.prometheusRule.enabled=true", "--set", f"metrics.prometheusRule.runbookUrl={template}"
+    )
+    (rule,) = by_kind(docs, "PrometheusRule").values()
+    alerts = [r for g in rule["spec"]["groups"] for r in g["rules"]]
+    assert len(alerts) >= 10
+    for alert in alerts:
+        annotations = alert["annotations"]
+        assert annotations["runbook_url"] == template % alert["alert"].lower()
+        assert annotations["summary"] and annotations["description"]
+    # the file the local Prometheus loads carries the default template's URLs
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())["metrics"]["prometheusRule"]["runbookUrl"]
+    local = yaml.safe_load((REPO / "infra" / "prometheus" / "rules" / "inferloop.rules.yml").read_text())
+    for alert in (r for g in local["groups"] for r in g["rules"]):
+        assert alert["annotations"]["runbook_url"] == defaults % alert["alert"].lower()
+        anchor = alert["alert"].lower()
+        assert f"### {alert['alert']}" in (REPO / "docs" / "operations.md").read_text(), anchor
+
+
+def test_no_disruption_budget_blocks_a_drain_at_one_replica() -> None:
+    docs = render("--set", "worker.autoscaling.enabled=false,worker.replicas=1,joiner.replicas=1,triton.replicas=1")
+    budgets = by_kind(docs, "PodDisruptionBudget")
+    assert set(budgets) == {"rel-inferloop-worker", "rel-inferloop-joiner", "rel-inferloop-triton"}
+    for name, pdb in budgets.items():
+        # one replica: a drain may evict it unless minAvailable >= 1 or maxUnavailable == 0
+        spec = pdb["spec"]
+        assert spec.get("maxUnavailable", 1) >= 1 and spec.get("minAvailable", 0) == 0, (name, spec)
+
+
+def test_scheduling_values_reach_every_components_pods() -> None:
+    scheduling = {
+        "nodeSelector": {"pool": "inference"},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}],
+        "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 1,
+                     "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname"}}]}},
+        "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+                                       "whenUnsatisfiable": "ScheduleAnyway"}],
+        "podAnnotations": {"example.com/team": "ml"},
+        "priorityClassName": "inferloop-critical",
+    }  # fmt: skip
+    components = ("worker", "joiner", "triton", "trainer")
+    values = Path(REPO / ".pytest-scheduling-values.yaml")
+    try:
+        values.write_text(yaml.safe_dump({c: scheduling for c in components}))
+        docs = render("-f", str(values))
+    finally:
+        values.unlink(missing_ok=True)
+    deployments = by_kind(docs, "Deployment")
+    for component in components:
+        template = deployments[f"rel-inferloop-{component}"]["spec"]["template"]
+        spec = template["spec"]
+        for key in ("nodeSelector", "tolerations", "affinity", "topologySpreadConstraints", "priorityClassName"):
+            assert spec[key] == scheduling[key], (component, key)
+        assert template["metadata"]["annotations"]["example.com/team"] == "ml", component
+    # unset, nothing is rendered (no empty keys)
+    spec = by_kind(render(), "Deployment")["rel-inferloop-worker"]["spec"]["template"]["spec"]
+    assert not {"nodeSelector", "tolerations", "affinity", "topologySpreadConstraints", "priorityClassName"} & set(spec)
+
+
+def test_gpu_values_give_triton_gpus_and_the_trainer_a_gpu_model_config() -> None:
+    """values-gpu.yaml: the stock image, GPU limits and node placement for Triton; the settings the pods get make
+    the trainer render a KIND_GPU config with TensorRT in FP16, which Triton's own protobuf parses."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as pb
+
+    from inferloop.images.preprocess import InputSpec
+    from inferloop.settings import Settings
+    from inferloop.triton.signature import ModelSignature
+    from tests.helpers import settings_from_env
+    from trainer.jobs.context import serving_options
+
+    docs = render("-f", str(PRODUCTION), "-f", str(GPU))
+    triton = pod_specs(docs)["rel-inferloop-triton"]
+    container = triton["containers"][0]
+    assert container["image"].startswith("nvcr.io/nvidia/tritonserver:")
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert container["resources"]["limits"]["memory"] == "8Gi"
+    assert triton["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in triton["tolerations"]
+    for name, spec in pod_specs(docs).items():  # only Triton holds GPUs
+        if name != "rel-inferloop-triton":
+            assert "nvidia.com/gpu" not in (spec["containers"][0]["resources"].get("limits") or {}), name
+
+    # (the GPU values alone: the production ones name SASL and TLS files only the pods have)
+    config = by_kind(render("-f", str(GPU)), "ConfigMap")["rel-inferloop-env"]["data"]
+    settings: Settings = settings_from_env(dict(config))
+    assert (settings.model.backend, settings.model.device, settings.model.tensorrt) == ("onnxruntime", "gpu", True)
+    assert settings.trainer.load_timeout_s == 900
+    signature = ModelSignature.classifier(settings.model.name, (1, 28, 28), tuple("0123456789"))
+    rendered = serving_options(settings).model_config(signature, InputSpec(), [4]).to_pbtxt()
+    model_config = text_format.Parse(rendered, pb.ModelConfig())
+    assert model_config.platform == "onnxruntime_onnx"
+    assert model_config.instance_group[0].kind == pb.ModelInstanceGroup.KIND_GPU
+    assert model_config.instance_group[0].count == 2
+    (trt,) = model_config.optimization.execution_accelerators.gpu_execution_accelerator
+    assert (trt.name, trt.parameters["precision_mode"]) == ("tensorrt", "FP16")
+
+    default = by_kind(render(), "ConfigMap")["rel-inferloop-env"]["data"]
+    assert (default["INFERLOOP_MODEL__BACKEND"], default["INFERLOOP_MODEL__DEVICE"]) == ("onnxruntime", "cpu")
+    assert default["INFERLOOP_LOG_FORMAT"] == "json"
+    default_triton = pod_specs(render())["rel-inferloop-triton"]["containers"][0]
+    assert default_triton["image"] == "nvcr.io/nvidia/tritonserver:24.10-py3"
+    assert "nvidia.com/gpu" not in default_triton["resources"]["limits"]
+
+
+def test_notes_say_where_predictions_metrics_and_the_dashboard_are(tmp_path: Path) -> None:
+    """helm prints NOTES.txt after an install; rendered here through a copy of the chart, as a template."""
+    chart = tmp_path / "inferloop"
+    shutil.copytree(CHART, chart)
+    notes = (chart / "templates" / "NOTES.txt").read_text()
+    indented = "".join(f"  {line}" if line.strip() else line for line in notes.splitlines(keepends=True))
+    (chart / "templates" / "zz-notes.yaml").write_text("notes: |\n" + indented)
+
+    def rendered(*args: str) -> str:
+        result = helm("template", "rel", str(chart), "--show-only", "templates/zz-notes.yaml", *args)
+        assert result.returncode == 0, result.stderr
+        return str(yaml.safe_load(result.stdout)["notes"])
+
+    text = rendered()
+    for expected in ("inferloop.images", "inferloop.predictions", "inferloop.dead-letters", "inferloop predictions",
+                     "rel-inferloop-triton.default.svc:8001", ":9100", ":9102", "rel-inferloop-dashboard",
+                     "port-forward svc/rel-inferloop-worker-metrics"):  # fmt: skip
+        assert expected in text, expected
+    text = rendered("-f", str(PRODUCTION), "-f", str(GPU))
+    assert "ServiceMonitors are created" in text and "consumer lag (KEDA)" in text and "1 GPU(s)" in text

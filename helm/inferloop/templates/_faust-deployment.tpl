@@ -24,8 +24,12 @@ spec:
         {{- include "inferloop.selectorLabels" (dict "ctx" $ "component" $name) | nindent 8 }}
       annotations:
         checksum/env: {{ include (print $.Template.BasePath "/configmap.yaml") $ | sha256sum }}
+        {{- with $c.podAnnotations }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
     spec:
       serviceAccountName: {{ include "inferloop.serviceAccountName" $ }}
+      {{- include "inferloop.scheduling" $c | nindent 6 }}
       {{- with $.Values.imagePullSecrets }}
       imagePullSecrets:
         {{- toYaml . | nindent 8 }}

@@ -95,7 +95,31 @@ app.kubernetes.io/component: {{ .component }}
 {{ default (printf "%s-models" (include "inferloop.fullname" .)) .Values.modelRepository.persistence.existingClaim }}
 {{- end -}}
 
-{{/* Checks that fail the rendering with a clear message. */}}
+{{/* Scheduling of one component's pods (its values: nodeSelector, tolerations, affinity,
+topologySpreadConstraints, priorityClassName), as pod-spec fields. */}}
+{{- define "inferloop.scheduling" -}}
+{{- with .priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with .nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* Checks that fail the rendering with a clear message (values.schema.json checks types, enums and keys). */}}
 {{- define "inferloop.validate" -}}
 {{- if gt (int .Values.worker.replicas) (int .Values.topics.partitions) -}}
 {{- fail (printf "worker.replicas (%d) is more than topics.partitions (%d): extra workers would sit idle" (int .Values.worker.replicas) (int .Values.topics.partitions)) -}}
@@ -106,6 +130,19 @@ app.kubernetes.io/component: {{ .component }}
 {{- if not (has .Values.kafka.securityProtocol (list "PLAINTEXT" "SSL" "SASL_PLAINTEXT" "SASL_SSL")) -}}
 {{- fail (printf "kafka.securityProtocol %s is not one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL" .Values.kafka.securityProtocol) -}}
 {{- end -}}
+{{- if and (eq .Values.model.device "gpu") (ne .Values.model.backend "onnxruntime") -}}
+{{- fail "model.device gpu needs model.backend onnxruntime (the python backend runs on CPUs)" -}}
+{{- end -}}
+{{- if and (eq .Values.model.device "gpu") (lt (int .Values.triton.gpus) 1) -}}
+{{- fail "model.device gpu needs triton.gpus of at least 1" -}}
+{{- end -}}
+{{- if and (gt (int .Values.triton.gpus) 0) (ne .Values.model.device "gpu") -}}
+{{- fail (printf "triton.gpus is %d but model.device is %s: the GPUs would sit idle" (int .Values.triton.gpus) .Values.model.device) -}}
+{{- end -}}
+{{- if and .Values.model.tensorrt.enabled (ne .Values.model.device "gpu") -}}
+{{- fail "model.tensorrt.enabled needs model.device gpu" -}}
+{{- end -}}
+
 {{- end -}}
 
 {{/* Every non-secret setting, as INFERLOOP_* variables: the ConfigMap's data, and the env of the topics hook
@@ -113,6 +150,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "inferloop.envData" -}}
 INFERLOOP_HOME: /tmp/inferloop
 INFERLOOP_CACHE_DIR: /tmp/inferloop-cache
+INFERLOOP_LOG_FORMAT: {{ .Values.logFormat | quote }}
 INFERLOOP_KAFKA__BOOTSTRAP_SERVERS: {{ .Values.kafka.bootstrapServers | quote }}
 INFERLOOP_KAFKA__SECURITY_PROTOCOL: {{ .Values.kafka.securityProtocol | quote }}
 {{- if hasPrefix "SASL_" .Values.kafka.securityProtocol }}
@@ -143,6 +181,10 @@ INFERLOOP_MODEL__NAME: {{ .Values.model.name | quote }}
 INFERLOOP_MODEL__MAX_BATCH_SIZE: {{ .Values.model.maxBatchSize | quote }}
 INFERLOOP_MODEL__INSTANCE_COUNT: {{ .Values.model.instanceCount | quote }}
 INFERLOOP_MODEL__MAX_QUEUE_DELAY_US: {{ .Values.model.maxQueueDelayUs | quote }}
+INFERLOOP_MODEL__BACKEND: {{ .Values.model.backend | quote }}
+INFERLOOP_MODEL__DEVICE: {{ .Values.model.device | quote }}
+INFERLOOP_MODEL__TENSORRT: {{ .Values.model.tensorrt.enabled | quote }}
+INFERLOOP_MODEL__TENSORRT_PRECISION: {{ .Values.model.tensorrt.precision | quote }}
 INFERLOOP_STREAMS__APP_ID: {{ .Values.worker.appId | quote }}
 INFERLOOP_STREAMS__IMAGES_TOPIC: {{ .Values.topics.images | quote }}
 INFERLOOP_STREAMS__PREDICTIONS_TOPIC: {{ .Values.topics.predictions | quote }}
@@ -169,4 +211,5 @@ INFERLOOP_TRAINER__SERVING_VERSIONS: {{ .Values.trainer.servingVersions | quote 
 INFERLOOP_TRAINER__KEEP_VERSIONS: {{ .Values.trainer.keepVersions | quote }}
 INFERLOOP_TRAINER__INTERVAL_S: {{ .Values.trainer.intervalS | quote }}
 INFERLOOP_TRAINER__METRICS_PORT: {{ .Values.trainer.metricsPort | quote }}
+INFERLOOP_TRAINER__LOAD_TIMEOUT_S: {{ .Values.trainer.loadTimeoutS | quote }}
 {{- end -}}
