@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from typing import Annotated, Any, NoReturn
+from typing import IO, Annotated, Any, NoReturn, cast
 
 import typer
 from rich.console import Console
@@ -20,7 +20,7 @@ from rich.markup import escape
 
 from inferloop import __version__
 from inferloop.errors import InferloopError
-from inferloop.logs import TEXT_FORMAT, formatter, use_log_format
+from inferloop.logs import TEXT_FORMAT, JsonLineStream, log_everything_as_json, use_log_format
 from inferloop.redact import key_file_secrets, redact_secrets
 from inferloop.settings import Settings
 from infra.local.settings import LocalSettings, load_local_settings
@@ -54,7 +54,7 @@ def load() -> LocalSettings:
     redact_secrets(settings.secret_values())
     key_files = (settings.kafka.ssl_keyfile, settings.triton.tls_key_file, settings.triton.tls_server_key_file)
     redact_secrets(key_file_secrets(key_files))
-    use_log_format(settings.log_format)
+    _use_log_format(settings)
     return settings
 
 
@@ -64,17 +64,23 @@ def events_log(settings: Settings, logger: str) -> Callable[[str], None]:
     lines are), so that a log collector reads every line of the process."""
     if settings.log_format != "json":
         return err.log
-    json_formatter = formatter("json")
+    return JsonLineStream(sys.stderr, logger).emit
 
-    def emit(message: str) -> None:
-        record = logging.makeLogRecord({"name": logger, "levelno": logging.INFO, "levelname": "INFO", "msg": message})
-        sys.stderr.write(json_formatter.format(record) + "\n")
-        sys.stderr.flush()
 
-    return emit
+def _use_log_format(settings: Settings) -> None:
+    """Log records, and with the JSON format everything else this process writes on stderr (progress, errors,
+    warnings, an uncaught exception), in the settings' format."""
+    use_log_format(settings.log_format)
+    if settings.log_format == "json":
+        err.file = cast("IO[str]", JsonLineStream(sys.stderr, "inferloop.cli"))
+        err.soft_wrap = True  # one line per message, however long
+        log_everything_as_json()
 
 
 def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
+    if isinstance(err.file, JsonLineStream):
+        err.file.emit(f"error: {message}", logging.ERROR)
+        raise typer.Exit(code)
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)  # unwrapped: masks match whole
     raise typer.Exit(code)
 

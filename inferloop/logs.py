@@ -9,8 +9,9 @@ it renders itself too.
 from __future__ import annotations
 
 import logging
+import sys
 import time
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -59,3 +60,52 @@ def logging_config(level: str, log_format: LogFormat) -> dict[str, Any] | None:
         "handlers": {"stderr": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr", "formatter": "json"}},
         "root": {"level": level.upper(), "handlers": ["stderr"]},
     }
+
+
+class JsonLineStream:
+    """A text stream for what a program prints rather than logs (a command's progress and errors): every line
+    written becomes one JSON record of ``logger`` at ``level`` on ``stream``."""
+
+    def __init__(self, stream: TextIO, logger: str, level: int = logging.INFO) -> None:
+        self._stream, self._logger, self._level = stream, logger, level
+        self._formatter = JsonLogFormatter()
+        self._pending = ""
+
+    def emit(self, message: str, level: int | None = None) -> None:
+        """``message`` as one record, at ``level`` (the stream's by default), whatever the log level."""
+        levelno = self._level if level is None else level
+        record = logging.makeLogRecord(
+            {"name": self._logger, "levelno": levelno, "levelname": logging.getLevelName(levelno), "msg": message}
+        )
+        self._stream.write(self._formatter.format(record) + "\n")
+        self._stream.flush()
+
+    def write(self, text: str) -> int:
+        *lines, self._pending = (self._pending + text).split("\n")
+        for line in lines:
+            if line.strip():
+                self.emit(line.rstrip())
+        return len(text)
+
+    def flush(self) -> None:
+        if self._pending.strip():
+            self.emit(self._pending.rstrip())
+        self._pending = ""
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+
+def log_everything_as_json() -> None:
+    """With the JSON format, what would bypass the handlers goes through them too: ``warnings`` and an exception
+    nothing caught (its traceback, masked, in ``exc_info``)."""
+    logging.captureWarnings(True)
+
+    def excepthook(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
+        if issubclass(kind, KeyboardInterrupt):
+            sys.__excepthook__(kind, exc, tb)
+            return
+        logging.getLogger("inferloop").critical("uncaught %s: %s", kind.__name__, exc, exc_info=(kind, exc, tb))
+
+    sys.excepthook = excepthook

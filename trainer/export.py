@@ -118,15 +118,16 @@ def triton_config(
     """The Triton config of a classifier with ``signature``, serving exactly ``serving_versions``: the python
     backend's ``model.py`` wrapper, or (``native``) Triton's own onnxruntime backend on the same ``model.onnx``.
 
-    Each instance runs onnxruntime on one thread on CPUs (instances scale with ``instance_count``, not threads that
-    would fight over the same cores). ``labels`` and ``input_spec`` ride along as parameters: every backend keeps
-    parameters it does not use, and the workers read them from the served config.
+    Each instance runs onnxruntime on one thread (instances scale with ``instance_count``, not threads that would
+    fight over the same cores). With TensorRT every instance warms up at load with a batch of one and a full batch.
+    ``labels`` and ``input_spec`` ride along as parameters: every backend keeps parameters it does not use, and the
+    workers read them from the served config.
     """
     parameters = {"labels": json.dumps(list(signature.labels)), "input_spec": spec.to_json()}
-    if not native:
-        parameters["ort_threads"] = "1"
-    elif instance_kind == KIND_CPU:
+    if native:  # on GPUs too: the CPU threads only feed the device, and would count the node's cores, not the pod's
         parameters |= {"intra_op_thread_count": "1", "inter_op_thread_count": "1"}
+    else:
+        parameters["ort_threads"] = "1"
     return ModelConfig(
         name=signature.model,
         inputs=(TensorSpec(signature.input_name, DataType.FP32, signature.input_shape),),
@@ -137,6 +138,9 @@ def triton_config(
         instance_count=instance_count,
         instance_kind=instance_kind,
         tensorrt=tensorrt,
+        # TensorRT builds its engine at the first request of each instance: let the load do it (the trainer waits
+        # for loads with trainer.load_timeout_s), not a smoke test's or a worker's request
+        warmup_batch_sizes=(1, signature.max_batch_size) if tensorrt is not None else (),
         versions=tuple(serving_versions),
         parameters=parameters,
     )

@@ -165,7 +165,8 @@ class Publisher:
 
     def _reconcile(self, registry: Registry, on_event: EventFn) -> None:
         """At every lock acquisition: the config back to the registry's loaded versions (a publisher that died
-        after writing it left unverified ones there), and the registry and the topic in agreement."""
+        after writing it left unverified ones there) rendered with these options (the settings may have changed
+        since it was written), and the registry and the topic in agreement."""
         if not registry.history:
             return  # never published here: nothing to reconcile with
         config = self.repo.model_dir / CONFIG_FILE
@@ -174,6 +175,18 @@ class Publisher:
             on_event(
                 f"the config of {self.repo.name} lists {list(listed or [])} but the registry loads "
                 f"{registry.loaded or 'nothing'} (a publisher died mid-way): putting the registry's back"
+            )
+            self._put_back(registry.loaded, on_event)
+        elif (
+            registry.loaded
+            and config.read_text() != self._config_for(self.repo.card(max(registry.loaded)), registry.loaded).to_pbtxt()
+        ):
+            # same versions, other serving options: the backend, the device, TensorRT or batching changed (a helm
+            # upgrade from the python backend to the stock image's native one, say); Triton would keep loading
+            # the old config after any restart, and a python-backend config crash-loops the stock image
+            on_event(
+                f"the config of {self.repo.name} was rendered for other serving options than these settings' "
+                "(backend, device, TensorRT, batching): rendering it again"
             )
             self._put_back(registry.loaded, on_event)
         if registry.promoted is None:

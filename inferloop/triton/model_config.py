@@ -66,6 +66,9 @@ class TensorRT:
 
     precision: str = "FP32"  # or "FP16"
     max_workspace_bytes: int = 1 << 30
+    # engines built once per instance and shape range, kept across reloads and container restarts (an emptyDir
+    # in the chart: a new pod builds them again)
+    cache_path: str = "/tmp/inferloop-tensorrt-cache"  # noqa: S108 - a path in Triton's container (its /tmp emptyDir)
 
     def __post_init__(self) -> None:
         if self.precision not in ("FP32", "FP16") or self.max_workspace_bytes < 1:
@@ -76,13 +79,15 @@ def answer_tolerance(instance_kind: str, tensorrt: TensorRT | None) -> float:
     """How far a served answer (class probabilities, in [0, 1]) may be from what the version's ``model.onnx``
     answers with onnxruntime on a CPU, element by element: the smoke test's and the replica comparison's bound.
 
-    The same graph on CPU kernels (python backend or native) differs by rounding only (1e-4); CUDA kernels reorder
-    sums (1e-3); TensorRT fuses layers and may use TF32 on Ampere and later (5e-3); in FP16 it keeps about three
-    significant digits (2e-2). A broken version (wrong weights, rolled outputs) differs by far more than these.
+    The same graph on CPU kernels (python backend or native) differs by rounding only (1e-4); on GPUs cuDNN reorders
+    sums and uses TF32 for convolutions on Ampere and later (3e-3; TF32 emulated on the digits versions: 6e-4);
+    TensorRT fuses layers too (5e-3); in FP16 it keeps about three significant digits (2e-2). A broken version
+    (wrong weights, rolled outputs) differs by far more than these. Two replicas may each be this far from the CPU,
+    on opposite sides: they are compared within twice the bound.
     """
     if tensorrt is not None:
         return 2e-2 if tensorrt.precision == "FP16" else 5e-3
-    return 1e-3 if instance_kind == KIND_GPU else 1e-4
+    return 3e-3 if instance_kind == KIND_GPU else 1e-4
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,7 @@ class ModelConfig:
     instance_count: int = 1
     instance_kind: str = KIND_CPU
     tensorrt: TensorRT | None = None
+    warmup_batch_sizes: tuple[int, ...] = ()  # zero-filled requests each instance runs at load, before it is ready
     versions_served: int = 1
     versions: tuple[int, ...] = ()  # when given, serve exactly these versions (a 'specific' policy)
     parameters: Mapping[str, str] = field(default_factory=dict)
@@ -122,6 +128,8 @@ class ModelConfig:
             raise ValueError("GPU instances need a native platform (onnxruntime_onnx), not the python backend")
         if self.tensorrt is not None and self.instance_kind != KIND_GPU:
             raise ValueError("the TensorRT accelerator runs on GPU instances only")
+        if any(not 1 <= b <= max(self.max_batch_size, 1) for b in self.warmup_batch_sizes):
+            raise ValueError(f"warmup batch sizes must be within 1..max_batch_size, got {self.warmup_batch_sizes}")
 
     @property
     def answer_tolerance(self) -> float:
@@ -159,17 +167,46 @@ class ModelConfig:
             )
             lines.append(f"dynamic_batching {{ max_queue_delay_microseconds: {db.max_queue_delay_us}{preferred} }}")
         if self.tensorrt is not None:
-            trt = self.tensorrt
-            lines += [
-                "optimization { execution_accelerators { gpu_execution_accelerator: [ {",
-                '  name: "tensorrt"',
-                f'  parameters {{ key: "precision_mode" value: {_quote(trt.precision)} }}',
-                f'  parameters {{ key: "max_workspace_size_bytes" value: "{trt.max_workspace_bytes}" }}',
-                "} ] } }",
-            ]
+            lines += self._tensorrt_lines(self.tensorrt)
+        if self.warmup_batch_sizes:
+            lines += ["model_warmup [", ",\n".join(self._warmup(b) for b in self.warmup_batch_sizes), "]"]
         for key, value in sorted(self.parameters.items()):
             lines.append(f"parameters {{ key: {_quote(key)} value: {{ string_value: {_quote(value)} }} }}")
         return "\n".join(lines) + "\n"
+
+    def _profile(self, batch: int) -> str:
+        """A TensorRT optimization profile's shapes: ``name:BxD1xD2...`` for every input."""
+        return ",".join(f"{t.name}:{'x'.join(str(d) for d in (batch, *t.dims))}" for t in self.inputs)
+
+    def _tensorrt_lines(self, trt: TensorRT) -> list[str]:
+        parameters = {
+            "precision_mode": trt.precision,
+            "max_workspace_size_bytes": str(trt.max_workspace_bytes),
+            "trt_engine_cache_enable": "1",
+            "trt_engine_cache_path": trt.cache_path,
+        }
+        batch = max(self.max_batch_size, 1)
+        if self.max_batch_size > 0 and all(d > 0 for t in self.inputs for d in t.dims):
+            # one engine for every batch size dynamic batching forms, built once (not again as batches grow)
+            parameters |= {
+                "trt_profile_min_shapes": self._profile(1),
+                "trt_profile_opt_shapes": self._profile(batch),
+                "trt_profile_max_shapes": self._profile(batch),
+            }
+        return [
+            "optimization { execution_accelerators { gpu_execution_accelerator: [ {",
+            '  name: "tensorrt"',
+            *(f"  parameters {{ key: {_quote(k)} value: {_quote(v)} }}" for k, v in parameters.items()),
+            "} ] } }",
+        ]
+
+    def _warmup(self, batch: int) -> str:
+        inputs = " ".join(
+            f"inputs {{ key: {_quote(t.name)} value: {{ data_type: {t.data_type.value} "
+            f"dims: [ {', '.join(str(d) for d in t.dims)} ] zero_data: true }} }}"
+            for t in self.inputs
+        )
+        return f'  {{ name: "batch-{batch}" batch_size: {batch} {inputs} }}'
 
 
 def _quote(text: str) -> str:

@@ -89,7 +89,7 @@ def test_helm_lint_passes(values: list[str]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("values", "crds"), [([], False), (["-f", str(PRODUCTION)], True)], ids=["default", "production-with-crds"]
+    ("values", "crds"), [([], False), (["-f", str(PRODUCTION)], True)], ids=["default", "production-crd-kinds-on"]
 )
 def test_rendered_manifests_are_wired_together(values: list[str], crds: bool) -> None:
     """``crds``: the values turn on KEDA, the ServiceMonitors and the PrometheusRule (the production values do)."""
@@ -410,7 +410,7 @@ def test_no_disruption_budget_blocks_a_drain_at_one_replica() -> None:
         assert spec.get("maxUnavailable", 1) >= 1 and spec.get("minAvailable", 0) == 0, (name, spec)
 
 
-def test_scheduling_values_reach_every_components_pods() -> None:
+def test_scheduling_values_reach_every_components_pods(tmp_path: Path) -> None:
     scheduling = {
         "nodeSelector": {"pool": "inference"},
         "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}],
@@ -422,19 +422,18 @@ def test_scheduling_values_reach_every_components_pods() -> None:
         "priorityClassName": "inferloop-critical",
     }  # fmt: skip
     components = ("worker", "joiner", "triton", "trainer")
-    values = Path(REPO / ".pytest-scheduling-values.yaml")
-    try:
-        values.write_text(yaml.safe_dump({c: scheduling for c in components}))
-        docs = render("-f", str(values))
-    finally:
-        values.unlink(missing_ok=True)
+    values = tmp_path / "scheduling.yaml"
+    values.write_text(yaml.safe_dump({c: scheduling for c in components}))
+    docs = render("-f", str(values))
     deployments = by_kind(docs, "Deployment")
     for component in components:
         template = deployments[f"rel-inferloop-{component}"]["spec"]["template"]
         spec = template["spec"]
         for key in ("nodeSelector", "tolerations", "affinity", "topologySpreadConstraints", "priorityClassName"):
             assert spec[key] == scheduling[key], (component, key)
-        assert template["metadata"]["annotations"]["example.com/team"] == "ml", component
+        annotations = template["metadata"]["annotations"]
+        assert annotations["example.com/team"] == "ml", component
+        assert component == "triton" or len(annotations["checksum/env"]) == 64, component  # merged, not replaced
     # unset, nothing is rendered (no empty keys)
     spec = by_kind(render(), "Deployment")["rel-inferloop-worker"]["spec"]["template"]["spec"]
     assert not {"nodeSelector", "tolerations", "affinity", "topologySpreadConstraints", "priorityClassName"} & set(spec)
@@ -458,7 +457,6 @@ def test_gpu_values_give_triton_gpus_and_the_trainer_a_gpu_model_config() -> Non
     assert container["image"].startswith("nvcr.io/nvidia/tritonserver:")
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert container["resources"]["limits"]["memory"] == "8Gi"
-    assert triton["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in triton["tolerations"]
     for name, spec in pod_specs(docs).items():  # only Triton holds GPUs
         if name != "rel-inferloop-triton":
@@ -506,3 +504,23 @@ def test_notes_say_where_predictions_metrics_and_the_dashboard_are(tmp_path: Pat
         assert expected in text, expected
     text = rendered("-f", str(PRODUCTION), "-f", str(GPU))
     assert "ServiceMonitors are created" in text and "consumer lag (KEDA)" in text and "1 GPU(s)" in text
+    assert '{"release":"kube-prometheus-stack"}' in text
+    assert "ServiceMonitors are created." in rendered("--set", "metrics.serviceMonitor.enabled=true")
+
+
+def test_triton_resources_follow_the_gpus_whatever_the_resources_values() -> None:
+    """No resources at all, or GPU requests of their own: the GPU count still decides (requests must equal limits
+    for extended resources)."""
+    gpu = ["--set", "model.backend=onnxruntime,model.device=gpu,triton.gpus=2"]
+    container = pod_specs(render(*gpu, "--set", "triton.resources=null"))["rel-inferloop-triton"]["containers"][0]
+    assert container["resources"] == {"limits": {"nvidia.com/gpu": 2}}
+    own = ["--set-string", "triton.resources.requests.nvidia\\.com/gpu=1"]
+    container = pod_specs(render(*gpu, *own))["rel-inferloop-triton"]["containers"][0]
+    assert container["resources"]["requests"]["nvidia.com/gpu"] == container["resources"]["limits"]["nvidia.com/gpu"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 2
+    container = pod_specs(render("--set", "triton.resources=null"))["rel-inferloop-triton"]["containers"][0]
+    assert container["resources"] == {}
+    # a TensorRT pod builds engines as it starts: its startup probe waits longer
+    trt = pod_specs(render(*gpu, "--set", "model.tensorrt.enabled=true"))["rel-inferloop-triton"]["containers"][0]
+    plain = pod_specs(render())["rel-inferloop-triton"]["containers"][0]
+    assert trt["startupProbe"]["failureThreshold"] > plain["startupProbe"]["failureThreshold"]

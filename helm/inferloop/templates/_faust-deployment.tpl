@@ -23,10 +23,8 @@ spec:
       labels:
         {{- include "inferloop.selectorLabels" (dict "ctx" $ "component" $name) | nindent 8 }}
       annotations:
-        checksum/env: {{ include (print $.Template.BasePath "/configmap.yaml") $ | sha256sum }}
-        {{- with $c.podAnnotations }}
-        {{- toYaml . | nindent 8 }}
-        {{- end }}
+        {{- $checksum := dict "checksum/env" (include (print $.Template.BasePath "/configmap.yaml") $ | sha256sum) }}
+        {{- toYaml (merge $checksum (default dict $c.podAnnotations)) | nindent 8 }}
     spec:
       serviceAccountName: {{ include "inferloop.serviceAccountName" $ }}
       {{- include "inferloop.scheduling" $c | nindent 6 }}

@@ -77,3 +77,69 @@ def test_the_long_running_commands_report_in_the_log_format(
         assert "retrained: version 3 in shadow" in err
         with pytest.raises(json.JSONDecodeError):
             json.loads(err)
+
+
+def test_printed_lines_become_records_too() -> None:
+    """A command's progress and errors (rich's console on stderr) in JSON mode: one record per line written."""
+    import io
+
+    from inferloop.logs import JsonLineStream
+
+    sink = io.StringIO()
+    stream = JsonLineStream(sink, "inferloop.cli")
+    stream.write("published 3 events\ntrain")
+    stream.write("ing version 2\n\n")
+    stream.emit("error: no such file", logging.ERROR)
+    stream.write("unfinished")
+    stream.flush()
+    records = [json.loads(line) for line in sink.getvalue().splitlines()]
+    assert [(r["level"], r["message"]) for r in records] == [
+        ("INFO", "published 3 events"), ("INFO", "training version 2"), ("ERROR", "error: no such file"),
+        ("INFO", "unfinished"),
+    ]  # fmt: skip
+
+
+def test_warnings_and_uncaught_exceptions_are_records_in_json_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import warnings
+
+    from inferloop.logs import log_everything_as_json, use_log_format
+
+    sink = io.StringIO()
+    root = logging.getLogger()
+    handler = logging.StreamHandler(sink)
+    monkeypatch.setattr(root, "handlers", [handler])
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    try:
+        use_log_format("json")
+        log_everything_as_json()
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.warn("an old API", DeprecationWarning, stacklevel=1)
+        try:
+            raise RuntimeError("boom")
+        except RuntimeError as exc:
+            sys.excepthook(RuntimeError, exc, exc.__traceback__)
+    finally:
+        logging.captureWarnings(False)
+    records = [json.loads(line) for line in sink.getvalue().splitlines()]
+    assert [(r["logger"], r["level"]) for r in records] == [("py.warnings", "WARNING"), ("inferloop", "CRITICAL")]
+    assert "an old API" in records[0]["message"]
+    assert records[1]["message"] == "uncaught RuntimeError: boom" and "RuntimeError: boom" in records[1]["exc_info"]
+
+
+def test_a_command_that_fails_says_why_in_one_json_record(tmp_path: object) -> None:
+    """The CLI's error exit, as a pod's log collector reads it (a real process: its stderr, whole)."""
+    import os
+    from pathlib import Path
+
+    env = {**os.environ, "INFERLOOP_LOG_FORMAT": "json", "INFERLOOP_HOME": str(tmp_path)}
+    inferloop = Path(sys.executable).parent / "inferloop"
+    result = subprocess.run(
+        [str(inferloop), "produce", str(Path(str(tmp_path)) / "missing")], env=env, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1
+    (record,) = [json.loads(line) for line in result.stderr.splitlines()]
+    assert record["level"] == "ERROR" and record["logger"] == "inferloop.cli"
+    assert record["message"].startswith("error: ") and "missing" in record["message"]

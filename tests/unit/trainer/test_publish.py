@@ -436,3 +436,34 @@ def test_a_candidate_with_other_classes_is_refused_while_versions_sharing_the_co
     with pytest.raises(PublishError, match="Triton's config is shared by the loaded versions"):
         pub.publish(folder, other)
     assert repo.versions() == [1] and triton.loaded == [1]
+
+
+def test_a_config_rendered_for_other_serving_options_is_rendered_again(
+    artifact: tuple[Path, ModelCard], tmp_path: Path
+) -> None:
+    """A helm upgrade from the python backend to the stock image's native one (or to GPUs, or TensorRT) keeps the
+    versions: the next reconcile rewrites the config for the new settings and reloads it; unchanged settings
+    leave it alone."""
+    from dataclasses import replace
+
+    from inferloop.triton.model_config import KIND_GPU, TensorRT
+
+    pub, repo, triton = publisher(tmp_path)
+    v1_serving_v2_in_shadow(pub, artifact)
+    config = repo.model_dir / "config.pbtxt"
+    before, loads = config.read_text(), triton.loads
+    assert 'backend: "python"' in before
+
+    events: list[str] = []
+    pub.reconcile(on_event=events.append)
+    assert config.read_text() == before and triton.loads == loads and not events  # nothing changed, nothing done
+
+    native = replace(pub.options, native=True, instance_kind=KIND_GPU, tensorrt=TensorRT("FP16"))
+    upgraded = Publisher(repo, triton, native, pub.promotions)
+    upgraded.reconcile(on_event=events.append)
+    after = config.read_text()
+    assert 'platform: "onnxruntime_onnx"' in after and "KIND_GPU" in after and '"FP16"' in after
+    assert 'backend: "python"' not in after
+    assert loaded_versions(repo) == [1, 2] and triton.loads == loads + 1  # same versions, reloaded
+    assert any("other serving options" in e for e in events)
+    assert announced(upgraded) == (1, 2)  # serving never moved
