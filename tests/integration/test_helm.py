@@ -348,6 +348,8 @@ def test_values_schema_is_valid_and_accepts_every_values_file() -> None:
         (["--set", "metrics.prometheusRule.runbookUrl=https://wiki/runbooks"], "/metrics/prometheusRule/runbookUrl"),
         (["--set", "model.device=gpu"], "model.device gpu needs triton.gpus"),
         (["--set", "model.device=gpu,triton.gpus=1,model.backend=python"], "needs model.backend onnxruntime"),
+        (["--set", "model.backend=python"], "the stock nvcr.io/nvidia/tritonserver image lacks"),
+        (["--set", "worker.autoscaling.minReplicas=3,worker.autoscaling.maxReplicas=2"], "is more than maxReplicas"),
         (["--set", "triton.gpus=1"], "the GPUs would sit idle"),
         (["--set", "model.tensorrt.enabled=true"], "model.tensorrt.enabled needs model.device gpu"),
     ],

@@ -139,6 +139,12 @@ topologySpreadConstraints:
 {{- if and (gt (int .Values.triton.gpus) 0) (ne .Values.model.device "gpu") -}}
 {{- fail (printf "triton.gpus is %d but model.device is %s: the GPUs would sit idle" (int .Values.triton.gpus) .Values.model.device) -}}
 {{- end -}}
+{{- if and (eq .Values.model.backend "python") (eq .Values.triton.image.repository "nvcr.io/nvidia/tritonserver") -}}
+{{- fail "model.backend python needs onnxruntime in Triton's python environment, which the stock nvcr.io/nvidia/tritonserver image lacks: build infra/docker/triton.Dockerfile and set triton.image, or use model.backend onnxruntime" -}}
+{{- end -}}
+{{- if and .Values.worker.autoscaling.enabled (gt (int .Values.worker.autoscaling.minReplicas) (int .Values.worker.autoscaling.maxReplicas)) -}}
+{{- fail (printf "worker.autoscaling.minReplicas (%d) is more than maxReplicas (%d)" (int .Values.worker.autoscaling.minReplicas) (int .Values.worker.autoscaling.maxReplicas)) -}}
+{{- end -}}
 {{- if and .Values.model.tensorrt.enabled (ne .Values.model.device "gpu") -}}
 {{- fail "model.tensorrt.enabled needs model.device gpu" -}}
 {{- end -}}
