@@ -47,6 +47,8 @@ def load() -> LocalSettings:
     """The settings of this command (the whole tree: any command may start or find the local stack)."""
     # masked from here on, even when the settings turn out to be invalid and are never built
     redact_secrets(os.environ.get(name) for name in LocalSettings.SECRET_VARIABLES)
+    if os.environ.get("INFERLOOP_LOG_FORMAT", "").strip().lower() == "json":
+        _json_console()  # before the settings are read: the error that says they are invalid is a record too
     try:
         settings = load_local_settings()
     except InferloopError as exc:
@@ -72,9 +74,19 @@ def _use_log_format(settings: Settings) -> None:
     warnings, an uncaught exception), in the settings' format."""
     use_log_format(settings.log_format)
     if settings.log_format == "json":
-        err.file = cast("IO[str]", JsonLineStream(sys.stderr, "inferloop.cli"))
-        err.soft_wrap = True  # one line per message, however long
+        _json_console()
         log_everything_as_json()
+
+
+def _json_console() -> None:
+    """``err`` (progress, events, errors) writes one JSON record per message: unwrapped, and its ``log`` without
+    rich's time and source columns (which would split a message, and a secret in it, over several lines)."""
+    if isinstance(err.file, JsonLineStream):
+        return
+    stream = JsonLineStream(sys.stderr, "inferloop.cli")
+    err.file = cast("IO[str]", stream)
+    err.soft_wrap = True
+    err.log = lambda *objects, **_: stream.emit(" ".join(str(o) for o in objects))  # type: ignore[method-assign]
 
 
 def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:

@@ -140,7 +140,9 @@ def triton_config(
         tensorrt=tensorrt,
         # TensorRT builds its engine at the first request of each instance: let the load do it (the trainer waits
         # for loads with trainer.load_timeout_s), not a smoke test's or a worker's request
-        warmup_batch_sizes=(1, signature.max_batch_size) if tensorrt is not None else (),
+        warmup_batch_sizes=tuple(sorted({1, signature.max_batch_size}))
+        if tensorrt is not None and all(d > 0 for d in signature.input_shape)
+        else (),
         versions=tuple(serving_versions),
         parameters=parameters,
     )

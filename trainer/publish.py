@@ -135,6 +135,48 @@ class Publisher:
         self._serve(sorted({*loaded, version}), card, on_event)
         self.triton.wait_ready(self.repo.name, version, self.options.load_timeout_s)
         self._smoke(version, folder, card)
+        self._record_verified_options(card)  # the loaded ones were verified with these options (reconcile ran first)
+
+    # -- serving options: what the loaded versions were verified with ---------------------------------------------
+
+    def _options_of(self, card: ModelCard) -> str:
+        """These options' config without its versions: what the loaded versions must have been verified with."""
+        return replace(self._config_for(card, [1]), versions=()).to_pbtxt()
+
+    @property
+    def _verified_options_file(self) -> Path:
+        return self.repo.state_dir / "verified-options.pbtxt"
+
+    def _record_verified_options(self, card: ModelCard) -> None:
+        write_atomic(self._verified_options_file, self._options_of(card))
+
+    def _verified_options(self) -> str | None:
+        try:
+            return self._verified_options_file.read_text()
+        except OSError:
+            return None  # never recorded (a repository from before these records): verified once again
+
+    def _card_of_any(self, versions: list[int], on_event: EventFn) -> ModelCard | None:
+        """A card of one of ``versions`` (the versions of one model share its classes and input)."""
+        for version in sorted(versions, reverse=True):
+            try:
+                return self.repo.card(version)
+            except RepositoryError as exc:
+                on_event(f"version {version} of {self.repo.name} has no readable card ({exc})")
+        return None
+
+    def _reverify(self, versions: list[int], card: ModelCard, on_event: EventFn) -> None:
+        """The config of ``versions`` rendered with these options, loaded, and every version made ready and
+        smoke-tested on every replica again (another backend, device or precision computes otherwise); recorded
+        only once all passed, so a failure is tried again at the next check. Raises what failed: the check fails
+        loudly (the trainer's alerts), and nothing is announced meanwhile."""
+        self.repo.write_config(self._config_for(card, versions))
+        self.triton.load(self.repo.name, timeout_s=self.options.load_timeout_s)
+        for version in versions:
+            self.triton.wait_ready(self.repo.name, version, self.options.load_timeout_s)
+            self._smoke(version, self.repo.version_dir(version), self.repo.card(version))
+        self._record_verified_options(card)
+        on_event(f"versions {versions} of {self.repo.name} verified again with these serving options")
 
     def _put_back(self, versions: list[int], on_event: EventFn) -> None:
         """The config back to loading ``versions`` (none: no config), then a reload if Triton takes one: the
@@ -177,18 +219,18 @@ class Publisher:
                 f"{registry.loaded or 'nothing'} (a publisher died mid-way): putting the registry's back"
             )
             self._put_back(registry.loaded, on_event)
-        elif (
-            registry.loaded
-            and config.read_text() != self._config_for(self.repo.card(max(registry.loaded)), registry.loaded).to_pbtxt()
-        ):
+        elif registry.loaded and (card := self._card_of_any(registry.loaded, on_event)) is not None:
             # same versions, other serving options: the backend, the device, TensorRT or batching changed (a helm
-            # upgrade from the python backend to the stock image's native one, say); Triton would keep loading
-            # the old config after any restart, and a python-backend config crash-loops the stock image
-            on_event(
-                f"the config of {self.repo.name} was rendered for other serving options than these settings' "
-                "(backend, device, TensorRT, batching): rendering it again"
-            )
-            self._put_back(registry.loaded, on_event)
+            # upgrade from the python backend to the stock image's native one, say). Triton would keep loading
+            # the old config after any restart (a python-backend config crash-loops the stock image), and the
+            # versions were verified on another numerical path: render, reload and verify them again
+            wanted = self._config_for(card, registry.loaded).to_pbtxt()
+            if config.read_text() != wanted or self._verified_options() != self._options_of(card):
+                on_event(
+                    f"the loaded versions of {self.repo.name} were verified with other serving options than these "
+                    "settings' (backend, device, TensorRT, batching), or that was never recorded: verifying again"
+                )
+                self._reverify(registry.loaded, card, on_event)
         if registry.promoted is None:
             return
         self._reconcile_topic(registry, on_event)

@@ -66,9 +66,10 @@ class TensorRT:
 
     precision: str = "FP32"  # or "FP16"
     max_workspace_bytes: int = 1 << 30
-    # engines built once per instance and shape range, kept across reloads and container restarts (an emptyDir
-    # in the chart: a new pod builds them again)
-    cache_path: str = "/tmp/inferloop-tensorrt-cache"  # noqa: S108 - a path in Triton's container (its /tmp emptyDir)
+    # TensorRT's timing cache (kernel timings: faster engine builds), kept across reloads and container restarts (an
+    # emptyDir in the chart). Not its engine cache: onnxruntime names a cached engine after the graph, not the
+    # weights, so every retrained version (the same graph) would load the first version's engine.
+    timing_cache_path: str = "/tmp/inferloop-tensorrt-timing"  # noqa: S108 - a path in Triton's container
 
     def __post_init__(self) -> None:
         if self.precision not in ("FP32", "FP16") or self.max_workspace_bytes < 1:
@@ -182,8 +183,8 @@ class ModelConfig:
         parameters = {
             "precision_mode": trt.precision,
             "max_workspace_size_bytes": str(trt.max_workspace_bytes),
-            "trt_engine_cache_enable": "1",
-            "trt_engine_cache_path": trt.cache_path,
+            "trt_timing_cache_enable": "1",
+            "trt_timing_cache_path": trt.timing_cache_path,
         }
         batch = max(self.max_batch_size, 1)
         if self.max_batch_size > 0 and all(d > 0 for t in self.inputs for d in t.dims):

@@ -143,3 +143,22 @@ def test_a_command_that_fails_says_why_in_one_json_record(tmp_path: object) -> N
     (record,) = [json.loads(line) for line in result.stderr.splitlines()]
     assert record["level"] == "ERROR" and record["logger"] == "inferloop.cli"
     assert record["message"].startswith("error: ") and "missing" in record["message"]
+
+
+def test_a_long_event_with_a_secret_is_one_masked_record(tmp_path: object) -> None:
+    """rich's ``log`` would wrap a long line at 80 columns, splitting it (and a secret in it) over records: in JSON
+    mode each event is one record, and the whole secret is there to be masked."""
+    import os
+
+    secret = "k" * 40 + "-a-long-sasl-password"
+    program = (
+        "import sys; from inferloop.redact import redact_secrets; from cli.app import load, err\n"
+        f"redact_secrets([{secret!r}]); load()\n"
+        f"err.log('the broker refused ' + 'x' * 60 + ' with {secret} in the request')\n"
+    )
+    env = {**os.environ, "INFERLOOP_LOG_FORMAT": "json", "INFERLOOP_HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", program], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    (record,) = [json.loads(line) for line in result.stderr.splitlines()]
+    assert record["message"].startswith("the broker refused ") and record["message"].endswith(" in the request")
+    assert secret not in result.stderr and "***" in record["message"]

@@ -465,5 +465,45 @@ def test_a_config_rendered_for_other_serving_options_is_rendered_again(
     assert 'platform: "onnxruntime_onnx"' in after and "KIND_GPU" in after and '"FP16"' in after
     assert 'backend: "python"' not in after
     assert loaded_versions(repo) == [1, 2] and triton.loads == loads + 1  # same versions, reloaded
-    assert any("other serving options" in e for e in events)
+    assert any("other serving options" in e for e in events) and any("verified again" in e for e in events)
     assert announced(upgraded) == (1, 2)  # serving never moved
+    upgraded.reconcile(on_event=events.append)
+    assert triton.loads == loads + 1  # verified and recorded: not again
+
+
+def test_versions_that_fail_verification_with_new_serving_options_fail_the_check_until_they_pass(
+    artifact: tuple[Path, ModelCard], tmp_path: Path
+) -> None:
+    """On the new numerical path a loaded version answers otherwise than its artifact: the check raises (the
+    trainer's alerts fire, nothing is announced), and the next check verifies again rather than trusting the
+    config it already wrote."""
+    from dataclasses import replace
+
+    pub, repo, triton = publisher(tmp_path)
+    v1_serving_v2_in_shadow(pub, artifact)
+    triton.broken = {2}  # what a wrong engine would answer
+    upgraded = Publisher(repo, triton, replace(pub.options, max_queue_delay_us=500), pub.promotions)
+    for _ in range(2):
+        loads = triton.loads
+        with pytest.raises(PublishError, match="version 2 answers differently"):
+            upgraded.reconcile(on_event=lambda _: None)
+        assert triton.loads == loads + 1
+    triton.broken = set()
+    upgraded.reconcile(on_event=lambda _: None)
+    assert "max_queue_delay_microseconds: 500" in (repo.model_dir / "config.pbtxt").read_text()
+    loads = triton.loads
+    upgraded.reconcile(on_event=lambda _: None)
+    assert triton.loads == loads
+
+
+def test_a_missing_card_does_not_block_the_reconcile(artifact: tuple[Path, ModelCard], tmp_path: Path) -> None:
+    """Another loaded version's card stands in (the versions of a model share classes and input); with none at
+    all the options are left as they are, and rollbacks and checks still run."""
+    pub, repo, _ = publisher(tmp_path)
+    v1_serving_v2_in_shadow(pub, artifact)
+    (repo.version_dir(2) / "model_card.json").unlink()
+    events: list[str] = []
+    pub.reconcile(on_event=events.append)
+    assert any("version 2 of digits has no readable card" in e for e in events)
+    (repo.version_dir(1) / "model_card.json").unlink()
+    pub.reconcile(on_event=events.append)  # no card at all: nothing to render with, nothing raised

@@ -22,7 +22,7 @@ from trainer.jobs.context import serving_options
 
 # what the onnxruntime backend of the chart's image reads (its README's tables): a misspelt key would be ignored
 TENSORRT_KEYS = {
-    "precision_mode", "max_workspace_size_bytes", "trt_engine_cache_enable", "trt_engine_cache_path",
+    "precision_mode", "max_workspace_size_bytes", "trt_timing_cache_enable", "trt_timing_cache_path",
     "trt_profile_min_shapes", "trt_profile_opt_shapes", "trt_profile_max_shapes",
 }  # fmt: skip
 ONNXRUNTIME_PARAMETERS = {"intra_op_thread_count", "inter_op_thread_count"}
@@ -84,7 +84,9 @@ def test_every_rendered_config_is_a_valid_triton_model_config(name: str, version
         assert trt.name == "tensorrt" and set(trt.parameters) <= TENSORRT_KEYS
         assert trt.parameters["precision_mode"] == str(model.get("tensorrt_precision", "fp32")).upper()
         assert int(trt.parameters["max_workspace_size_bytes"]) > 0
-        assert trt.parameters["trt_engine_cache_enable"] == "1" and trt.parameters["trt_engine_cache_path"]
+        assert trt.parameters["trt_timing_cache_enable"] == "1" and trt.parameters["trt_timing_cache_path"]
+        # never the engine cache: onnxruntime keys engines by graph, not weights, and every version has one graph
+        assert not any(key.startswith("trt_engine_cache") for key in trt.parameters)
         # one engine for every batch dynamic batching forms, from one request to max_batch_size
         assert trt.parameters["trt_profile_min_shapes"] == "image:1x1x28x28"
         assert trt.parameters["trt_profile_max_shapes"] == "image:64x1x28x28"
