@@ -205,7 +205,13 @@ def test_drift_feedback_retrain_shadow_promotion_and_recovery(loop: Loop) -> Non
     """v1 serves; drifted images with feedback → the trainer (online-accuracy trigger) fine-tunes v2 on exactly
     the logged examples and puts it in shadow; live drifted traffic is scored by both, feedback joins both
     answers, the trainer's promoter promotes v2 on that evidence, the workers follow, and accuracy recovers."""
-    loop.env |= {"INFERLOOP_TRAINER__PROMOTION_MIN_LABELS": "100"}
+    loop.env |= {
+        "INFERLOOP_TRAINER__PROMOTION_MIN_LABELS": "100",
+        # fine-tuning on inverted digits costs the clean holdout up to ~1.5 points (0.9853 against v1's 0.9970 in
+        # one CI run: the split of the logged examples follows their random ids); this test is about the drift
+        # loop, the best-ever gate has its own (test_model_lifecycle, tests/unit/trainer/test_evaluate.py)
+        "INFERLOOP_TRAINER__BEST_TOLERANCE": "0.03",
+    }
     worker = loop.start(WorkerProcess)
     loop.start(JoinerProcess)
     labelled = digit_items(split_indices(holdout=False, n=300), invert=True)
