@@ -170,8 +170,7 @@ class Publisher:
         smoke-tested on every replica again (another backend, device or precision computes otherwise); recorded
         only once all passed, so a failure is tried again at the next check. Raises what failed: the check fails
         loudly (the trainer's alerts), and nothing is announced meanwhile."""
-        self.repo.write_config(self._config_for(card, versions))
-        self.triton.load(self.repo.name, timeout_s=self.options.load_timeout_s)
+        self._serve(versions, card, on_event)
         for version in versions:
             self.triton.wait_ready(self.repo.name, version, self.options.load_timeout_s)
             self._smoke(version, self.repo.version_dir(version), self.repo.card(version))

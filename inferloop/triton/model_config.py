@@ -132,11 +132,6 @@ class ModelConfig:
         if any(not 1 <= b <= max(self.max_batch_size, 1) for b in self.warmup_batch_sizes):
             raise ValueError(f"warmup batch sizes must be within 1..max_batch_size, got {self.warmup_batch_sizes}")
 
-    @property
-    def answer_tolerance(self) -> float:
-        """See :func:`answer_tolerance`."""
-        return answer_tolerance(self.instance_kind, self.tensorrt)
-
     def _version_policy(self) -> str:
         if self.versions:
             listed = ", ".join(str(v) for v in sorted(set(self.versions)))
@@ -186,13 +181,12 @@ class ModelConfig:
             "trt_timing_cache_enable": "1",
             "trt_timing_cache_path": trt.timing_cache_path,
         }
-        batch = max(self.max_batch_size, 1)
         if self.max_batch_size > 0 and all(d > 0 for t in self.inputs for d in t.dims):
             # one engine for every batch size dynamic batching forms, built once (not again as batches grow)
             parameters |= {
                 "trt_profile_min_shapes": self._profile(1),
-                "trt_profile_opt_shapes": self._profile(batch),
-                "trt_profile_max_shapes": self._profile(batch),
+                "trt_profile_opt_shapes": self._profile(self.max_batch_size),
+                "trt_profile_max_shapes": self._profile(self.max_batch_size),
             }
         return [
             "optimization { execution_accelerators { gpu_execution_accelerator: [ {",
