@@ -1,4 +1,5 @@
-# The inferloop image: worker, joiner, trainer and the CLI (`docker run IMAGE worker|joiner|train|trainer|...`).
+# The inferloop image: worker, joiner, trainer and the CLI (`docker run IMAGE worker|joiner|train|trainer|...`), so the
+# core install plus the worker and trainer extras (the local stack's and the demo's are for a developer's machine).
 # torch comes from PyTorch's CPU index here (the CUDA build is several GB); use the default index for GPU nodes.
 FROM python:3.11-slim
 
@@ -24,7 +25,7 @@ COPY infra ./infra
 COPY cli ./cli
 COPY helm/inferloop/files ./helm/inferloop/files
 RUN pip install --index-url https://download.pytorch.org/whl/cpu "torch>=2.5" \
- && pip install .
+ && pip install ".[worker,trainer]"
 
 USER 10001:10001
 # worker, joiner and trainer metrics (INFERLOOP_STREAMS__METRICS_PORT, _FEEDBACK__, _TRAINER__)

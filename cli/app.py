@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from inferloop import __version__
-from inferloop.errors import InferloopError
+from inferloop.errors import InferloopError, MissingExtra
 from inferloop.logs import TEXT_FORMAT, JsonLineStream, log_everything_as_json, use_log_format
 from inferloop.redact import key_file_secrets, redact_secrets
 from inferloop.settings import Settings
@@ -47,8 +47,11 @@ def load() -> LocalSettings:
     """The settings of this command (the whole tree: any command may start or find the local stack)."""
     # masked from here on, even when the settings turn out to be invalid and are never built
     redact_secrets(os.environ.get(name) for name in LocalSettings.SECRET_VARIABLES)
-    if os.environ.get("INFERLOOP_LOG_FORMAT", "").strip().lower() == "json":
-        _json_console()  # before the settings are read: the error that says they are invalid is a record too
+    try:
+        if os.environ.get("INFERLOOP_LOG_FORMAT", "").strip().lower() == "json":
+            _json_console()  # before the settings are read: the error that says they are invalid is a record too
+    except MissingExtra as exc:  # no JSON without python-json-logger: said in text, the one format there is
+        fail(str(exc))
     try:
         settings = load_local_settings()
     except InferloopError as exc:
@@ -56,7 +59,10 @@ def load() -> LocalSettings:
     redact_secrets(settings.secret_values())
     key_files = (settings.kafka.ssl_keyfile, settings.triton.tls_key_file, settings.triton.tls_server_key_file)
     redact_secrets(key_file_secrets(key_files))
-    _use_log_format(settings)
+    try:
+        _use_log_format(settings)
+    except MissingExtra as exc:
+        fail(str(exc))
     return settings
 
 

@@ -1,4 +1,8 @@
-"""``inferloop demo / bench``: the whole loop shown live, and the pipeline measured against its baselines."""
+"""``inferloop demo / bench``: the whole loop shown live, and the pipeline measured against its baselines.
+
+``demo`` needs the ``demo`` extra (everything: the worker, the trainer, the local stack, matplotlib), ``bench`` the
+``worker`` extra; each checks it before importing :mod:`cli.demo` or :mod:`cli.bench`.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from rich.live import Live
 from rich.table import Table
 
 from cli.app import JsonFlag, app, emit_json, err, fail, load, out
+from cli.extras import require
 from inferloop.errors import InferloopError
 
 
@@ -27,6 +32,7 @@ def demo(
 ) -> None:
     """The whole loop on the embedded digits: stream, drift, feedback, retrain, shadow scoring on live traffic,
     promotion, recovery; then a report."""
+    require("demo", "demo")
     from cli.demo import Demo
     from cli.demo_report import DemoOptions
 
@@ -113,6 +119,7 @@ def bench(
     as_json: JsonFlag = False,
 ) -> None:
     """Measure the pipeline against raw Triton and a naive consumer, side by side (needs `inferloop up`)."""
+    require("bench", "worker")
     from cli.bench import run_bench
 
     settings = load()

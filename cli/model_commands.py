@@ -1,4 +1,8 @@
-"""``inferloop train / trainer / models / promote / rollback``: the model's versions."""
+"""``inferloop train / trainer / models / promote / rollback``: the model's versions.
+
+They need the ``trainer`` extra (torch, onnxruntime, Triton's client...): each command checks it before it imports
+the trainer's jobs, so that ``inferloop --help`` and the light client's commands never load them.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cli.app import EXIT_REJECTED, JsonFlag, app, emit_json, err, events_log, fail, load, out
+from cli.extras import require
 from inferloop.errors import InferloopError
 from trainer.errors import CandidateRejected, NotEnoughData
 
@@ -64,6 +69,7 @@ def train(
     ] = None,
 ) -> None:
     """Train once: version 1 with --bootstrap, else fine-tune the serving version on new labels (exit 4: rejected)."""
+    require("train", "trainer")
     from trainer.jobs import TrainerJobs, retrain
     from trainer.jobs import bootstrap as bootstrap_version
 
@@ -104,6 +110,7 @@ def trainer(
     """Keep the model current: every interval, decide on the candidate in shadow (promote it once enough live
     labels show it at least as accurate, else reject it), or check the triggers (new labels, schedule, online
     accuracy) and retrain; a candidate the gates accept goes into shadow."""
+    require("trainer", "trainer")
     from trainer.jobs import run_trainer
 
     settings = load()
@@ -120,6 +127,7 @@ def models(
 ) -> None:
     """List the model's versions (serving / shadow / candidate / retired / rejected), whether Triton has them
     loaded, holdout accuracy, live accuracy and label counts, and the shadow evidence behind each decision."""
+    require("models", "trainer")
     from trainer.jobs.catalog import model_catalog
 
     settings = load()
@@ -174,6 +182,7 @@ def rollback(
 ) -> None:
     """Serve an earlier verified version again (by default the one promoted before): an announcement every worker
     follows within a second, with no reload when the version is still loaded."""
+    require("rollback", "trainer")
     from trainer.jobs.rollback import rollback as rollback_to
 
     settings = load()
@@ -188,6 +197,7 @@ def rollback(
 def promote(version: Annotated[int, typer.Argument(help="A verified version (see `inferloop models`).")]) -> None:
     """Make a verified version serve now (an operator's decision; versions that never passed the smoke test on
     every replica are refused)."""
+    require("promote", "trainer")
     from trainer.jobs.rollback import promote as promote_version
 
     settings = load()

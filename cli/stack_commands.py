@@ -1,20 +1,30 @@
-"""``inferloop setup / up / status / down``: the local stack (Kafka, Triton, optionally Prometheus)."""
+"""``inferloop setup / up / status / down``: the local stack (Kafka, Triton, optionally Prometheus).
+
+They need the ``local`` extra (nvidia-pytriton's Triton, PyYAML for Prometheus' config): each command checks it,
+then imports :mod:`infra.local.stack`, so that ``inferloop --help`` and the light client's commands never do.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from cli.app import EXIT_NOT_READY, JsonFlag, app, emit_json, err, fail, load, out
+from cli.extras import require
 from inferloop.errors import InferloopError
-from infra.local.stack import ComponentStatus, LocalStack, prepare_runtimes, status_as_json
+
+if TYPE_CHECKING:
+    from infra.local.stack import ComponentStatus
 
 
 @app.command()
 def setup() -> None:
     """Prepare the local runtimes: resolve the Kafka jars with Maven, lay out Triton's backend folder."""
+    require("setup", "local")
+    from infra.local.stack import prepare_runtimes
+
     settings = load()
     try:
         with err.status(f"resolving Apache Kafka {settings.kafka.version} jars"):
@@ -31,6 +41,9 @@ def up(
     ] = False,
 ) -> None:
     """Start the Kafka broker and Triton (and Prometheus) in the background and wait until all are ready."""
+    require("up", "local")
+    from infra.local.stack import LocalStack
+
     settings = load()
     try:
         with err.status("starting the local stack") as spinner:
@@ -49,6 +62,9 @@ def up(
 @app.command()
 def status(as_json: JsonFlag = False) -> None:
     """Report, for each server, whether it runs, whether it is ready, and where it listens."""
+    require("status", "local")
+    from infra.local.stack import LocalStack, status_as_json
+
     statuses = LocalStack(load()).status()
     if as_json:
         emit_json(status_as_json(statuses))
@@ -61,6 +77,9 @@ def status(as_json: JsonFlag = False) -> None:
 @app.command()
 def down() -> None:
     """Stop every server that `inferloop up` started from this state folder."""
+    require("down", "local")
+    from infra.local.stack import LocalStack
+
     stopped = LocalStack(load()).down(on_event=err.log)
     err.print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"), highlight=False)
 

@@ -1,10 +1,15 @@
-"""``inferloop worker / joiner / produce / predictions / dlq / feedback / topics``: the streams."""
+"""``inferloop produce / predictions / feedback / dlq / topics``: the light client's commands.
+
+They run on the core install (``pip install inferloop``: kafka-python, pydantic, typer and rich), so this module
+imports nothing heavier, not even inside a function (``lint-imports`` checks it); the Faust apps' commands are in
+:mod:`cli.stream_app_commands`.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
@@ -14,43 +19,13 @@ from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
-from cli.app import EXIT_FAILURE, JsonFlag, LogLevel, app, emit_json, err, events_log, fail, load, out
+from cli.app import EXIT_FAILURE, JsonFlag, app, emit_json, err, fail, load, out
 from inferloop.errors import InferloopError
+from inferloop.events import Prediction, encode_dead_letter
 from inferloop.kafka.producers import expand_paths, parse_feedback_file, publish_files, send_feedback
 from inferloop.kafka.readers import read_dead_letters, read_predictions, replay_dead_letters
+from inferloop.kafka.subscriber import PredictionSubscriber
 from inferloop.kafka.topics import ensure_topics, existing_topics, restrict_trusted_feedback, topic_specs
-from inferloop.settings import Settings
-
-
-def _run_app(run: Callable[[Settings, str], None], banner: str, log_level: str) -> None:
-    """Run one of the Faust apps in the foreground, with its banner on stderr."""
-    settings = load()
-    events_log(settings, "inferloop.cli")(banner.format(s=settings))
-    try:
-        run(settings, log_level)
-    except InferloopError as exc:
-        fail(str(exc))
-
-
-@app.command()
-def worker(log_level: LogLevel = "WARNING") -> None:
-    """Run the streaming worker (Faust): image events in, predictions and dead letters out."""
-    from streams.worker.classify_agent import run_worker
-
-    banner = "worker: {s.streams.images_topic} -> {s.model.name}@{s.triton.grpc_url} -> {s.streams.predictions_topic}"
-    _run_app(run_worker, banner + " (metrics on :{s.streams.metrics_port})", log_level)
-
-
-@app.command()
-def joiner(log_level: LogLevel = "WARNING") -> None:
-    """Run the feedback joiner (Faust): feedback + predictions + images in, labelled examples out."""
-    from streams.joiner.join_agent import run_joiner
-
-    banner = (
-        "joiner: {s.feedback.topic} + {s.feedback.trusted_topic} (trusted) + {s.streams.predictions_topic} "
-        "-> {s.feedback.training_log_topic}"
-    )
-    _run_app(run_joiner, banner + " (metrics on :{s.feedback.metrics_port})", log_level)
 
 
 @app.command()
@@ -89,10 +64,37 @@ def produce(
 def predictions(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep reading new predictions.")] = False,
     limit: Annotated[int | None, typer.Option(help="Stop after this many.")] = None,
+    group: Annotated[
+        str | None,
+        typer.Option(
+            "--group",
+            "-g",
+            help="Read as a member of this consumer group: from where the group's last run stopped (the beginning "
+            "the first time), committing what was printed; without --follow, stop after 2 s with nothing new.",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Read predictions from the beginning of the predictions topic (JSON lines with --json)."""
-    for p in read_predictions(load(), follow=follow, limit=limit):
+    """Read predictions from the beginning of the predictions topic (JSON lines with --json), or with --group from
+    where the group stopped."""
+    settings = load()
+    try:
+        if group is None:
+            _print_predictions(read_predictions(settings, follow=follow, limit=limit), as_json)
+            return
+        with PredictionSubscriber(settings, group) as subscriber:
+            _print_predictions(subscriber.follow(idle_timeout_s=None if follow else 2.0, limit=limit), as_json)
+            skipped = sorted(subscriber.skipped.items())
+    except InferloopError as exc:
+        fail(str(exc))
+    for reason, count in skipped:
+        err.print(f"[yellow]skipped {count} record(s) that are not predictions ({reason})[/]", highlight=False)
+
+
+def _print_predictions(found: Iterable[Prediction], as_json: bool) -> None:
+    """Each prediction as one line, flushed: a prediction counts as read (and, with a group, is committed) once
+    printed."""
+    for p in found:
         if as_json:
             sys.stdout.write(json.dumps(asdict(p)) + "\n")
         else:
@@ -173,14 +175,15 @@ def dlq(
     limit: Annotated[int | None, typer.Option(help="Stop after this many.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """List dead letters: reason, message, origin (JSON lines with --json)."""
+    """List dead letters: reason, message, origin (JSON lines with --json: each as on the topic, the original
+    value's size in place of its bytes)."""
     if ctx.invoked_subcommand is not None:
         return
     for d in read_dead_letters(load(), limit=limit):
         if as_json:
-            raw = asdict(d)
+            raw = json.loads(encode_dead_letter(d))  # as on the topic (docs/schemas/dead-letter.schema.json)
             raw["original_bytes"] = len(d.original) if d.original is not None else None
-            raw.pop("original")
+            raw.pop("original")  # its size rather than its base64
             sys.stdout.write(json.dumps(raw) + "\n")
         else:
             origin = f"{d.origin_topic}[{d.origin_partition}]@{d.origin_offset}"

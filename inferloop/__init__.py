@@ -9,8 +9,11 @@ Layers, top to bottom (imports point down only; ``lint-imports`` checks it, see 
     inferloop.quality     online accuracy and confidence, from the training log and the predictions
     inferloop.metrics     Prometheus metrics of the worker, the joiner and the trainer
     inferloop.images      decoding untrusted image bytes, preprocessing, reading image URIs
-    -- the light client layer: no torch, faust, tritonclient, numpy, Pillow (a later light install) --
-    inferloop.kafka       Kafka client options, topics, producers and readers
+    -- the light client layer, all the core install (`pip install inferloop`, no extras) holds: no torch, faust,
+       tritonclient, numpy, Pillow; the extras (worker, trainer, local, demo) bring what the layers above need --
+    inferloop.client      the public Python client: the stable names a producer or consumer of the streams imports
+    inferloop.kafka       Kafka client options, topics, producers, readers and the consumer-group subscriber
+    inferloop.logs        the log format (JSON lines need the json-logs extra: inferloop.json_logs)
     inferloop.events      the event contracts (one encode/decode pair each); inferloop.uri_policy
     inferloop.settings    the settings tree (values only); inferloop.errors: the error taxonomy
 """

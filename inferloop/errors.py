@@ -39,6 +39,16 @@ class ConfigurationError(InferloopError):
     """Settings that cannot work together; the message says which variable to change."""
 
 
+class MissingExtra(ConfigurationError):
+    """A feature needs a part of inferloop the core install leaves out (``pip install inferloop`` is the light client):
+    the message names the extra that brings it, so the fix is one ``pip install`` rather than a traceback."""
+
+    def __init__(self, feature: str, extra: str, missing: str | None = None) -> None:
+        self.feature, self.extra, self.missing = feature, extra, missing
+        detail = f" ({missing} not installed)" if missing else ""
+        super().__init__(f"{feature} needs the {extra!r} extra{detail}: pip install 'inferloop[{extra}]'")
+
+
 class EventDecodeError(PoisonError):
     """A record that does not follow its event contract; :attr:`reason` says how."""
 

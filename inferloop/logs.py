@@ -3,43 +3,36 @@
 
 Secrets are masked before either format sees a record (:mod:`inferloop.redact` masks each message and its
 traceback when the record is made, and the streams both formats write to); the JSON formatter masks the traceback
-it renders itself too.
+it renders itself too. The JSON formatter (:mod:`inferloop.json_logs`) needs python-json-logger, the ``json-logs``
+extra: it is imported the first time the JSON format is used, so the light client never needs it for text.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-import time
 from typing import Any, Literal, TextIO
 
-from pythonjsonlogger.json import JsonFormatter
-
-from inferloop.redact import mask
+from inferloop.errors import MissingExtra
 
 LogFormat = Literal["text", "json"]
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-# the record's fields a JSON line carries, renamed to what collectors expect; `extra=` fields are added as keys
-JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"
-JSON_RENAMES = {"asctime": "time", "levelname": "level", "name": "logger", "process": "pid"}
 
 
-class JsonLogFormatter(JsonFormatter):
-    """One JSON object per record: ``time`` (ISO 8601, UTC), ``level``, ``logger``, ``pid``, ``message``, any
-    ``extra`` fields, and ``exc_info`` (the masked traceback) when there is one."""
-
-    def __init__(self) -> None:
-        super().__init__(JSON_FIELDS, rename_fields=JSON_RENAMES)
-
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(record.created))}.{int(record.msecs):03d}Z"
-
-    def formatException(self, ei: Any) -> str:
-        return mask(logging.Formatter.formatException(self, ei))
+def json_formatter() -> logging.Formatter:
+    """The JSON formatter (:class:`inferloop.json_logs.JsonLogFormatter`); :class:`MissingExtra` naming the
+    ``json-logs`` extra when python-json-logger is not installed."""
+    try:
+        from inferloop.json_logs import JsonLogFormatter
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("pythonjsonlogger"):
+            raise
+        raise MissingExtra("INFERLOOP_LOG_FORMAT=json", "json-logs", "python-json-logger") from exc
+    return JsonLogFormatter()
 
 
 def formatter(log_format: LogFormat) -> logging.Formatter:
-    return JsonLogFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+    return json_formatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
 
 
 def use_log_format(log_format: LogFormat) -> None:
@@ -53,10 +46,11 @@ def logging_config(level: str, log_format: LogFormat) -> dict[str, Any] | None:
     one stderr handler in ``log_format`` at ``level``; None for text, which keeps the framework's own format."""
     if log_format != "json":
         return None
+    json_formatter()  # MissingExtra now, rather than inside the framework's own logging set-up
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"json": {"()": JsonLogFormatter}},
+        "formatters": {"json": {"()": json_formatter}},
         "handlers": {"stderr": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr", "formatter": "json"}},
         "root": {"level": level.upper(), "handlers": ["stderr"]},
     }
@@ -68,7 +62,7 @@ class JsonLineStream:
 
     def __init__(self, stream: TextIO, logger: str, level: int = logging.INFO) -> None:
         self._stream, self._logger, self._level = stream, logger, level
-        self._formatter = JsonLogFormatter()
+        self._formatter = json_formatter()
         self._pending = ""
 
     def emit(self, message: str, level: int | None = None) -> None:

@@ -22,6 +22,15 @@ class ReadIncomplete(RetryableError):
         super().__init__(f"reading {topic} stalled for {idle_s:g} s before its recorded end ({where})")
 
 
+class CommitFailed(RetryableError):
+    """A consumer group did not take a commit: it gave the partitions to another member meanwhile (a rebalance), so
+    what this member read since its last commit will be delivered again, to whoever holds them now."""
+
+    def __init__(self, group: str, detail: str) -> None:
+        self.group = group
+        super().__init__(f"consumer group {group!r} refused the commit ({detail}); uncommitted records come again")
+
+
 class EventTooLarge(PoisonError):
     """An event over the Kafka record size limit: refused before it is sent."""
 

@@ -29,7 +29,7 @@ def pytriton_root() -> Path:
     try:
         import pytriton
     except ImportError as exc:
-        raise RuntimeMissing("nvidia-pytriton", "run `make setup` (pip install nvidia-pytriton)") from exc
+        raise RuntimeMissing("nvidia-pytriton", "pip install 'inferloop[local]' (`make setup` does)") from exc
     root = Path(pytriton.__file__).resolve().parent / "tritonserver"
     if not (root / "bin" / "tritonserver").exists():
         raise RuntimeMissing("tritonserver binary", f"expected it under {root}/bin; reinstall nvidia-pytriton")

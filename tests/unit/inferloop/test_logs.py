@@ -11,7 +11,8 @@ import sys
 import pytest
 
 from cli.app import events_log
-from inferloop.logs import JsonLogFormatter, logging_config
+from inferloop.json_logs import JsonLogFormatter
+from inferloop.logs import logging_config
 from inferloop.redact import redact_secrets
 from inferloop.settings import Settings
 
