@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from inferloop.errors import InferloopError
-from inferloop.events import ImageEvent, decode_image_event, encode_image_event, new_event_id
+from inferloop.events import ImageEvent, Record, as_headers, decode_image_event, encode_image_event, new_event_id
 from inferloop.images.decode import ImageLimits, decode_image
 from inferloop.images.preprocess import InputSpec, to_model_input
 from inferloop.kafka.options import kafka_options
@@ -115,8 +115,8 @@ class Bench:
                     time.sleep(delay)
                     producer.flush()  # paced events leave now, not when a batch fills
             event_id = new_event_id()
-            value = encode_image_event(ImageEvent(event_id, "image/png", self.pngs[n % len(self.pngs)], source="bench"))
-            producer.send(topic, key=event_id.encode(), value=value)
+            m = encode_image_event(ImageEvent(event_id, "image/png", self.pngs[n % len(self.pngs)], source="bench"))
+            producer.send(topic, key=m.key, value=m.value, headers=list(m.headers), timestamp_ms=m.timestamp_ms)
             ids.append(event_id)
         producer.flush()
         producer.close()
@@ -214,7 +214,17 @@ class Bench:
                 for records in consumer.poll(timeout_ms=1000).values():
                     for record in records:
                         began = began or time.perf_counter()
-                        event = decode_image_event(record.value)
+                        event = decode_image_event(
+                            Record(
+                                record.topic,
+                                record.partition,
+                                record.offset,
+                                record.key,
+                                record.value,
+                                as_headers(record.headers),
+                                record.timestamp,
+                            )
+                        )
                         x = to_model_input(decode_image(event.image, event.content_type, limits), spec)[None]
                         control.infer(self.settings.model.name, x, names=(signature.input_name, signature.output_name))
                         done += 1

@@ -3,16 +3,16 @@ promotions.
 
 One encode/decode pair each.
 
-Image events carry the image bytes raw, never base64: a Kafka value is a small binary frame ::
-
-    b"ILE" | schema version (1 byte) | header length (4 bytes, big-endian) | header (JSON) | image bytes
-
-The JSON header holds the event id, time, source, content type, an optional image URI (for images too large to
-travel inline; read through fsspec, so ``file://`` and object stores work) and optional metadata. The key of
-the Kafka record is the event id. Predictions, dead letters, feedback and promotions (the announced version of
-each model) are small JSON documents with a ``schema_version``; shadow predictions are predictions, on a topic
-of their own. Labelled examples (the training log) use a frame like image events' (magic ``ILX``), since they
-carry the image too. See ``docs/events.md``.
+An image event is a plain Kafka record any client can write (``kcat``, a Java or Go producer): the key is the
+event id (UTF-8), the value the image's encoded bytes exactly as they are on disk, and the metadata travels in
+record headers: ``content-type`` (required), ``source``, ``image-uri`` (the value is then empty: the image is read
+through fsspec, so ``file://`` and object stores work), ``schema-version`` and user metadata under ``meta-``. The
+record's timestamp is the time it was produced. Training-log records follow the same convention, their label and
+lineage in one JSON header (``training-example``). Predictions, dead letters, feedback and promotions (the
+announced version of each model) are small JSON documents with a ``schema_version`` and a JSON Schema each
+(``docs/schemas``); shadow predictions are predictions, on a topic of their own. Decoders ignore fields and
+headers they do not know (a later writer may add some) and refuse known ones that are missing or mistyped.
+See ``docs/events.md``.
 """
 
 from __future__ import annotations
@@ -20,25 +20,31 @@ from __future__ import annotations
 import base64
 import json
 import math
-import struct
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from inferloop.errors import EventDecodeError, PoisonError
 
-IMAGE_MAGIC = b"ILE"
-EXAMPLE_MAGIC = b"ILX"
 IMAGE_SCHEMA_VERSION = 1
 FEEDBACK_SCHEMA_VERSION = 1
 EXAMPLE_SCHEMA_VERSION = 1
 PREDICTION_SCHEMA_VERSION = 1
 DEAD_LETTER_SCHEMA_VERSION = 1
 PROMOTION_SCHEMA_VERSION = 1
-_FRAME_HEAD = struct.Struct(">3sBI")
-MAX_HEADER_BYTES = 64 * 1024
+# The record headers of image events and training-log records (docs/events.md, "Naming"): lower-case words joined
+# by hyphens, matched without regard to case; headers of other names are left alone (tracing, a client's own).
+CONTENT_TYPE_HEADER = "content-type"
+SOURCE_HEADER = "source"
+IMAGE_URI_HEADER = "image-uri"
+SCHEMA_VERSION_HEADER = "schema-version"
+METADATA_HEADER_PREFIX = "meta-"  # meta-<name>: one user metadata entry
+EXAMPLE_HEADER = "training-example"  # a training-log record's label and lineage, a JSON object
+MAX_HEADERS = 64  # headers of one record
+MAX_URI_CHARS = 4096
+MAX_HEADER_BYTES = 64 * 1024  # one header's value (the training-example JSON, a dead letter's message)
 # Bounds of the text fields every decoder enforces (docs/events.md): a record within them always fits the next
 # topic's record (a prediction, a training-log example) whatever its image.
 MAX_ID_CHARS = 200  # event ids, labels, model names, content types
@@ -47,6 +53,9 @@ MAX_METADATA_ENTRIES = 32
 MAX_METADATA_CHARS = 1024  # each metadata key or value
 MAX_LABELS = 1000  # class labels (and scores) in one prediction
 MAX_TOPIC_CHARS = 249  # Kafka's own limit on topic names
+# a whole prediction, dead letter or promotion: a prediction of 1,000 labels of 200 characters, or a dead letter
+# keeping a 256 KiB original (its base64 and its headers), fit well within it
+MAX_JSON_RECORD_BYTES = 1024 * 1024
 MAX_FEEDBACK_BYTES = 4096  # a whole feedback record: the joiner keeps it in its table until it is logged
 MAX_EVIDENCE_ENTRIES = 32  # the evidence of a promotion: numbers and short texts
 PROMOTION_ACTIONS = ("promote", "rollback", "shadow", "shadow_ended", "reconcile")
@@ -108,23 +117,64 @@ def _schema(raw: dict[str, Any], supported: int, what: str) -> None:
         raise EventDecodeError("unknown_schema_version", f"{what} schema version {version!r} is not supported")
 
 
-def _optional(raw: dict[str, Any], name: str, kind: type) -> Any:
-    """``raw[name]``, which may be absent or null, else of ``kind``."""
-    value = raw.get(name)
-    if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
-        raise EventDecodeError("bad_field", f"field {name!r} is not a {kind.__name__}")
-    return value
+Headers = tuple[tuple[str, bytes], ...]
 
 
 @dataclass(frozen=True)
 class Record:
-    """One Kafka record as consumed: where it came from, its key and value (``None``: a tombstone)."""
+    """One Kafka record as consumed: where it came from, its key and value (``None``: a tombstone), its headers and
+    its timestamp (milliseconds; ``None`` when the broker gave none)."""
 
     topic: str
     partition: int
     offset: int
     key: bytes | None
     value: bytes | None
+    headers: Headers = ()
+    timestamp_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class Message:
+    """One Kafka record to produce: key, value, headers and timestamp (``None``: the producer's clock)."""
+
+    key: bytes | None
+    value: bytes | None
+    headers: Headers = ()
+    timestamp_ms: int | None = None
+
+    @property
+    def size(self) -> int:
+        """Bytes of key, value and headers: what the record limit counts besides the fixed overhead."""
+        return len(self.key or b"") + len(self.value or b"") + sum(len(k) + len(v) for k, v in self.headers)
+
+    def at(self, topic: str, partition: int = 0, offset: int = 0) -> Record:
+        """This message as a consumer would read it at that position."""
+        return Record(topic, partition, offset, self.key, self.value, self.headers, self.timestamp_ms)
+
+
+class KafkaRecord(Protocol):
+    """What the record decoders read: a :class:`Record`, a :class:`Message`, or a Kafka client's own record with
+    these attributes."""
+
+    @property
+    def key(self) -> bytes | None: ...
+
+    @property
+    def value(self) -> bytes | None: ...
+
+    @property
+    def headers(self) -> Headers: ...
+
+    @property
+    def timestamp_ms(self) -> int | None: ...
+
+
+def as_headers(raw: Any) -> Headers:
+    """Kafka clients' headers (a list of pairs, a mapping, ``None``) as a tuple of ``(name, value)``; a value that
+    is not bytes becomes ``b""`` (the decoders judge what they read)."""
+    items = raw.items() if hasattr(raw, "items") else (raw or ())
+    return tuple((str(k), v if isinstance(v, bytes) else b"") for k, v in items)
 
 
 def new_event_id() -> str:
@@ -149,84 +199,122 @@ class ImageEvent:
     schema_version: int = IMAGE_SCHEMA_VERSION
 
 
-def _frame(magic: bytes, version: int, header: dict[str, Any], payload: bytes) -> bytes:
-    raw_header = json.dumps(header, separators=(",", ":")).encode()
-    return _FRAME_HEAD.pack(magic, version, len(raw_header)) + raw_header + payload
+def _event_id_of(key: bytes | None) -> str:
+    """The event id a record's key holds: non-empty UTF-8 of at most ``MAX_ID_CHARS`` characters."""
+    if not key:
+        raise EventDecodeError("missing_key", "the record has no key: the key is the event id")
+    try:
+        event_id = key.decode("utf-8")
+    except UnicodeDecodeError:
+        raise EventDecodeError("bad_key", "the key (the event id) is not UTF-8") from None
+    if len(event_id) > MAX_ID_CHARS:
+        raise EventDecodeError("bad_key", f"the key (the event id) is longer than {MAX_ID_CHARS} characters")
+    return event_id
 
 
-def _unframe(value: bytes | None, magic: bytes, version_supported: int, what: str) -> tuple[dict[str, Any], bytes]:
-    """``(header, payload)`` of a frame; raises :class:`EventDecodeError` with a specific reason."""
-    if not value:
-        raise EventDecodeError("empty_value", "the record has no value")
-    if len(value) < _FRAME_HEAD.size or value[:3] != magic:
-        article = "an" if what[0] in "aeiou" else "a"
-        raise EventDecodeError(f"not_{article}_{what}", f"the value does not start with an inferloop {what} frame")
-    _, version, header_len = _FRAME_HEAD.unpack_from(value)
-    if version != version_supported:
+def _known_headers(headers: Headers) -> tuple[dict[str, str], dict[str, str]]:
+    """``(headers, metadata)``: the convention's headers by lower-case name, and the ``meta-`` entries by the name
+    after the prefix, as text. Other headers are left alone; a known one twice, or not UTF-8, is ``bad_header``."""
+    if len(headers) > MAX_HEADERS:
+        raise EventDecodeError("bad_header", f"the record has {len(headers)} headers, more than {MAX_HEADERS}")
+    known: dict[str, str] = {}
+    metadata: dict[str, str] = {}
+    names = (CONTENT_TYPE_HEADER, SOURCE_HEADER, IMAGE_URI_HEADER, SCHEMA_VERSION_HEADER, EXAMPLE_HEADER)
+    for name, raw in headers:
+        lowered = name.lower()
+        is_meta = lowered.startswith(METADATA_HEADER_PREFIX)
+        if lowered not in names and not is_meta:
+            continue
+        if len(raw) > MAX_HEADER_BYTES:
+            raise EventDecodeError("bad_header", f"header {name[:80]!r} is longer than {MAX_HEADER_BYTES} bytes")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise EventDecodeError("bad_header", f"header {name[:80]!r} is not UTF-8 text") from None
+        target, slot = (metadata, name[len(METADATA_HEADER_PREFIX) :]) if is_meta else (known, lowered)
+        if slot in target:
+            raise EventDecodeError("bad_header", f"header {name[:80]!r} appears more than once")
+        target[slot] = text
+    if len(metadata) > MAX_METADATA_ENTRIES or any(
+        not k or len(k) > MAX_METADATA_CHARS or len(v) > MAX_METADATA_CHARS for k, v in metadata.items()
+    ):
+        raise EventDecodeError(
+            "bad_header",
+            f"metadata holds at most {MAX_METADATA_ENTRIES} named entries of at most {MAX_METADATA_CHARS} characters",
+        )
+    return known, metadata
+
+
+def _header_text(known: dict[str, str], name: str, *, required: bool = True, max_chars: int = MAX_ID_CHARS) -> str:
+    value = known.get(name, "")
+    if required and not value:
+        raise EventDecodeError("missing_header", f"header {name!r} is missing or empty")
+    if len(value) > max_chars:
+        raise EventDecodeError("bad_header", f"header {name!r} is longer than {max_chars} characters")
+    return value
+
+
+def _header_schema(known: dict[str, str], supported: int, what: str) -> None:
+    version = known.get(SCHEMA_VERSION_HEADER)
+    if version is not None and version != str(supported):
         raise EventDecodeError(
             "unknown_schema_version",
-            f"{what} schema version {version} is not supported (this worker: {version_supported})",
+            f"{what} schema version {version[:40]!r} is not supported (this reader: {supported})",
         )
-    if header_len > MAX_HEADER_BYTES or _FRAME_HEAD.size + header_len > len(value):
-        raise EventDecodeError("bad_header", f"header length {header_len} does not fit the {len(value)}-byte value")
-    header = _json(value[_FRAME_HEAD.size : _FRAME_HEAD.size + header_len], "bad_header", "the header")
-    if not isinstance(header, dict):
-        raise EventDecodeError("bad_header", "header is not a JSON object")
-    return header, bytes(value[_FRAME_HEAD.size + header_len :])
 
 
-def _image_header(event: ImageEvent) -> dict[str, Any]:
-    header: dict[str, Any] = {
-        "event_id": event.event_id,
-        "content_type": event.content_type,
-        "source": event.source,
-        "produced_at_ms": event.produced_at_ms,
-    }
+def _utf8(text: str, what: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: no record can carry it
+        raise EventDecodeError("bad_header", f"{what} is not encodable as UTF-8") from None
+
+
+def encode_image_event(event: ImageEvent) -> Message:
+    """The record of ``event``: key the event id, value the image bytes (empty when it travels by URI), the rest in
+    headers, the production time as the record's timestamp; :class:`EventDecodeError` for text no record can
+    carry (a lone surrogate) or a time that is no Kafka timestamp."""
+    if not 0 <= event.produced_at_ms < 2**63:
+        raise EventDecodeError("bad_field", f"produced_at_ms {event.produced_at_ms} is not a Kafka timestamp")
+    headers = [
+        (CONTENT_TYPE_HEADER, _utf8(event.content_type, "content-type")),
+        (SCHEMA_VERSION_HEADER, str(event.schema_version).encode()),
+    ]
+    if event.source:
+        headers.append((SOURCE_HEADER, _utf8(event.source, "source")))
     if event.image_uri is not None:
-        header["image_uri"] = event.image_uri
-    if event.metadata:
-        header["metadata"] = event.metadata
-    return header
-
-
-def encode_image_event(event: ImageEvent) -> bytes:
-    return _frame(IMAGE_MAGIC, event.schema_version, _image_header(event), event.image)
+        headers.append((IMAGE_URI_HEADER, _utf8(event.image_uri, "image-uri")))
+    headers += [(METADATA_HEADER_PREFIX + k, _utf8(v, f"metadata {k[:80]!r}")) for k, v in event.metadata.items()]
+    return Message(_utf8(event.event_id, "the event id"), event.image, tuple(headers), event.produced_at_ms)
 
 
 def check_image_event(event: ImageEvent) -> None:
-    """Raise the :class:`EventDecodeError` the worker would dead-let ``event`` with for its fields (producers
+    """Raise the :class:`EventDecodeError` the worker would dead-letter ``event`` with for its fields (producers
     call this before sending); the image itself is the worker's to judge."""
-    _image_event_from_header(_image_header(event), event.image)
+    decode_image_event(encode_image_event(event))
 
 
-def decode_image_event(value: bytes | None) -> ImageEvent:
-    """The event in a Kafka value; raises :class:`EventDecodeError` with a specific reason."""
-    header, image = _unframe(value, IMAGE_MAGIC, IMAGE_SCHEMA_VERSION, "image_event")
-    return _image_event_from_header(header, image)
-
-
-def _image_event_from_header(header: dict[str, Any], image: bytes) -> ImageEvent:
-    uri = _optional(header, "image_uri", str)
-    metadata = header.get("metadata", {})
-    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
-        raise EventDecodeError("bad_field", "metadata must map strings to strings")
-    if len(metadata) > MAX_METADATA_ENTRIES or any(
-        len(k) > MAX_METADATA_CHARS or len(v) > MAX_METADATA_CHARS for k, v in metadata.items()
-    ):
-        raise EventDecodeError(
-            "bad_field",
-            f"metadata holds at most {MAX_METADATA_ENTRIES} entries of at most {MAX_METADATA_CHARS} characters",
-        )
-    event_id, content_type = _text(header, "event_id"), _text(header, "content_type")
+def decode_image_event(record: KafkaRecord) -> ImageEvent:
+    """The event in a Kafka record; raises :class:`EventDecodeError` with a specific reason (``missing_key``,
+    ``bad_key``, ``missing_header``, ``bad_header``, ``unknown_schema_version``, ``missing_image``)."""
+    event_id = _event_id_of(record.key)
+    known, metadata = _known_headers(record.headers)
+    _header_schema(known, IMAGE_SCHEMA_VERSION, "image event")
+    content_type = _header_text(known, CONTENT_TYPE_HEADER)
+    uri = _header_text(known, IMAGE_URI_HEADER, required=False, max_chars=MAX_URI_CHARS) or None
+    image = bytes(record.value or b"")
     if not image and not uri:
-        raise EventDecodeError("missing_image", "the event has neither inline image bytes nor an image_uri")
+        raise EventDecodeError("missing_image", "the record has neither image bytes nor an image-uri header")
+    if image and uri:
+        raise EventDecodeError("bad_header", "an image travels inline or by image-uri (with an empty value), not both")
+    timestamp = record.timestamp_ms
     return ImageEvent(
         event_id=event_id,
         content_type=content_type,
         image=image,
         image_uri=uri,
-        source=_text(header, "source", required=False, max_chars=MAX_SOURCE_CHARS),
-        produced_at_ms=_count(header, "produced_at_ms"),
+        source=_header_text(known, SOURCE_HEADER, required=False, max_chars=MAX_SOURCE_CHARS),
+        produced_at_ms=timestamp if timestamp is not None and timestamp >= 0 else now_ms(),
         metadata=metadata,
     )
 
@@ -259,7 +347,10 @@ def encode_prediction(prediction: Prediction) -> bytes:
 
 
 def _from_json(value: bytes | None, build: Callable[[Any], T], reason: str, what: str) -> T:
-    """``build`` applied to the JSON document in ``value``; :class:`EventDecodeError` with ``reason`` if it fails."""
+    """``build`` applied to the JSON document in ``value``; :class:`EventDecodeError` with ``reason`` if it fails,
+    or if the record is over :data:`MAX_JSON_RECORD_BYTES` (unknown fields are ignored, but not without bound)."""
+    if value is not None and len(value) > MAX_JSON_RECORD_BYTES:
+        raise EventDecodeError(reason, f"{what} is at most {MAX_JSON_RECORD_BYTES} bytes, not {len(value)}")
     raw = _json(value or b"", reason, what)
     try:
         return build(raw)
@@ -291,7 +382,11 @@ def _prediction(raw: Any) -> Prediction:
     for name in ("image_partition", "image_offset"):
         if raw.get(name) is not None:
             _count(raw, name)
-    return Prediction(**{**raw, "source": source})
+    known = {k: v for k, v in raw.items() if k in _PREDICTION_FIELDS}  # fields of later writers are ignored
+    return Prediction(**{**known, "source": source})
+
+
+_PREDICTION_FIELDS = frozenset(Prediction.__dataclass_fields__)
 
 
 def decode_prediction(value: bytes | None) -> Prediction:
@@ -309,15 +404,21 @@ class DeadLetter:
     origin_partition: int
     origin_offset: int
     event_id: str | None = None
-    original: bytes | None = None
+    original: bytes | None = None  # the original record's value, key and headers: a replay sends them as they were
     failed_at_ms: int = field(default_factory=now_ms)
+    original_key: bytes | None = None
+    original_headers: Headers = ()
     schema_version: int = DEAD_LETTER_SCHEMA_VERSION
 
 
 def build_dead_letter(error: PoisonError, origin: Record, event_id: str | None, keep_original_bytes: int) -> DeadLetter:
-    """The dead letter of ``origin``, which failed with ``error``: its reason, where it came from and, up to
-    ``keep_original_bytes``, its bytes (so that ``inferloop dlq replay`` can send it again)."""
-    keep = origin.value is not None and len(origin.value) <= keep_original_bytes
+    """The dead letter of ``origin``, which failed with ``error``: its reason, where it came from and, when its
+    value, key and headers come to at most ``keep_original_bytes``, the record itself (so that ``inferloop dlq
+    replay`` can send it again exactly as it was)."""
+    size = len(origin.value or b"") + len(origin.key or b"") + sum(len(k) + len(v) for k, v in origin.headers)
+    # a record with more headers than a dead letter holds is kept by its position alone (it could not be
+    # replayed as it is anyway: it breaks the same bound on the way in)
+    keep = origin.value is not None and size <= keep_original_bytes and len(origin.headers) <= MAX_HEADERS
     return DeadLetter(
         reason=error.reason,
         message=str(error),
@@ -326,12 +427,30 @@ def build_dead_letter(error: PoisonError, origin: Record, event_id: str | None, 
         origin_offset=origin.offset,
         event_id=event_id,
         original=origin.value if keep else None,
+        original_key=origin.key if keep else None,
+        original_headers=origin.headers if keep else (),
     )
+
+
+def _b64(data: bytes | None) -> str | None:
+    return base64.b64encode(data).decode() if data is not None else None
+
+
+def _unb64(raw: dict[str, Any], name: str, value: Any) -> bytes | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise EventDecodeError("bad_field", f"field {name!r} is base64 text or null")
+    try:
+        return base64.b64decode(value, validate=True)
+    except ValueError as exc:
+        raise EventDecodeError("bad_field", f"field {name!r} is not base64: {exc}") from None
 
 
 def encode_dead_letter(letter: DeadLetter) -> bytes:
     raw = {**letter.__dict__}
-    raw["original"] = base64.b64encode(letter.original).decode() if letter.original is not None else None
+    raw["original"], raw["original_key"] = _b64(letter.original), _b64(letter.original_key)
+    raw["original_headers"] = [{"key": k, "value": _b64(v)} for k, v in letter.original_headers]
     return json.dumps(raw, separators=(",", ":")).encode()
 
 
@@ -339,13 +458,18 @@ def _dead_letter(raw: Any) -> DeadLetter:
     if not isinstance(raw, dict):
         raise EventDecodeError("bad_dead_letter", "a dead letter is a JSON object")
     _schema(raw, DEAD_LETTER_SCHEMA_VERSION, "dead letter")
-    original = raw.get("original")
-    if original is not None and not isinstance(original, str):
-        raise EventDecodeError("bad_field", "field 'original' is base64 text or null")
-    try:
-        image = base64.b64decode(original, validate=True) if original is not None else None
-    except ValueError as exc:
-        raise EventDecodeError("bad_field", f"field 'original' is not base64: {exc}") from None
+    image = _unb64(raw, "original", raw.get("original"))
+    headers = raw.get("original_headers")
+    headers = [] if headers is None else headers
+    if (
+        not isinstance(headers, list)
+        or len(headers) > MAX_HEADERS
+        or not all(isinstance(h, dict) and isinstance(h.get("key"), str) for h in headers)
+    ):
+        raise EventDecodeError(
+            "bad_field", f"field 'original_headers' is a list of at most {MAX_HEADERS} key/value pairs"
+        )
+    original_headers = tuple((h["key"], _unb64(h, "original_headers", h.get("value")) or b"") for h in headers)
     event_id = raw.get("event_id")
     return DeadLetter(
         reason=_text(raw, "reason"),
@@ -356,6 +480,8 @@ def _dead_letter(raw: Any) -> DeadLetter:
         event_id=_text(raw, "event_id", required=False) if event_id is not None else None,
         original=image,
         failed_at_ms=_count(raw, "failed_at_ms"),
+        original_key=_unb64(raw, "original_key", raw.get("original_key")),
+        original_headers=original_headers,
     )
 
 
@@ -429,20 +555,38 @@ class LabelledExample:
         return None if self.shadow_version is None else self.label == self.shadow_label
 
 
-def encode_labelled_example(example: LabelledExample) -> bytes:
-    header = {k: v for k, v in example.__dict__.items() if k not in ("image", "schema_version")}
-    if example.shadow_version is None:  # absent, so that readers from before shadow scoring read the record
+def encode_labelled_example(example: LabelledExample) -> Message:
+    """The training-log record of ``example``, in the image events' convention: key the event id, value the image
+    bytes, ``content-type`` and ``schema-version`` headers, and the label and lineage in the ``training-example``
+    header (a JSON object, docs/schemas/training-example.schema.json); the logging time is the record's timestamp."""
+    header = {
+        k: v for k, v in example.__dict__.items() if k not in ("event_id", "image", "content_type", "schema_version")
+    }
+    if example.shadow_version is None:  # absent rather than null: a candidate answered, or nothing is said
         del header["shadow_version"], header["shadow_label"]
-    if not example.feedback_trusted:  # likewise for readers from before the trusted topic
-        del header["feedback_trusted"]
-    return _frame(EXAMPLE_MAGIC, example.schema_version, header, example.image)
+    headers = (
+        (CONTENT_TYPE_HEADER, example.content_type.encode()),
+        (SCHEMA_VERSION_HEADER, str(example.schema_version).encode()),
+        (EXAMPLE_HEADER, json.dumps(header, separators=(",", ":")).encode()),
+    )
+    return Message(example.event_id.encode(), example.image, headers, example.logged_at_ms)
 
 
-def decode_labelled_example(value: bytes | None) -> LabelledExample:
-    """The example in a training-log value; :class:`EventDecodeError` when it is not one or a field has the
+def decode_labelled_example(record: KafkaRecord) -> LabelledExample:
+    """The example in a training-log record; :class:`EventDecodeError` when it is not one or a field has the
     wrong type, so that one bad record is skipped (and counted) rather than failing every later retraining."""
-    header, image = _unframe(value, EXAMPLE_MAGIC, EXAMPLE_SCHEMA_VERSION, "labelled_example")
-    for name in ("event_id", "label", "content_type", "predicted_label", "model_name"):
+    event_id = _event_id_of(record.key)
+    known, _ = _known_headers(record.headers)
+    _header_schema(known, EXAMPLE_SCHEMA_VERSION, "training-log record")
+    content_type = _header_text(known, CONTENT_TYPE_HEADER)
+    if EXAMPLE_HEADER not in known:
+        raise EventDecodeError("missing_header", f"header {EXAMPLE_HEADER!r} is missing")
+    header = _json(known[EXAMPLE_HEADER].encode(), "bad_header", f"header {EXAMPLE_HEADER!r}")
+    if not isinstance(header, dict):
+        raise EventDecodeError("bad_header", f"header {EXAMPLE_HEADER!r} is not a JSON object")
+    if not record.value:
+        raise EventDecodeError("missing_image", "a training-log record's value is the image, and it is empty")
+    for name in ("label", "predicted_label", "model_name"):
         _text(header, name)
     header["feedback_source"] = _text(header, "feedback_source", required=False, max_chars=MAX_SOURCE_CHARS)
     for name in ("model_version", "logged_at_ms"):
@@ -460,11 +604,16 @@ def decode_labelled_example(value: bytes | None) -> LabelledExample:
         raise EventDecodeError("missing_field", "field 'predicted_score' is missing or not a number")
     if not isinstance(header.get("feedback_trusted", False), bool):
         raise EventDecodeError("bad_field", "field 'feedback_trusted' is not a boolean")
-    known = {k: v for k, v in header.items() if k in _EXAMPLE_FIELDS}  # fields of later versions are ignored
-    return LabelledExample(**known, image=image)
+    known_fields = {k: v for k, v in header.items() if k in _EXAMPLE_FIELDS}  # fields of later versions are ignored
+    return LabelledExample(**known_fields, event_id=event_id, content_type=content_type, image=bytes(record.value))
 
 
-_EXAMPLE_FIELDS = frozenset(LabelledExample.__dataclass_fields__) - {"image", "schema_version"}
+_EXAMPLE_FIELDS = frozenset(LabelledExample.__dataclass_fields__) - {
+    "event_id",
+    "image",
+    "content_type",
+    "schema_version",
+}
 
 
 @dataclass(frozen=True)

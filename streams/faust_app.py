@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 import faust
 from prometheus_client import CollectorRegistry, start_http_server
 
-from inferloop.events import Record
+from inferloop.events import Record, as_headers
 from inferloop.kafka.options import ssl_context
 from inferloop.logs import LogFormat, logging_config
 from inferloop.metrics import export_consumer_lag
@@ -75,6 +75,11 @@ async def within(deadline_s: float, work: Awaitable[None], what: str) -> None:
         raise DependencyOutage(f"{what} took over {deadline_s:g} s (streams.outage_timeout_s and the rest)") from exc
 
 
+def _timestamp_ms(message: Any) -> int | None:
+    """The record's timestamp in milliseconds (faust keeps it in seconds, as a float)."""
+    return round(message.timestamp * 1000) if message.timestamp is not None else None
+
+
 async def process_batches(
     batches: AsyncIterator[list[Any]], process: Callable[[list[Record]], Awaitable[None]], deadline_s: float
 ) -> None:
@@ -82,7 +87,11 @@ async def process_batches(
     whatever ``process`` raises, or a batch that outlasts its deadline, stops the process before faust can
     acknowledge the batch (:func:`exit_on_batch_error`)."""
     async for events in batches:
-        batch = [Record(e.message.topic, e.message.partition, e.message.offset, e.key, e.value) for e in events]
+        batch = [
+            Record(m.topic, m.partition, m.offset, e.key, e.value, as_headers(m.headers), _timestamp_ms(m))
+            for e in events
+            for m in (e.message,)
+        ]
         try:
             await within(deadline_s, process(batch), f"a batch of {len(batch)}")
         except Exception as exc:  # nothing a batch raises may let faust ack it

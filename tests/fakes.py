@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from inferloop.events import Feedback, Prediction
+from inferloop.events import Feedback, Message, Prediction, Record
 from inferloop.triton.errors import TritonRequestFailed
 from inferloop.triton.signature import ModelSignature
 
@@ -72,8 +72,10 @@ class FakeBroker:
 
 
 class FakeImages:
-    def __init__(self, frames: dict[tuple[str, int, int], bytes]) -> None:
+    """The images topic by position: the messages given, as a consumer reads them there."""
+
+    def __init__(self, frames: dict[tuple[str, int, int], Message]) -> None:
         self.frames = frames
 
-    async def __call__(self, wanted: list[tuple[str, int, int]]) -> dict[tuple[str, int, int], bytes | None]:
-        return {w: self.frames.get(w) for w in wanted}
+    async def __call__(self, wanted: list[tuple[str, int, int]]) -> dict[tuple[str, int, int], Record | None]:
+        return {w: m.at(*w) if (m := self.frames.get(w)) is not None else None for w in wanted}

@@ -109,11 +109,17 @@ class ImageProducer(_Producer):
         """Send ``event`` (confirmed by :meth:`flush`); before sending, :class:`EventTooLarge` if it cannot fit and
         :class:`~inferloop.errors.EventDecodeError` if a field is outside its bounds (docs/events.md)."""
         check_image_event(event)
-        value = encode_image_event(event)
-        if len(value) > self.settings.streams.max_request_bytes - RECORD_OVERHEAD_BYTES:
-            raise EventTooLarge(len(value), self.settings.streams.max_request_bytes, what)
+        record = encode_image_event(event)
+        if record.size > self.settings.streams.max_request_bytes - RECORD_OVERHEAD_BYTES:
+            raise EventTooLarge(record.size, self.settings.streams.max_request_bytes, what)
         self._pending.append(
-            self._producer.send(self.settings.streams.images_topic, key=event.event_id.encode(), value=value)
+            self._producer.send(
+                self.settings.streams.images_topic,
+                key=record.key,
+                value=record.value,
+                headers=list(record.headers),
+                timestamp_ms=record.timestamp_ms,
+            )
         )
         return event.event_id
 
@@ -128,6 +134,21 @@ class ImageProducer(_Producer):
                 source=self.source,
                 metadata=metadata or {},
             )
+        )
+
+    def publish_uri(
+        self, uri: str, content_type: str, event_id: str | None = None, metadata: dict[str, str] | None = None
+    ) -> str:
+        """An image by reference: the worker reads ``uri`` (within its ``streams.image_uri_roots``) when it comes."""
+        return self.publish(
+            ImageEvent(
+                event_id=event_id or new_event_id(),
+                content_type=content_type,
+                image_uri=uri,
+                source=self.source,
+                metadata=metadata or {},
+            ),
+            what=uri,
         )
 
     def publish_file(self, path: Path, event_id: str | None = None) -> str:

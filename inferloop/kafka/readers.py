@@ -19,6 +19,7 @@ from inferloop.events import (
     LabelledExample,
     Prediction,
     Record,
+    as_headers,
     decode_dead_letter,
     decode_labelled_example,
     decode_prediction,
@@ -87,7 +88,7 @@ def read_topic(
                 for r in records:
                     if not follow and (tp not in ends or r.offset >= ends[tp]):
                         continue
-                    yield Record(r.topic, r.partition, r.offset, r.key, r.value)
+                    yield Record(r.topic, r.partition, r.offset, r.key, r.value, as_headers(r.headers), r.timestamp)
                     count += 1
                     if limit is not None and count >= limit:
                         return
@@ -115,10 +116,11 @@ def read_dead_letters(settings: Settings, **kwargs: Any) -> Iterator[DeadLetter]
 
 
 def replay_dead_letters(settings: Settings, reason: str | None = None) -> tuple[int, int]:
-    """Publish the original bytes of dead letters to the topic they came from again, confirmed; returns
-    (replayed, skipped). Only the images topic and the open feedback topic are replayed to: a letter names its
-    origin itself, and anyone who can write the dead-letter topic could otherwise have an operator's replay write
-    a forged label into the trusted feedback topic (letters from elsewhere are skipped)."""
+    """Publish the original records of dead letters (value, key and headers as they were) to the topic they came
+    from again, confirmed; returns (replayed, skipped). Only the images topic and the open feedback topic are
+    replayed to: a letter names its origin itself, and anyone who can write the dead-letter topic could otherwise
+    have an operator's replay write a forged label into the trusted feedback topic (letters from elsewhere are
+    skipped)."""
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
@@ -131,8 +133,9 @@ def replay_dead_letters(settings: Settings, reason: str | None = None) -> tuple[
             if (reason and letter.reason != reason) or letter.original is None or letter.origin_topic not in replayable:
                 skipped += 1
                 continue
-            key = (letter.event_id or "").encode() or None
-            futures.append(producer.send(letter.origin_topic, key=key, value=letter.original))
+            key = letter.original_key or (letter.event_id or "").encode() or None
+            headers = list(letter.original_headers)
+            futures.append(producer.send(letter.origin_topic, key=key, value=letter.original, headers=headers))
         producer.flush()
         for future in futures:
             future.get(timeout=60)
@@ -145,7 +148,7 @@ def replay_dead_letters(settings: Settings, reason: str | None = None) -> tuple[
 
 def read_training_log(settings: Settings, **kwargs: Any) -> Iterator[tuple[Record, LabelledExample]]:
     for record in read_topic(settings, settings.feedback.training_log_topic, **kwargs):
-        yield record, decode_labelled_example(record.value)
+        yield record, decode_labelled_example(record)
 
 
 def latest_examples(
@@ -183,7 +186,7 @@ def iter_training_log(
     records = read_topic(settings, topic, start=start, until=until, idle_timeout_s=idle_timeout_s, complete=complete)
     for record in records:
         try:
-            example = decode_labelled_example(record.value)
+            example = decode_labelled_example(record)
         except EventDecodeError as exc:
             log.warning("training log: skipping %s[%d]@%d: %s", topic, record.partition, record.offset, exc)
             if skipped is not None:

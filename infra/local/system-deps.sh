@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages the local stack needs, only where they are missing:
 # Java 17+ runs the Kafka broker, Maven resolves its jars from Maven Central, Prometheus (with promtool) scrapes
-# the stack and checks the alert rules. (helm is built with the Go toolchain by `make tools`.)
+# the stack and checks the alert rules, kcat (librdkafka) is the non-Python client the contract tests publish
+# with. (helm is built with the Go toolchain by `make tools`.)
 set -euo pipefail
 
 missing=()
@@ -14,6 +15,7 @@ java_ok() {
 java_ok || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || missing+=(prometheus)
+command -v kcat >/dev/null 2>&1 || missing+=(kcat)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -19,7 +19,7 @@ import faust
 from aiokafka.partitioner import murmur2
 from prometheus_client import CollectorRegistry
 
-from inferloop.events import Record
+from inferloop.events import Message, Record
 from inferloop.kafka.options import aiokafka_options
 from inferloop.kafka.topics import ensure_topics
 from inferloop.metrics import JoinerMetrics
@@ -54,9 +54,12 @@ def create_joiner_app(settings: Settings, registry: CollectorRegistry | None = N
     metrics = JoinerMetrics(registry or CollectorRegistry())
     lookup = ImageLookup(aiokafka_options(settings.kafka), s.max_request_bytes)
 
-    async def send_all(records: list[tuple[str, bytes, bytes]]) -> None:
+    async def send_all(records: list[tuple[str, Message]]) -> None:
         producer = app.producer._ensure_producer()  # type: ignore[attr-defined]  # the aiokafka producer
-        futures = [await producer.send(topic, value=value, key=key) for topic, key, value in records]
+        futures = [
+            await producer.send(topic, value=m.value, key=m.key, headers=list(m.headers), timestamp_ms=m.timestamp_ms)
+            for topic, m in records
+        ]
         await asyncio.gather(*futures)
 
     def owns(key: bytes) -> bool:

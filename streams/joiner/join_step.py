@@ -29,6 +29,7 @@ from inferloop.errors import EventDecodeError, PoisonError
 from inferloop.events import (
     DeadLetter,
     LabelledExample,
+    Message,
     Record,
     build_dead_letter,
     decode_feedback,
@@ -50,9 +51,9 @@ OTHER = "other"  # the metric label of every model this deployment does not serv
 MAX_VERSION_SERIES = 8  # versions of a model with metric series (the least recently updated dropped first)
 
 # (topic, key, value) records -> once every one of them is acknowledged by the broker
-SendAllFn = Callable[[list[tuple[str, bytes, bytes]]], Awaitable[None]]
+SendAllFn = Callable[[list[tuple[str, Message]]], Awaitable[None]]
 # [(topic, partition, offset)] -> the record values found there (None: gone)
-FetchFn = Callable[[list[tuple[str, int, int]]], Awaitable[dict[tuple[str, int, int], bytes | None]]]
+FetchFn = Callable[[list[tuple[str, int, int]]], Awaitable[dict[tuple[str, int, int], Record | None]]]
 # (model name, the version that predicted) -> its class labels (None: unknown now, accept any label)
 LabelsFn = Callable[[str, int], Awaitable[frozenset[str] | None]]
 
@@ -165,7 +166,7 @@ class Joiner:
     # -- output -----------------------------------------------------------------------------------------------
 
     async def _log(self, joins: list[Join], rejects: list[Reject]) -> None:
-        examples: list[tuple[Join, LabelledExample, bytes]] = []
+        examples: list[tuple[Join, LabelledExample, Message]] = []
         if joins:
             images = await self.fetch(
                 [
@@ -182,9 +183,9 @@ class Joiner:
                     rejects.append(example)
                     continue
                 value = encode_labelled_example(example)
-                if len(value) + len(j.event_id) + RECORD_OVERHEAD_BYTES > self.settings.streams.max_request_bytes:
+                if value.size + RECORD_OVERHEAD_BYTES > self.settings.streams.max_request_bytes:
                     message = (
-                        f"the {len(value)}-byte training-log record does not fit the "
+                        f"the {value.size}-byte training-log record does not fit the "
                         f"{self.settings.streams.max_request_bytes}-byte record limit"
                     )
                     rejects.append(
@@ -193,9 +194,10 @@ class Joiner:
                     continue
                 examples.append((j, example, value))
         f, s = self.settings.feedback, self.settings.streams
-        records = [(f.training_log_topic, j.event_id.encode(), value) for j, _, value in examples]
+        records = [(f.training_log_topic, value) for j, _, value in examples]
         records += [
-            (s.dead_letter_topic, r.event_id.encode(), encode_dead_letter(self._dead_letter(r))) for r in rejects
+            (s.dead_letter_topic, Message(r.event_id.encode(), encode_dead_letter(self._dead_letter(r))))
+            for r in rejects
         ]
         if not records:
             return
@@ -213,7 +215,7 @@ class Joiner:
             self.join.mark_settled(r)
             self.metrics.dead_letters.labels(r.reason).inc()
 
-    async def _example(self, j: Join, images: dict[tuple[str, int, int], bytes | None]) -> LabelledExample | Reject:
+    async def _example(self, j: Join, images: dict[tuple[str, int, int], Record | None]) -> LabelledExample | Reject:
         p = j.predicted
         labels = await self.labels_of(p.model_name, p.model_version)
         if labels is not None and j.label not in labels:
@@ -221,11 +223,11 @@ class Joiner:
             return Reject(j.event_id, FeedbackRejected("unknown_label", message), j.origin, j.original)
         where = (p.image_topic or "", p.image_partition or 0, p.image_offset or 0)
         # only the images topic is read back: a prediction naming another topic gets nothing from it
-        frame = images.get(where) if p.image_topic == self.settings.streams.images_topic else None
+        record = images.get(where) if p.image_topic == self.settings.streams.images_topic else None
         try:
-            if frame is None:
+            if record is None:
                 raise FeedbackRejected("image_unavailable", f"the image of event {j.event_id} is no longer in {where}")
-            event = decode_image_event(frame)
+            event = decode_image_event(record)
             if event.event_id != j.event_id:
                 raise FeedbackRejected("image_unavailable", f"{where} holds event {event.event_id}, not {j.event_id}")
             image = event.image or self.uris.read(event.image_uri or "", self.settings.streams.max_image_bytes)
@@ -249,7 +251,7 @@ class Joiner:
         )
 
     def _dead_letter(self, r: Reject) -> DeadLetter:
-        origin = Record(r.origin.topic, r.origin.partition, r.origin.offset, None, r.original)
+        origin = Record(r.origin.topic, r.origin.partition, r.origin.offset, r.event_id.encode() or None, r.original)
         return build_dead_letter(
             r.error, origin, r.event_id or None, self.settings.streams.dead_letter_max_original_bytes
         )

@@ -6,6 +6,7 @@ import logging
 import time
 from typing import Any
 
+from inferloop.events import Record, as_headers
 from inferloop.settings import Settings
 from inferloop.triton.errors import TritonRequestFailed, TritonUnavailable
 from inferloop.triton.inference import triton_inference
@@ -42,13 +43,13 @@ class ImageLookup:
             await self._consumer.stop()
             self._consumer = None
 
-    async def __call__(self, wanted: list[tuple[str, int, int]]) -> dict[tuple[str, int, int], bytes | None]:
-        """The values at these positions; None for one that is gone (below the log start, past its end, or
+    async def __call__(self, wanted: list[tuple[str, int, int]]) -> dict[tuple[str, int, int], Record | None]:
+        """The records at these positions; None for one that is gone (below the log start, past its end, or
         skipped over). An empty read is not taken for "gone": a slow broker or a leader election is waited out
         (the agent's batch deadline bounds the wait)."""
         from aiokafka import TopicPartition
 
-        found: dict[tuple[str, int, int], bytes | None] = {w: None for w in wanted}
+        found: dict[tuple[str, int, int], Record | None] = {w: None for w in wanted}
         if not wanted:
             return found
         consumer = await self._ensure()
@@ -71,8 +72,11 @@ class ImageLookup:
                             todo = []  # read to the end: what is left was skipped (markers), gone
                         break
                     for record in batch:
-                        if (tp.topic, tp.partition, record.offset) in found:
-                            found[(tp.topic, tp.partition, record.offset)] = record.value
+                        where = (tp.topic, tp.partition, record.offset)
+                        if where in found:
+                            found[where] = Record(
+                                *where, record.key, record.value, as_headers(record.headers), record.timestamp
+                            )
                     last = batch[-1].offset
                     todo = [o for o in todo if o > last]
                 todo = [o for o in todo if o > last]

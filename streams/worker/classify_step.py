@@ -121,7 +121,7 @@ class Classifier:
         for raw in batch:
             event: ImageEvent | None = None
             try:
-                event = decode_image_event(raw.value)
+                event = decode_image_event(raw)
                 data = event.image or self.uris.read(event.image_uri or "", self.limits.max_bytes)
                 image = decode_image(data, event.content_type, self.limits)
                 good.append(Decoded(raw, event, to_model_input(image, spec), received_at))

@@ -1,18 +1,18 @@
-"""Bad-input fuzzing (marker ``fuzz``): whatever bytes arrive, each event becomes exactly one prediction or one
-dead letter with a known reason, never an unhandled exception; decompression bombs are refused before they
-allocate; feedback and training-log decoders raise only their decode error; hostile image URIs and model names
-never reach outside their folders.
+"""Bad-input fuzzing (marker ``fuzz``): whatever records arrive on the images topic (any key, value and headers),
+each becomes exactly one prediction or one dead letter with a known reason, never an unhandled exception;
+decompression bombs are refused before they allocate; feedback and training-log decoders raise only their decode
+error; hostile image URIs and model names never reach outside their folders.
 
-Hypothesis, derandomized so that CI runs the same cases every time: 14,000 cases in all.
+Hypothesis, derandomized so that CI runs the same cases every time: 15,500 cases in all.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
 import os
-import struct
 import tempfile
 import tracemalloc
 from pathlib import Path
@@ -27,9 +27,10 @@ from prometheus_client import CollectorRegistry
 
 from inferloop.errors import EventDecodeError
 from inferloop.events import (
+    MAX_HEADERS,
     ImageEvent,
+    Message,
     Promotion,
-    Record,
     decode_dead_letter,
     decode_feedback,
     decode_labelled_example,
@@ -46,14 +47,29 @@ from inferloop.settings import Settings
 from inferloop.uri_policy import ImageUriPolicy, UriNotAllowed
 from streams.worker.classify_step import Classifier
 from tests.fakes import FakeBroker, FakeTriton
-from tests.fuzz.decoder_formats import EDITS, mutate
+from tests.fuzz.decoder_formats import (
+    EDITS,
+    HEADER_NAMES,
+    KEYS,
+    LONG_TEXTS,
+    arbitrary_records,
+    damage_bytes,
+    header_name,
+    spell,
+    spellings,
+)
 
 pytestmark = [pytest.mark.fuzz]
 FUZZ = settings(max_examples=3000, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 KNOWN_REASONS = {
-    "empty_value", "not_an_image_event", "unknown_schema_version", "bad_header", "missing_field", "bad_field",
-    "missing_image", "disallowed_content_type", "too_large", "empty_image", "not_an_image", "undecodable",
-    "content_type_mismatch", "decompression_bomb", "uri_unreadable", "uri_not_allowed",
+    "missing_key", "bad_key", "missing_header", "bad_header", "unknown_schema_version", "missing_image",
+    "disallowed_content_type", "too_large", "empty_image", "not_an_image", "undecodable", "content_type_mismatch",
+    "decompression_bomb", "uri_unreadable", "uri_not_allowed",
+}  # fmt: skip
+FEEDBACK_REASONS = {"empty_value", "bad_field", "not_feedback", "unknown_schema_version", "missing_field"}
+LOG_REASONS = {
+    "missing_key", "bad_key", "missing_header", "bad_header", "unknown_schema_version", "missing_image",
+    "missing_field", "bad_field",
 }  # fmt: skip
 CONTENT_TYPES = ["image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp", "image/tiff", "text/plain", ""]
 
@@ -65,18 +81,21 @@ def _png(width: int = 8, height: int = 8, value: int = 128) -> bytes:
 
 
 VALID_PNG = _png()
-VALID_FRAME = encode_image_event(ImageEvent("seed", "image/png", VALID_PNG))
+# key, value (the PNG), headers content-type, schema-version, source and meta-camera, timestamp
+VALID_RECORD = encode_image_event(
+    ImageEvent("seed", "image/png", VALID_PNG, source="fuzz", produced_at_ms=1, metadata={"camera": "north"})
+)
 
 
 class Harness:
     """One classifier over fakes (the real decoder, limits and dead-lettering; Triton and Kafka faked)."""
 
     def __init__(self) -> None:
-        settings_ = Settings(streams={"max_image_bytes": 64 * 1024, "max_image_pixels": 1_000_000})  # type: ignore[arg-type]
+        self.settings = Settings(streams={"max_image_bytes": 64 * 1024, "max_image_pixels": 1_000_000})  # type: ignore[arg-type]
         self.broker = FakeBroker()
         announced = Promotion("digits", 4)
         self.classifier = Classifier(
-            settings_,
+            self.settings,
             FakeTriton([]),  # type: ignore[arg-type]
             WorkerMetrics(CollectorRegistry()),
             self.broker.send,
@@ -85,12 +104,13 @@ class Harness:
         self.loop = asyncio.new_event_loop()
         self.offset = 0
 
-    def outputs_for(self, values: list[bytes | None]) -> list[tuple[str, Any]]:
+    def outputs_for(self, messages: list[Message]) -> list[tuple[str, Any]]:
+        """The outputs of one batch of ``messages``, read at the next offsets of partition 0 of "images"."""
         self.broker.records.clear()
         batch = []
-        for value in values:
+        for message in messages:
             self.offset += 1
-            batch.append(Record("images", 0, self.offset, b"k", value))
+            batch.append(message.at("images", 0, self.offset))
         self.loop.run_until_complete(self.classifier.process(batch))
         out: list[tuple[str, Any]] = []
         for topic, _, value in self.broker.records:
@@ -104,40 +124,147 @@ class Harness:
 HARNESS = Harness()
 
 
-def check_one_output_each(values: list[bytes | None]) -> None:
-    """Each input record (by its offset) has exactly one output: a prediction or a dead letter."""
+def check_one_output_each(messages: list[Message]) -> list[tuple[str, Any]]:
+    """Each input record (by its offset) has exactly one output: a prediction, or a dead letter with a known reason
+    that names its origin and carries the record's value, key and headers back as they were when they come to at
+    most ``streams.dead_letter_max_original_bytes`` in at most ``MAX_HEADERS`` headers (nothing of it otherwise).
+    The outputs, in the records' order."""
     first = HARNESS.offset + 1
-    outputs = HARNESS.outputs_for(values)
+    outputs = HARNESS.outputs_for(messages)
     offsets = sorted(o.image_offset if kind == "prediction" else o.origin_offset for kind, o in outputs)
-    assert offsets == list(range(first, first + len(values))), "an event was dropped, duplicated or misattributed"
-    for kind, output in outputs:
+    assert offsets == list(range(first, first + len(messages))), "an event was dropped, duplicated or misattributed"
+    by_offset = {o.image_offset if kind == "prediction" else o.origin_offset: (kind, o) for kind, o in outputs}
+    keep = HARNESS.settings.streams.dead_letter_max_original_bytes
+    for offset, message in enumerate(messages, first):
+        kind, output = by_offset[offset]
         if kind == "dead":
             assert output.reason in KNOWN_REASONS, (output.reason, output.message)
             assert output.message
+            assert (output.origin_topic, output.origin_partition) == ("images", 0)
+            kept = (output.original, output.original_key, output.original_headers)
+            if message.value is not None and message.size <= keep and len(message.headers) <= MAX_HEADERS:
+                assert kept == (message.value, message.key, message.headers), "the dead letter changed the record"
+            else:
+                assert kept == (None, None, ()), "the dead letter kept a record over its limit"
+    return [by_offset[offset] for offset in range(first, first + len(messages))]
 
 
 @FUZZ
-@given(st.lists(st.one_of(st.none(), st.binary(max_size=2048)), min_size=1, max_size=4))
-def test_any_bytes_give_a_prediction_or_a_dead_letter(values: list[bytes | None]) -> None:
-    """3,000 batches of 1-4 arbitrary values (None, or up to 2 KiB of any bytes) through the real decoder,
-    limits and dead-lettering: each event becomes exactly one prediction or one dead letter with a known reason."""
-    check_one_output_each(values)
+@given(st.lists(arbitrary_records(max_value=2048), min_size=1, max_size=4))
+def test_any_records_give_a_prediction_or_a_dead_letter(messages: list[Message]) -> None:
+    """3,000 batches of 1-4 arbitrary records (any key or none; any value of up to 2 KiB or none; 0-8 headers named
+    as the convention's headers in any case, as metadata or anything else, with any values: junk bytes, junk text,
+    texts over each bound, JSON; any timestamp or none) through the real decoder, limits and dead-lettering: each
+    record becomes exactly one prediction or one dead letter with a known reason that names its offset and carries
+    the record back as it was."""
+    check_one_output_each(messages)
 
 
 @FUZZ
-@given(EDITS, st.booleans())
-def test_damaged_frames_and_images_give_a_prediction_or_a_dead_letter(
-    edits: list[tuple[int, int, int]], frame: bool
+@given(
+    EDITS,
+    st.sampled_from(["image", "image", "key", "header", "drop", "twice"]),
+    st.integers(0, 3),
+    st.integers(0, 2**16),
+)
+def test_damaged_records_and_images_give_a_prediction_or_a_dead_letter(
+    edits: list[tuple[int, int, int]], damage: str, index: int, mask: int
 ) -> None:
-    """3,000 valid events damaged by 1-8 byte flips, insertions, deletions and truncations, in the frame or in
-    the PNG inside: each becomes exactly one prediction or one dead letter with a known reason."""
-    if frame:  # damage anywhere in the frame: magic, version, header length, JSON, image
-        check_one_output_each([mutate(VALID_FRAME, edits)])
-    else:  # a well-formed frame around a damaged image
-        check_one_output_each([encode_image_event(ImageEvent("e", "image/png", mutate(VALID_PNG, edits)))])
+    """3,000 valid image events (a PNG, with content-type, schema-version, source and meta-camera headers) damaged:
+    a third by 1-8 byte flips, insertions, deletions and truncations of the PNG, a sixth each by such edits of the
+    key or of a header's value, by a header dropped, or by a header duplicated in another case: each becomes exactly
+    one prediction or one dead letter with a known reason that names its offset and carries the record back as it
+    was."""
+    headers = list(VALID_RECORD.headers)
+    if damage in ("image", "key", "header"):  # byte edits of the value, the key or a header's value
+        message = damage_bytes(VALID_RECORD, {"image": 1, "key": 0, "header": 2 + index}[damage], edits)
+    elif damage == "drop":
+        del headers[index]
+        message = dataclasses.replace(VALID_RECORD, headers=tuple(headers))
+    else:
+        name, raw = headers[index]
+        headers.insert(mask % (len(headers) + 1), (spell(name, mask | 1), raw))  # another case: the first letter
+        message = dataclasses.replace(VALID_RECORD, headers=tuple(headers))
+    check_one_output_each([message])
 
 
-HEADER_VALUES = st.one_of(
+URIS = ["file:///etc/hostname", "file:///nonexistent", "s3://x/y", "::"]
+# junk for any header: text, bytes (mostly not UTF-8), texts just over each bound (one over 64 KiB)
+JUNK_VALUES = st.one_of(
+    st.text(max_size=40).map(str.encode), st.binary(max_size=40), st.sampled_from(LONG_TEXTS).map(str.encode)
+)
+
+
+def _mostly(usual: st.SearchStrategy[bytes], junk: st.SearchStrategy[bytes]) -> st.SearchStrategy[bytes]:
+    """Three values in four from ``usual``, the rest from ``junk``."""
+    return st.sampled_from([usual, usual, usual, junk]).flatmap(lambda chosen: chosen)
+
+
+# each header of the convention or none, named in any case, holding a value of its kind or junk
+CONVENTION_HEADERS = st.fixed_dictionaries(
+    {},
+    optional={
+        name: st.tuples(spellings(name), _mostly(st.sampled_from(values).map(str.encode), JUNK_VALUES))
+        for name, values in [
+            ("content-type", CONTENT_TYPES),
+            ("source", ["", "cam-3"]),
+            ("image-uri", [*URIS, ""]),
+            ("schema-version", ["0", "1", "2", "3", " 1", ""]),
+            ("training-example", ["{}", '{"label":"3"}']),
+        ]
+    },
+).map(lambda chosen: list(chosen.values()))
+# any name (the convention's in any case, metadata, anything else) with any of those values
+MORE_HEADERS = st.lists(
+    st.tuples(HEADER_NAMES, _mostly(st.sampled_from([*CONTENT_TYPES, *URIS, "1", "2"]).map(str.encode), JUNK_VALUES)),
+    max_size=4,
+)
+
+
+@FUZZ
+@given(
+    st.tuples(CONVENTION_HEADERS, MORE_HEADERS).map(lambda parts: parts[0] + parts[1]).flatmap(st.permutations),
+    st.sampled_from([0] * 7 + [56, 60, 64]),
+    st.just(b"event-1") | KEYS,
+    st.sampled_from([None, b"", VALID_PNG, _png(2000, 2000), b"GIF89a\x00\x00", b"\x00" * 64]),
+)
+def test_arbitrary_headers_give_a_prediction_or_a_dead_letter(
+    headers: list[tuple[str, bytes]], filler: int, key: bytes | None, image: bytes | None
+) -> None:
+    """3,000 records with arbitrary header sets, in any order: each of the convention's headers (content-type,
+    source, image-uri, schema-version, training-example) or none, named in any case, holding a value of its kind
+    three times in four (content types; hostile image URIs file:///etc/hostname, file:///nonexistent, s3://x/y and
+    "::"; schema versions 0-3) or junk (text, binary bytes, texts over each bound); 0-4 more headers of any name
+    (the convention's again, metadata with an empty, long or any name, anything else) with such values; in three
+    records of ten 56, 60 or 64 more unknown headers with binary values (around the 64-header limit); a valid key,
+    or none, an empty, non-UTF-8 or over-long one; and a choice of images (none, empty, a PNG, a 4-Mpx PNG, a GIF
+    header, zero bytes). Each becomes exactly one prediction or one dead letter with a known reason that names its
+    offset and carries the record back as it was; a record naming an image URI is never predicted (no URI root is
+    allowed)."""
+    headers += [(f"x-filler-{n}", b"\xff\x00") for n in range(filler)]
+    message = Message(key, image, tuple(headers), 1)
+    [(kind, _)] = check_one_output_each([message])
+    if any(header_name(name) == "image-uri" and raw for name, raw in headers):
+        assert kind == "dead", "a record naming an image URI was predicted"
+
+
+@settings(max_examples=1500, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=512), arbitrary_records(max_value=512))
+def test_feedback_and_log_decoders_raise_only_their_decode_error(value: bytes, record: Message) -> None:
+    """1,500 arbitrary byte strings as feedback values, and 1,500 arbitrary records (any key or none, any value of
+    up to 512 bytes or none, 0-8 headers named as the convention's in any case, as metadata or anything else, with
+    any values) as training-log records: the decoders raise only their decode error, with one of their reasons."""
+    for decode, reasons in (
+        (lambda: decode_feedback(value), FEEDBACK_REASONS),
+        (lambda: decode_labelled_example(record), LOG_REASONS),
+    ):
+        try:
+            decode()
+        except EventDecodeError as exc:
+            assert exc.reason in reasons, (exc.reason, str(exc))
+
+
+JSON_VALUES = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(),
@@ -146,55 +273,13 @@ HEADER_VALUES = st.one_of(
     st.lists(st.integers(), max_size=3),
     st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=3),
 )
-URIS = st.sampled_from(["file:///etc/hostname", "file:///nonexistent", "s3://x/y", "::"])
-
-
-@FUZZ
-@given(
-    st.fixed_dictionaries(
-        {},
-        optional={
-            "event_id": HEADER_VALUES | st.text(min_size=1, max_size=300),
-            "content_type": HEADER_VALUES | st.sampled_from(CONTENT_TYPES),
-            "produced_at_ms": HEADER_VALUES,
-            "image_uri": HEADER_VALUES
-            | st.sampled_from(["file:///etc/hostname", "file:///nonexistent", "s3://x/y", "::"]),
-            "metadata": HEADER_VALUES,
-            "source": HEADER_VALUES,
-        },
-    ),
-    st.sampled_from([b"", VALID_PNG, _png(2000, 2000), b"GIF89a\x00\x00", b"\x00" * 64]),
-    st.integers(0, 3),
-)
-def test_arbitrary_headers_give_a_prediction_or_a_dead_letter(
-    header: dict[str, Any], image: bytes, version: int
-) -> None:
-    """3,000 frames with arbitrary JSON headers (any field missing or of any type, hostile URIs), schema versions
-    0-3 and a choice of images: each becomes exactly one prediction or one dead letter with a known reason."""
-    raw = json.dumps(header).encode()
-    value = b"ILE" + struct.pack(">BI", version, len(raw)) + raw + image
-    check_one_output_each([value])
-
-
-@settings(max_examples=1500, deadline=None, derandomize=True)
-@given(st.binary(max_size=512))
-def test_feedback_and_log_decoders_raise_only_their_decode_error(value: bytes) -> None:
-    """1,500 arbitrary byte strings as feedback and training-log records: the decoders raise only their decode
-    error, with a reason."""
-    for decode in (decode_feedback, decode_labelled_example):
-        try:
-            decode(value)
-        except EventDecodeError as exc:
-            assert exc.reason
-
-
 PROMOTION_FIELDS = (
     "model_name", "serving", "shadow", "action", "reason", "evidence", "announced_at_ms", "schema_version"
 )  # fmt: skip
 
 
 @settings(max_examples=1500, deadline=None, derandomize=True)
-@given(st.dictionaries(st.sampled_from(PROMOTION_FIELDS), HEADER_VALUES, max_size=8))
+@given(st.dictionaries(st.sampled_from(PROMOTION_FIELDS), JSON_VALUES, max_size=8))
 def test_the_promotion_decoder_accepts_only_whole_promotions(raw: dict[str, object]) -> None:
     """1,500 JSON objects with any promotion field missing or of any type: a worker's watcher either gets a
     promotion that names a model and a version, or an EventDecodeError with a reason (and skips the record)."""

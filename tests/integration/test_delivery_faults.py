@@ -10,6 +10,7 @@ import json
 import threading
 import time
 import uuid
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -18,10 +19,9 @@ from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 from PIL import Image
 
 from inferloop.events import (
-    EXAMPLE_MAGIC,
     Feedback,
     LabelledExample,
-    _frame,
+    Message,
     encode_feedback,
     encode_labelled_example,
     now_ms,
@@ -70,12 +70,13 @@ def set_topic_config(settings: Settings, topic: str, **configs: str) -> None:
         admin.close()
 
 
-def produce_raw(settings: Settings, topic: str, records: list[tuple[bytes, bytes]]) -> None:
-    """Records as another writer (any Kafka client) might send them."""
+def produce_raw(settings: Settings, topic: str, records: list[tuple[bytes, bytes] | Message]) -> None:
+    """Records as another writer (any Kafka client) might send them: ``(key, value)`` or a whole message."""
     producer = KafkaProducer(**kafka_options(settings.kafka), acks="all")
     try:
-        for key, value in records:
-            producer.send(topic, key=key, value=value)
+        for record in records:
+            m = record if isinstance(record, Message) else Message(*record)
+            producer.send(topic, key=m.key, value=m.value, headers=list(m.headers), timestamp_ms=m.timestamp_ms)
         producer.flush()
     finally:
         producer.close()
@@ -214,30 +215,35 @@ def example(event_id: str, label: str, png: bytes) -> LabelledExample:
 
 
 def test_training_log_records_with_wrong_field_types_are_skipped_and_counted(stream: Stream) -> None:
-    """The trainer reads the training log up to a cursor: records with an integer event id, a list label or no
-    frame at all are left out and counted, the 12 good ones read; a later read from that cursor gets exactly
-    the 3 logged after it; and a cursor past what the broker returns fails the read instead of ending it early
-    (a cursor never moves past labels that were not read)."""
+    """The trainer reads the training log up to a cursor: records with a list label, a key that is not UTF-8, or
+    no training-example header at all are left out and counted, the 12 good ones read; a later read from that
+    cursor gets exactly the 3 logged after it; and a cursor past what the broker returns fails the read instead
+    of ending it early (a cursor never moves past labels that were not read)."""
     settings = stream.settings
     ensure_topics(settings)
     topic = settings.feedback.training_log_topic
     digits = labelled_digits(15)
     good = [example(e, label, png) for e, png, label in digits[:12]]
-    header = {k: v for k, v in example("x", "3", b"").__dict__.items() if k not in ("image", "schema_version")}
+    record = encode_labelled_example(example("list-label", "3", digits[0][1]))
+    headers = dict(record.headers)
+    metadata = json.loads(headers["training-example"])
     bad = [
-        (b"int-id", _frame(EXAMPLE_MAGIC, 1, {**header, "event_id": 7}, digits[0][1])),
-        (b"list-label", _frame(EXAMPLE_MAGIC, 1, {**header, "event_id": "list-label", "label": ["3"]}, digits[0][1])),
-        (b"no-frame", b"not a labelled example"),
+        replace(
+            record,
+            headers=(*record.headers[:2], ("training-example", json.dumps({**metadata, "label": ["3"]}).encode())),
+        ),
+        replace(record, key=b"\xff\xfe"),  # not UTF-8 (a compacted topic refuses records without a key)
+        (b"no-header", b"not a labelled example"),
     ]
-    produce_raw(settings, topic, [*[(e.event_id.encode(), encode_labelled_example(e)) for e in good[:6]], *bad])
-    produce_raw(settings, topic, [(e.event_id.encode(), encode_labelled_example(e)) for e in good[6:]])
+    produce_raw(settings, topic, [*[encode_labelled_example(e) for e in good[:6]], *bad])
+    produce_raw(settings, topic, [encode_labelled_example(e) for e in good[6:]])
     reader = TrainingLogReader(settings, InputSpec(1, 28, 28), idle_timeout_s=3.0)
     cursor = reader.cursor()
     first = reader.read(DIGITS, after=None, until=cursor)
     assert set(first.ids) == {f"event:{e.event_id}" for e in good}
     assert sum(reader.skipped.values()) == 3, reader.skipped
     later = [example(e, label, png) for e, png, label in digits[12:]]
-    produce_raw(settings, topic, [(e.event_id.encode(), encode_labelled_example(e)) for e in later])
+    produce_raw(settings, topic, [encode_labelled_example(e) for e in later])
     second = reader.read(DIGITS, after=cursor, until=reader.cursor())
     assert set(second.ids) == {f"event:{e.event_id}" for e in later} and not reader.skipped
     assert cursor is not None

@@ -25,6 +25,7 @@ from infra.local.triton_server import TritonServer
 from infra.local.worker import JoinerProcess, WorkerProcess
 from tests.helpers import inferloop, isolated_env, settings_from_env, wait_for
 from tests.integration.conftest import Stream, announced
+from tests.schemas import assert_valid
 from trainer.card import ModelCard
 from trainer.data import digits_images, in_holdout, png_bytes
 from trainer.jobs.context import publisher as publisher_of
@@ -198,7 +199,10 @@ def shadow_predictions(loop: Loop) -> list[Prediction]:
     from inferloop.kafka.readers import read_topic
 
     topic = loop.settings.streams.shadow_predictions_topic
-    return [decode_prediction(r.value) for r in read_topic(loop.settings, topic, idle_timeout_s=0.5)]
+    records = list(read_topic(loop.settings, topic, idle_timeout_s=0.5))
+    for record in records:  # as the worker wrote them, against the published schema
+        assert_valid("shadow-prediction", record.value)
+    return [decode_prediction(r.value) for r in records]
 
 
 def test_drift_feedback_retrain_shadow_promotion_and_recovery(loop: Loop) -> None:
@@ -325,6 +329,12 @@ def test_a_worse_candidate_is_scored_in_shadow_and_never_promoted(loop: Loop, tm
     assert {p.model_version for p in loop.predictions()} == {1}, "the worse candidate answered live traffic"
     assert {p.model_version for p in predicted.values()} == {1}
     assert {p.model_version for p in shadow_predictions(loop)} == {2}, "it was scored in shadow"
+    from inferloop.kafka.readers import read_topic
+
+    promotions = list(read_topic(settings, settings.model.promotions_topic, idle_timeout_s=0.5))
+    assert len(promotions) >= 2, "the shadow announcement and the rejection"
+    for record in promotions:  # as the publisher wrote them, against the published schema
+        assert_valid("promotion", record.value)
     statuses = {r["version"]: r["status"] for r in json.loads(inferloop(loop.env, "models", "--json").stdout)}
     assert statuses == {1: "serving", 2: "rejected"}
     assert [v.version for v in control.index(settings.model.name) if v.state == "READY"] == [1], "unloaded"

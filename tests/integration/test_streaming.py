@@ -53,19 +53,12 @@ def test_thousand_images_become_a_thousand_distinct_predictions(stream: Stream) 
     assert list(read_dead_letters(stream.settings, idle_timeout_s=0.5)) == []
 
 
-def _frame(version: int, header: bytes, body: bytes = b"") -> bytes:
-    return b"ILE" + struct.pack(">BI", version, len(header)) + header + body
+BadCase = tuple[str, bytes | None, bytes, tuple[tuple[str, bytes], ...]]
 
 
-def _header(**fields: object) -> bytes:
-    base: dict[str, object] = {"event_id": fields.pop("event_id", uuid.uuid4().hex), "content_type": "image/png"}
-    base["produced_at_ms"] = 1
-    base.update(fields)
-    return json.dumps({k: v for k, v in base.items() if v is not None}).encode()
-
-
-def bad_events(tmp_path: Path) -> list[tuple[str, bytes, str | None]]:
-    """(expected reason, Kafka value, event id the dead letter should carry)."""
+def bad_events(tmp_path: Path) -> list[BadCase]:
+    """(expected reason, key, value, headers) of records that break the image-event convention or carry bad
+    images; the key is the event id the dead letter should carry, where it is one."""
     digit = png_bytes(digits_images()[0][0])
     big = png_bytes(np.random.default_rng(0).integers(0, 255, (400, 400), dtype=np.uint8))  # ~160 kB of noise
     bomb = io.BytesIO()
@@ -74,47 +67,45 @@ def bad_events(tmp_path: Path) -> list[tuple[str, bytes, str | None]]:
     Image.fromarray(digits_images()[0][0]).save(jpeg, format="JPEG")
     tiff = io.BytesIO()
     Image.fromarray(digits_images()[0][0]).save(tiff, format="TIFF")
-    cases: list[tuple[str, bytes, str | None]] = []
+    png = ("content-type", b"image/png")
+    cases: list[BadCase] = []
 
-    def event(reason: str, image: bytes, **fields: object) -> None:
-        event_id = uuid.uuid4().hex
-        cases.append((reason, _frame(1, _header(event_id=event_id, **fields), image), event_id))
+    def event(reason: str, image: bytes, *headers: tuple[str, bytes], key: bytes | None = None) -> None:
+        cases.append((reason, uuid.uuid4().hex.encode() if key is None else key, image, headers))
 
-    cases.append(("empty_value", b"", None))
-    cases.append(("not_an_image_event", b"\x89PNG definitely not a frame", None))
-    cases.append(("not_an_image_event", json.dumps({"event_id": "x", "image": "base64?"}).encode(), None))
-    cases.append(("unknown_schema_version", _frame(9, _header(), digit), None))
-    cases.append(("bad_header", b"ILE" + struct.pack(">BI", 1, 10_000) + b"{}", None))
-    cases.append(("bad_header", _frame(1, b"{not json", digit), None))
-    cases.append(("bad_header", _frame(1, b"[1, 2, 3]", digit), None))
-    cases.append(
-        (
-            "missing_field",
-            _frame(1, json.dumps({"content_type": "image/png", "produced_at_ms": 1}).encode(), digit),
-            None,
-        )
-    )
-    event("missing_field", digit, content_type=None)
-    event("missing_field", digit, produced_at_ms="yesterday")
-    event("missing_image", b"")
-    event("bad_field", digit, metadata={"n": 1})
-    event("bad_field", digit, image_uri=7)
-    event("disallowed_content_type", digit, content_type="image/tiff")
-    event("not_an_image", b"hello, I am text pretending to be a PNG")
-    event("not_an_image", tiff.getvalue())
-    event("undecodable", digit[: len(digit) // 2])
-    event("content_type_mismatch", jpeg.getvalue())
-    event("decompression_bomb", bomb.getvalue())
-    event("too_large", big)
+    event("missing_image", b"", png)
+    cases.append(("missing_key", None, digit, (png,)))
+    event("bad_key", digit, png, key=b"\xff\xfe not UTF-8")
+    event("bad_key", digit, png, key=b"k" * 300)
+    event("missing_header", digit)
+    event("missing_header", digit, ("content-type", b""))
+    event("unknown_schema_version", digit, png, ("schema-version", b"9"))
+    event("bad_header", digit, png, ("Content-Type", b"image/png"))  # twice, in another case
+    event("bad_header", digit, png, ("source", b"\xff\xfe"))
+    event("bad_header", digit, png, ("source", b"s" * 300))
+    event("bad_header", digit, png, *((f"meta-{n}", b"v") for n in range(33)))
+    event("bad_header", digit, png, ("image-uri", b"file:///tmp/x.png"))  # inline and by reference at once
+    event("disallowed_content_type", digit, ("content-type", b"image/tiff"))
+    event("not_an_image", b"hello, I am text pretending to be a PNG", png)
+    event("not_an_image", tiff.getvalue(), png)
+    legacy = b"ILE\x01" + struct.pack(">I", 2) + b"{}" + digit  # the retired frame: its bytes are not an image
+    event("not_an_image", legacy, png)
+    event("undecodable", digit[: len(digit) // 2], png)
+    event("content_type_mismatch", jpeg.getvalue(), png)
+    event("decompression_bomb", bomb.getvalue(), png)
+    event("too_large", big, png)
     # Images by reference: only the folder named by INFERLOOP_STREAMS__IMAGE_URI_ROOTS may be read.
     allowed, secret = uri_folders(tmp_path)
-    event("uri_unreadable", b"", image_uri=(allowed / "missing.png").as_uri())
-    event("uri_unreadable", b"", image_uri=(allowed / "pipe.png").as_uri())  # a FIFO: would block a plain open()
-    event("uri_not_allowed", b"", image_uri=secret.as_uri())  # a valid digit, outside the folder
-    event("uri_not_allowed", b"", image_uri=f"file://{allowed}/../{secret.name}")
-    event("uri_not_allowed", b"", image_uri=(allowed / "link.png").as_uri())  # a symlink to the secret
-    event("uri_not_allowed", b"", image_uri="http://127.0.0.1:9/metadata")
-    event("uri_not_allowed", b"", image_uri=f"simplecache::file://{allowed}/good.png")
+    for reason, uri in [
+        ("uri_unreadable", (allowed / "missing.png").as_uri()),
+        ("uri_unreadable", (allowed / "pipe.png").as_uri()),  # a FIFO: would block a plain open()
+        ("uri_not_allowed", secret.as_uri()),  # a valid digit, outside the folder
+        ("uri_not_allowed", f"file://{allowed}/../{secret.name}"),
+        ("uri_not_allowed", (allowed / "link.png").as_uri()),  # a symlink to the secret
+        ("uri_not_allowed", "http://127.0.0.1:9/metadata"),
+        ("uri_not_allowed", f"simplecache::file://{allowed}/good.png"),
+    ]:
+        event(reason, b"", png, ("image-uri", uri.encode()))
     return cases
 
 
@@ -133,11 +124,13 @@ def uri_folders(tmp_path: Path) -> tuple[Path, Path]:
 
 @pytest.mark.fuzz
 def test_bad_events_are_dead_lettered_with_their_reason_and_the_worker_carries_on(stream: Stream) -> None:
-    """27 hand-made bad events (15 reasons) through the real worker, mixed with good ones: empty values, foreign
-    formats, damaged frames and headers, bad fields, TIFF, text, truncated images, a content-type mismatch, a
-    decompression bomb, an oversized image, and image URIs that are missing, a FIFO, outside the allowed folder,
-    traversing or symlinking out of it, HTTP, or chained: each is dead-lettered with its reason, an allowed URI
-    is predicted, the worker carries on, and replayed dead letters come back with the same reason."""
+    """28 hand-made bad records (14 reasons) through the real worker, mixed with good ones: no key, a key that is
+    not UTF-8 or too long, missing, empty, duplicated, non-UTF-8 or over-long headers, an unknown schema version,
+    33 metadata headers, an image inline and by reference at once, an empty value, the retired binary frame, TIFF,
+    text, truncated images, a content-type mismatch, a decompression bomb, an oversized image, and image URIs that
+    are missing, a FIFO, outside the allowed folder, traversing or symlinking out of it, HTTP, or chained: each is
+    dead-lettered with its reason and its original key, value and headers, an allowed URI is predicted, the
+    worker carries on, and a replayed dead letter comes back exactly (the same reason, not a missing header)."""
     stream.env["INFERLOOP_STREAMS__MAX_IMAGE_BYTES"] = "100000"
     stream.env["INFERLOOP_LOG_FORMAT"] = "json"  # as the chart runs it: checked at the end
     bad = bad_events(stream.tmp_path)
@@ -146,18 +139,22 @@ def test_bad_events_are_dead_lettered_with_their_reason_and_the_worker_carries_o
     worker = stream.start_worker()
     good = labelled_digits(30)
     by_uri = uuid.uuid4().hex  # an allowed URI is read and predicted
-    uri_event = _frame(1, _header(event_id=by_uri, image_uri=(allowed / "good.png").as_uri()), b"")
+    uri_event = encode_image_event(ImageEvent(by_uri, "image/png", image_uri=(allowed / "good.png").as_uri()))
     from kafka import KafkaProducer
 
-    records = [((event_id or f"bad-{n}").encode(), value) for n, (_, value, event_id) in enumerate(bad)]
-    goods = [(e.encode(), encode_image_event(ImageEvent(e, "image/png", data))) for e, data, _ in good]
-    mixed = (
-        [r for pair in zip(records, goods, strict=False) for r in pair] + records[len(goods) :] + goods[len(records) :]
-    )
+    goods = [encode_image_event(ImageEvent(e, "image/png", data)) for e, data, _ in good]
     producer = KafkaProducer(bootstrap_servers=stream.settings.kafka.bootstrap, acks="all")
     topic = stream.settings.streams.images_topic
-    for key, value in [*mixed, (by_uri.encode(), uri_event)]:
-        producer.send(topic, key=key, value=value)
+    sent: dict[int, BadCase] = {}  # by offset: two bad records have no usable key
+    for n in range(max(len(bad), len(goods))):
+        if n < len(bad):
+            reason, key, value, headers = bad[n]
+            offset = producer.send(topic, key=key, value=value, headers=list(headers), partition=0).get(30).offset
+            sent[offset] = bad[n]
+        if n < len(goods):
+            m = goods[n]
+            producer.send(topic, key=m.key, value=m.value, headers=list(m.headers), partition=0)
+    producer.send(topic, key=uri_event.key, value=uri_event.value, headers=list(uri_event.headers))
     producer.flush()
     producer.close()
 
@@ -170,17 +167,20 @@ def test_bad_events_are_dead_lettered_with_their_reason_and_the_worker_carries_o
 
     letters = wait_for(all_dead_letters, 60, f"{len(bad)} dead letters")
     assert len(letters) == len(bad)
-    by_key = {}
-    for n, (reason, value, event_id) in enumerate(bad):
-        by_key[event_id or f"bad-{n}"] = (reason, value)
+    assert {(letter.origin_partition, letter.origin_offset) for letter in letters} == {(0, o) for o in sent}
     for letter in letters:
-        reason, value = by_key[letter.event_id]
+        reason, key, value, headers = sent[letter.origin_offset]
         assert letter.reason == reason, (letter.reason, reason, letter.message)
         assert letter.message
-        assert letter.origin_topic == topic and letter.origin_offset >= 0
+        assert letter.origin_topic == topic
+        try:
+            expected_id = key.decode()[:200] if key else None  # a too-long key is cut, one not UTF-8 left out
+        except UnicodeDecodeError:
+            expected_id = None
+        assert letter.event_id == expected_id, letter
         if len(value) <= stream.settings.streams.dead_letter_max_original_bytes:
-            assert letter.original == value
-    assert len(bad) >= 20 and len({r for r, _, _ in bad}) >= 14, "about 20 kinds of bad input, many reasons"
+            assert (letter.original, letter.original_key, letter.original_headers) == (value, key, headers)
+    assert len(bad) >= 20 and len({r for r, *_ in bad}) >= 14, "about 20 kinds of bad input, many reasons"
 
     # Still alive and still predicting.
     assert pid_alive(stream.workers[0])
@@ -192,7 +192,7 @@ def test_bad_events_are_dead_lettered_with_their_reason_and_the_worker_carries_o
     # The CLI lists them, and replays the ones asked for (still damaged: they come back with the same reason).
     listed = inferloop(stream.env, "dlq", "--json")
     assert listed.returncode == 0, listed.stderr
-    assert sorted(json.loads(line)["reason"] for line in listed.stdout.splitlines()) == sorted(r for r, _, _ in bad)
+    assert sorted(json.loads(line)["reason"] for line in listed.stdout.splitlines()) == sorted(r for r, *_ in bad)
     replay = inferloop(stream.env, "dlq", "replay", "--reason", "undecodable")
     assert replay.returncode == 0 and "replayed 1 dead letters" in replay.stderr, replay.stderr
     wait_for(lambda: stream.metric(worker, "inferloop_dead_letters_total", reason="undecodable") == 2, 60, "the replay")

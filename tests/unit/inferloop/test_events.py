@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import io
 import json
-import struct
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -13,7 +13,9 @@ from inferloop.events import (
     Feedback,
     ImageEvent,
     LabelledExample,
+    Message,
     Prediction,
+    build_dead_letter,
     check_image_event,
     decode_dead_letter,
     decode_feedback,
@@ -34,56 +36,89 @@ def _png(size: tuple[int, int] = (8, 8), mode: str = "L") -> bytes:
     return buffer.getvalue()
 
 
-def test_image_event_round_trip_carries_raw_bytes() -> None:
+def _record(
+    key: bytes | None = b"e1", value: bytes | None = b"img", headers: dict[str, bytes] | None = None, ts: int = 7
+) -> Message:
+    base = {"content-type": b"image/png"} if headers is None else headers
+    return Message(key, value, tuple(base.items()), ts)
+
+
+def test_an_image_event_is_a_plain_record_key_id_value_image_headers_metadata() -> None:
     event = ImageEvent("e1", "image/png", _png(), source="cam-3", produced_at_ms=123, metadata={"k": "v"})
-    value = encode_image_event(event)
-    assert value.startswith(b"ILE\x01")
-    assert value.endswith(event.image), "image bytes travel raw, with no base64 inflation"
-    assert len(value) < len(event.image) + 200
-    assert decode_image_event(value) == event
+    record = encode_image_event(event)
+    assert record.key == b"e1"
+    assert record.value == event.image, "the value is the image bytes exactly as they are on disk"
+    assert dict(record.headers) == {
+        "content-type": b"image/png",
+        "schema-version": b"1",
+        "source": b"cam-3",
+        "meta-k": b"v",
+    }
+    assert record.timestamp_ms == 123, "the production time is the record's timestamp"
+    assert decode_image_event(record) == event
+    assert decode_image_event(record.at("images", 2, 40)) == event
 
 
-def test_uri_event_round_trip() -> None:
+def test_uri_event_round_trip_has_an_empty_value() -> None:
     event = ImageEvent("e2", "image/jpeg", image_uri="file:///data/big.jpg", produced_at_ms=5)
-    assert decode_image_event(encode_image_event(event)) == event
+    record = encode_image_event(event)
+    assert record.value == b"" and dict(record.headers)["image-uri"] == b"file:///data/big.jpg"
+    assert decode_image_event(record) == event
+
+
+def test_a_record_any_client_writes_decodes_headers_matched_without_case_unknown_ones_ignored() -> None:
+    record = _record(
+        headers={
+            "Content-Type": b"image/png",
+            "traceparent": b"\xff\x00 binary, not ours",
+            "META-Camera": b"north",
+            "source": b"kcat",
+        },
+        ts=-1,
+    )
+    event = decode_image_event(record)
+    assert (event.event_id, event.content_type, event.source, event.metadata) == (
+        "e1",
+        "image/png",
+        "kcat",
+        {"Camera": "north"},
+    )
+    assert event.produced_at_ms > 0, "a record without a timestamp is stamped when read"
 
 
 @pytest.mark.parametrize(
-    ("value", "reason"),
+    ("record", "reason"),
     [
-        (None, "empty_value"),
-        (b"", "empty_value"),
-        (b"GIF89a....", "not_an_image_event"),
-        (b"ILE", "not_an_image_event"),
-        (b"ILE" + struct.pack(">BI", 2, 2) + b"{}", "unknown_schema_version"),
-        (b"ILE" + struct.pack(">BI", 1, 99) + b"{}", "bad_header"),
-        (b"ILE" + struct.pack(">BI", 1, 4) + b"nope", "bad_header"),
-        (b"ILE" + struct.pack(">BI", 1, 2) + b"[]", "bad_header"),
+        (_record(key=None), "missing_key"),
+        (_record(key=b""), "missing_key"),
+        (_record(key=b"\xff\xfe"), "bad_key"),
+        (_record(key=b"x" * 201), "bad_key"),
+        (_record(headers={}), "missing_header"),
+        (_record(headers={"content-type": b""}), "missing_header"),
+        (_record(headers={"content-type": b"\xff"}), "bad_header"),
+        (_record(headers={"content-type": b"image/png", "Content-Type": b"image/png"}), "bad_header"),
+        (_record(headers={"content-type": b"x" * 201}), "bad_header"),
+        (_record(headers={"content-type": b"image/png", "schema-version": b"2"}), "unknown_schema_version"),
+        (_record(headers={"content-type": b"image/png", "source": b"s" * 257}), "bad_header"),
+        (_record(headers={"content-type": b"image/png", "meta-": b"v"}), "bad_header"),
+        (_record(headers={"content-type": b"image/png", **{f"meta-{n}": b"v" for n in range(33)}}), "bad_header"),
+        (_record(headers={"content-type": b"image/png", "meta-k": b"v" * 1025}), "bad_header"),
+        (_record(value=None), "missing_image"),
+        (_record(value=b""), "missing_image"),
+        (_record(headers={"content-type": b"image/png", "image-uri": b"file:///x.png"}), "bad_header"),
     ],
 )
-def test_malformed_frames_have_specific_reasons(value: bytes | None, reason: str) -> None:
+def test_records_outside_the_convention_have_specific_reasons(record: Message, reason: str) -> None:
     with pytest.raises(EventDecodeError) as info:
-        decode_image_event(value)
+        decode_image_event(record)
     assert info.value.reason == reason
 
 
-@pytest.mark.parametrize(
-    ("header", "reason"),
-    [
-        ({"content_type": "image/png", "produced_at_ms": 1}, "missing_field"),
-        ({"event_id": "", "content_type": "image/png", "produced_at_ms": 1}, "missing_field"),
-        ({"event_id": "x", "produced_at_ms": 1}, "missing_field"),
-        ({"event_id": "x", "content_type": "image/png", "produced_at_ms": -1}, "missing_field"),
-        ({"event_id": "x", "content_type": "image/png", "produced_at_ms": True}, "missing_field"),
-        ({"event_id": "x" * 201, "content_type": "image/png", "produced_at_ms": 1}, "bad_field"),
-        ({"event_id": "x", "content_type": "image/png", "produced_at_ms": 1, "metadata": [1]}, "bad_field"),
-    ],
-)
-def test_bad_headers_have_specific_reasons(header: dict[str, object], reason: str) -> None:
-    raw = json.dumps(header).encode()
+def test_a_record_with_too_many_headers_is_refused() -> None:
+    headers = tuple((f"x-{n}", b"") for n in range(65))
     with pytest.raises(EventDecodeError) as info:
-        decode_image_event(b"ILE" + struct.pack(">BI", 1, len(raw)) + raw + b"img")
-    assert info.value.reason == reason
+        decode_image_event(Message(b"e", b"img", (("content-type", b"image/png"), *headers)))
+    assert info.value.reason == "bad_header"
 
 
 def test_prediction_and_dead_letter_round_trip() -> None:
@@ -111,18 +146,22 @@ def test_feedback_and_labelled_examples_round_trip_and_refuse_garbage() -> None:
             decode_feedback(bad)
         assert info.value.reason == reason, bad
     example = LabelledExample("e1", "7", "image/png", b"\x89PNG...", "1", 0.4, "digits", 2)
-    assert decode_labelled_example(encode_labelled_example(example)) == example
+    record = encode_labelled_example(example)
+    assert (record.key, record.value) == (b"e1", b"\x89PNG..."), "the training log keeps the image events' convention"
+    assert dict(record.headers)["content-type"] == b"image/png"
+    assert json.loads(dict(record.headers)["training-example"])["label"] == "7"
+    assert decode_labelled_example(record) == example
     with pytest.raises(EventDecodeError) as info:
         decode_labelled_example(encode_image_event(ImageEvent("e", "image/png", b"x")))
-    assert info.value.reason == "not_a_labelled_example"
+    assert info.value.reason == "missing_header"
 
 
 def test_producers_check_the_bounds_the_worker_enforces() -> None:
     check_image_event(ImageEvent("e", "image/png", b"png", source="s" * 256, metadata={"k": "v"}))
     for bad, reason in [
-        (ImageEvent("e", "image/png", b"png", source="s" * 257), "bad_field"),
-        (ImageEvent("e", "image/png", b"png", metadata={str(n): "v" for n in range(33)}), "bad_field"),
-        (ImageEvent("", "image/png", b"png"), "missing_field"),
+        (ImageEvent("e", "image/png", b"png", source="s" * 257), "bad_header"),
+        (ImageEvent("e", "image/png", b"png", metadata={str(n): "v" for n in range(33)}), "bad_header"),
+        (ImageEvent("", "image/png", b"png"), "missing_key"),
     ]:
         with pytest.raises(EventDecodeError) as caught:
             check_image_event(bad)
@@ -186,7 +225,64 @@ def test_an_example_without_a_shadow_carries_no_shadow_fields_so_older_readers_r
 
     plain = LabelledExample("e1", "3", "image/png", b"PNG", "3", 0.9, "digits", 1)
     value = encode_labelled_example(plain)
-    assert b"shadow" not in value and decode_labelled_example(value) == plain
+    assert b"shadow" not in dict(value.headers)["training-example"] and decode_labelled_example(value) == plain
     shadowed = with_fields(plain, shadow_version=2, shadow_label="8")
     again = decode_labelled_example(encode_labelled_example(shadowed))
     assert again == shadowed and again.shadow_correct is False
+
+
+def test_a_dead_letter_keeps_the_original_record_key_value_and_headers() -> None:
+    from inferloop.errors import PoisonError
+
+    origin = encode_image_event(ImageEvent("e9", "image/png", b"not a png", source="cam")).at("images", 1, 42)
+    letter = build_dead_letter(PoisonError("undecodable", "damaged"), origin, "e9", keep_original_bytes=1000)
+    again = decode_dead_letter(encode_dead_letter(letter))
+    assert again == letter
+    assert (again.original, again.original_key, again.original_headers) == (origin.value, origin.key, origin.headers)
+    small = build_dead_letter(PoisonError("undecodable", "damaged"), origin, "e9", keep_original_bytes=20)
+    assert (small.original, small.original_key, small.original_headers) == (None, None, ()), "all or nothing"
+
+
+@pytest.mark.parametrize(
+    ("encoded", "decode"),
+    [
+        (encode_prediction(Prediction("e", "m", 1, ["a"], [0.9], 1, 2, 3)), decode_prediction),
+        (encode_feedback(Feedback("e", "3", "s", 4)), decode_feedback),
+        (encode_dead_letter(DeadLetter("bad_header", "m", "images", 0, 1, "e", b"x")), decode_dead_letter),
+    ],
+)
+def test_todays_decoders_read_a_record_with_a_field_added_by_a_later_writer(encoded: bytes, decode: Any) -> None:
+    raw = json.loads(encoded)
+    raw["added_in_a_later_version"] = {"nested": [1, 2]}
+    assert decode(json.dumps(raw).encode()) == decode(encoded)
+
+
+def test_unknown_fields_are_ignored_within_a_bound_on_the_whole_record() -> None:
+    from inferloop.events import MAX_JSON_RECORD_BYTES
+
+    raw = json.loads(encode_prediction(Prediction("e", "m", 1, ["a"], [0.9], 1, 2, 3)))
+    raw["padding"] = "x" * MAX_JSON_RECORD_BYTES
+    with pytest.raises(EventDecodeError) as caught:
+        decode_prediction(json.dumps(raw).encode())
+    assert caught.value.reason == "bad_prediction" and "at most" in str(caught.value)
+
+
+def test_a_producer_refuses_what_no_record_can_carry_with_a_decode_error() -> None:
+    for bad in (
+        ImageEvent("e\ud800", "image/png", b"png"),  # a lone surrogate: not UTF-8
+        ImageEvent("e", "image/png", b"png", metadata={"k": "\udfff"}),
+        ImageEvent("e", "image/png", b"png", produced_at_ms=-1),
+        ImageEvent("e", "image/png", b"png", produced_at_ms=2**63),
+    ):
+        with pytest.raises(EventDecodeError):
+            check_image_event(bad)
+
+
+def test_a_record_with_more_headers_than_a_dead_letter_holds_is_dead_lettered_by_position_alone() -> None:
+    from inferloop.errors import PoisonError
+
+    headers = (("content-type", b"image/png"), *((f"x-{n}", b"\xff") for n in range(64)))
+    origin = Message(b"e1", b"", headers).at("images", 0, 1)
+    letter = build_dead_letter(PoisonError("bad_header", "65 headers"), origin, "e1", keep_original_bytes=1 << 20)
+    assert (letter.original, letter.original_headers) == (None, ())
+    assert decode_dead_letter(encode_dead_letter(letter)) == letter, "the letter itself always decodes"

@@ -44,7 +44,11 @@ def exits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 def event(offset: int) -> Any:
-    return SimpleNamespace(message=SimpleNamespace(topic="t", partition=0, offset=offset), key=b"k", value=b"v")
+    return SimpleNamespace(
+        message=SimpleNamespace(topic="t", partition=0, offset=offset, headers=[("h", b"1")], timestamp=1.5),
+        key=b"k",
+        value=b"v",
+    )
 
 
 class Batches:
@@ -74,7 +78,7 @@ def test_a_batch_that_raises_exits_70_before_its_events_are_acknowledged(exits: 
     batches = Batches(3)
     run(batches, process)
     assert exits == [EXIT_BEFORE_COMMIT] and batches.resumed_after == 0
-    assert seen == [[Record("t", 0, 0, b"k", b"v")]]
+    assert seen == [[Record("t", 0, 0, b"k", b"v", (("h", b"1"),), 1500)]], "headers and the timestamp (ms) come along"
 
 
 def test_a_dependency_outage_exits_75(exits: list[int]) -> None:

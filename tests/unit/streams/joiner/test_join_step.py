@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from inferloop.events import (
     ImageEvent,
+    Message,
     Prediction,
     Record,
     decode_dead_letter,
@@ -26,22 +27,22 @@ from tests.fakes import FakeImages, feedback, prediction
 
 
 def run_joiner(
-    records: list[Record], frames: dict[tuple[str, int, int], bytes], **streams: object
-) -> list[tuple[str, bytes, bytes]]:
+    records: list[Record], frames: dict[tuple[str, int, int], Message], **streams: object
+) -> list[tuple[str, bytes | None, Message]]:
     return joiner_run(records, frames, **streams)[0]
 
 
 def joiner_run(
-    records: list[Record], frames: dict[tuple[str, int, int], bytes], **streams: object
-) -> tuple[list[tuple[str, bytes, bytes]], Joiner]:
+    records: list[Record], frames: dict[tuple[str, int, int], Message], **streams: object
+) -> tuple[list[tuple[str, bytes | None, Message]], Joiner]:
     settings = Settings(
         streams={"images_topic": "images", "predictions_topic": "predictions", "dead_letter_topic": "dead", **streams},  # type: ignore[arg-type]
         feedback={"topic": "feedback", "trusted_topic": "trusted", "training_log_topic": "log"},  # type: ignore[arg-type]
     )
-    sent: list[tuple[str, bytes, bytes]] = []
+    sent: list[tuple[str, bytes | None, Message]] = []
 
-    async def send_all(batch: list[tuple[str, bytes, bytes]]) -> None:
-        sent.extend(batch)
+    async def send_all(batch: list[tuple[str, Message]]) -> None:
+        sent.extend((topic, m.key, m) for topic, m in batch)
 
     async def labels_of(model: str, version: int) -> frozenset[str]:
         return frozenset(str(d) for d in range(10))
@@ -64,7 +65,7 @@ def test_the_joiner_logs_the_input_image_and_dead_letters_what_it_cannot_join() 
     ]
     sent = run_joiner(records, {("images", 0, 10): image})
     logged = [decode_labelled_example(v) for t, _, v in sent if t == "log"]
-    dead = {decode_dead_letter(v).reason: decode_dead_letter(v) for t, _, v in sent if t == "dead"}
+    dead = {decode_dead_letter(v.value).reason: decode_dead_letter(v.value) for t, _, v in sent if t == "dead"}
     assert [(e.event_id, e.label, e.image) for e in logged] == [("a", "3", b"PNGBYTES")]
     assert set(dead) == {"image_unavailable", "unknown_label", "not_feedback"}
     assert dead["not_feedback"].original == b"not feedback" and dead["not_feedback"].origin_offset == 4
@@ -88,7 +89,9 @@ def test_malformed_predictions_and_oversized_examples_are_dead_lettered_with_a_r
     ]
     sent = run_joiner(records, images, max_request_bytes=2048)
     logged = [decode_labelled_example(v).event_id for t, _, v in sent if t == "log"]
-    dead = sorted((decode_dead_letter(v).event_id, decode_dead_letter(v).reason) for t, _, v in sent if t == "dead")
+    dead = sorted(
+        (decode_dead_letter(v.value).event_id, decode_dead_letter(v.value).reason) for t, _, v in sent if t == "dead"
+    )
     assert logged == ["b"]
     assert dead == [("a", "example_too_large"), ("c", "bad_prediction"), ("d", "bad_prediction")]
 
@@ -101,10 +104,10 @@ def test_the_sweep_and_a_batch_take_turns_so_a_correction_is_the_last_label_logg
         feedback={"topic": "feedback", "training_log_topic": "log", "wait_s": 10},  # type: ignore[arg-type]
     )
     store: dict[bytes, bytes] = {}
-    sent: list[tuple[str, bytes, bytes]] = []
+    sent: list[tuple[str, bytes | None, Message]] = []
 
-    async def send_all(batch: list[tuple[str, bytes, bytes]]) -> None:
-        sent.extend(batch)
+    async def send_all(batch: list[tuple[str, Message]]) -> None:
+        sent.extend((topic, m.key, m) for topic, m in batch)
 
     async def labels_of(model: str, version: int) -> frozenset[str]:
         return frozenset(str(d) for d in range(10))

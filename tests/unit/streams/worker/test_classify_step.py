@@ -23,8 +23,7 @@ from tests.fakes import FakeBroker, FakeTriton, prediction
 def _event(event_id: str) -> Record:
     buffer = io.BytesIO()
     Image.new("L", (8, 8), 200).save(buffer, format="PNG")
-    value = encode_image_event(ImageEvent(event_id, "image/png", buffer.getvalue()))
-    return Record("images", 0, int(event_id[1:]), event_id.encode(), value)
+    return encode_image_event(ImageEvent(event_id, "image/png", buffer.getvalue())).at("images", 0, int(event_id[1:]))
 
 
 class Announced:

@@ -1,0 +1,126 @@
+"""A client that is not Python: ``kcat`` (librdkafka) publishes images as plain Kafka records (the key the event id,
+the value the file's bytes, metadata in headers), sends feedback as JSON, and reads predictions and dead letters
+back, against the real broker, worker, joiner and Triton. The commands are those docs/client.md and the README
+show; every JSON record read back is checked against its published schema (docs/schemas)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from inferloop.kafka.readers import read_training_log
+from inferloop.kafka.topics import ensure_topics
+from infra.local.worker import JoinerProcess
+from tests.helpers import wait_for
+from tests.integration.conftest import Stream
+from tests.schemas import assert_valid
+from trainer.data import digits_images, png_bytes
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+KCAT = shutil.which("kcat")
+
+
+def kcat(bootstrap: str, *args: str, stdin: bytes | None = None) -> str:
+    """Run kcat against ``bootstrap``; its stdout. Fails the test, with kcat's stderr, when it fails."""
+    assert KCAT, "kcat is not installed: `make setup` installs it (Debian package kcat)"
+    result = subprocess.run([KCAT, "-b", bootstrap, *args], input=stdin, capture_output=True, timeout=60)
+    assert result.returncode == 0, f"kcat {' '.join(args)} failed: {result.stderr.decode(errors='replace')}"
+    return result.stdout.decode()
+
+
+def consume(bootstrap: str, topic: str) -> list[dict[str, Any]]:
+    """Every record of ``topic`` so far, read as docs/client.md reads them (``-f '%k %s\\n'``): key and payload."""
+    out = kcat(bootstrap, "-C", "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%k %s\n")
+    return [dict(zip(("key", "payload"), line.split(" ", 1), strict=True)) for line in out.splitlines() if line]
+
+
+def test_kcat_publishes_images_and_feedback_and_reads_predictions_and_dead_letters(stream: Stream) -> None:
+    """kcat publishes three digit PNG files inline (content-type, source and meta-camera headers), one by
+    reference (an empty value and an image-uri header), one without its content-type header and one with an
+    unknown schema-version. The worker predicts the four good ones (the right digit, their source kept) and
+    dead-letters the two bad ones with missing_header and unknown_schema_version, keeping their headers; kcat
+    reads both topics back. Feedback sent by kcat as JSON (with the Java client's murmur2 partitioner) is joined
+    and logged with its label. Every prediction, dead letter, feedback and training-log header read back
+    validates against its JSON Schema."""
+    settings = stream.settings
+    bootstrap = settings.kafka.bootstrap
+    s = settings.streams
+    folder = stream.tmp_path / "images"
+    folder.mkdir()
+    stream.env["INFERLOOP_STREAMS__IMAGE_URI_ROOTS"] = json.dumps([str(folder)])
+    ensure_topics(settings)
+    stream.start_worker()
+    stream.start(JoinerProcess)
+    images, labels = digits_images()
+    files: dict[str, tuple[Path, str]] = {}
+    for n in range(4):
+        event_id = uuid.uuid4().hex
+        path = folder / f"digit-{n}.png"
+        path.write_bytes(png_bytes(images[n]))
+        files[event_id] = (path, str(int(labels[n])))
+    inline, (by_reference,) = list(files)[:3], list(files)[3:]
+
+    for event_id in inline:  # the README's command
+        path = files[event_id][0]
+        kcat(bootstrap, "-P", "-t", s.images_topic, "-k", event_id, "-H", "content-type=image/png",
+             "-H", "source=kcat", "-H", "meta-camera=north", str(path))  # fmt: skip
+    uri = files[by_reference][0].as_uri()
+    # an empty value: a line holding the key and its delimiter alone (kcat sends no record for an empty file)
+    kcat(bootstrap, "-P", "-t", s.images_topic, "-K:", "-H", "content-type=image/png", "-H", f"image-uri={uri}",
+         stdin=f"{by_reference}:\n".encode())  # fmt: skip
+    no_type, future_version = uuid.uuid4().hex, uuid.uuid4().hex
+    digit = str(files[inline[0]][0])
+    kcat(bootstrap, "-P", "-t", s.images_topic, "-k", no_type, "-H", "source=kcat", digit)
+    kcat(bootstrap, "-P", "-t", s.images_topic, "-k", future_version, "-H", "content-type=image/png",
+         "-H", "schema-version=9", digit)  # fmt: skip
+
+    def predicted() -> dict[str, dict[str, Any]] | None:
+        got = {r["key"]: r for r in consume(bootstrap, s.predictions_topic)}
+        return got if set(files) <= set(got) else None
+
+    predictions = wait_for(predicted, 120, "kcat to read the four predictions")
+    assert set(predictions) == set(files), "a bad record was predicted, or a prediction was duplicated"
+    for event_id, record in predictions.items():
+        document = json.loads(record["payload"])
+        assert_valid("prediction", document)
+        assert document["labels"][0] == files[event_id][1], (event_id, document)
+        assert document["source"] == ("kcat" if event_id in inline else "")
+        assert document["produced_at_ms"] > 0
+
+    def dead() -> dict[str, dict[str, Any]] | None:
+        got = {r["key"]: r for r in consume(bootstrap, s.dead_letter_topic)}
+        return got if {no_type, future_version} <= set(got) else None
+
+    letters = {k: json.loads(r["payload"]) for k, r in wait_for(dead, 60, "kcat to read two dead letters").items()}
+    assert set(letters) == {no_type, future_version}
+    for letter in letters.values():
+        assert_valid("dead-letter", letter)
+    assert letters[no_type]["reason"] == "missing_header" and "content-type" in letters[no_type]["message"]
+    assert letters[future_version]["reason"] == "unknown_schema_version"
+    kept = {h["key"] for h in letters[future_version]["original_headers"]}
+    assert kept == {"content-type", "schema-version"}, "the dead letter keeps the original record's headers"
+
+    # feedback: one JSON document per line, keyed by event id, partitioned as the Java client does
+    chosen = inline[0]
+    feedback = {"schema_version": 1, "event_id": chosen, "label": files[chosen][1], "at_ms": int(time.time() * 1000)}
+    kcat(bootstrap, "-P", "-t", settings.feedback.topic, "-k", chosen, "-X", "partitioner=murmur2_random",
+         stdin=json.dumps(feedback).encode() + b"\n")  # fmt: skip
+    (sent,) = consume(bootstrap, settings.feedback.topic)
+    assert_valid("feedback", json.loads(sent["payload"]))
+
+    def logged() -> list[Any] | None:
+        got = [(r, e) for r, e in read_training_log(settings, idle_timeout_s=0.5) if e.event_id == chosen]
+        return got or None
+
+    ((record, example),) = wait_for(logged, 90, "the kcat feedback joined and logged")
+    assert (example.label, example.image) == (files[chosen][1], files[chosen][0].read_bytes())
+    headers = dict(record.headers)
+    assert headers["content-type"] == b"image/png"
+    assert_valid("training-example", json.loads(headers["training-example"]))
