@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
@@ -179,7 +180,8 @@ def dlq(
     value's size in place of its bytes)."""
     if ctx.invoked_subcommand is not None:
         return
-    for d in read_dead_letters(load(), limit=limit):
+    unreadable: Counter[str] = Counter()
+    for d in read_dead_letters(load(), unreadable, limit=limit):
         if as_json:
             raw = json.loads(encode_dead_letter(d))  # as on the topic (docs/schemas/dead-letter.schema.json)
             raw["original_bytes"] = len(d.original) if d.original is not None else None
@@ -188,6 +190,8 @@ def dlq(
         else:
             origin = f"{d.origin_topic}[{d.origin_partition}]@{d.origin_offset}"
             sys.stdout.write(f"{d.reason:<24} {d.event_id or '-':<34} {origin}  {d.message}\n")
+    if unreadable:
+        err.print(f"skipped {sum(unreadable.values())} records that are not dead letters", highlight=False)
 
 
 @dlq_app.command("replay")

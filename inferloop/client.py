@@ -20,7 +20,14 @@ pydantic only; ``lint-imports`` checks it)::
 from inferloop.errors import ConfigurationError, EventDecodeError, InferloopError
 from inferloop.events import DeadLetter, Feedback, ImageEvent, Prediction
 from inferloop.kafka.errors import BrokerUnavailable, CommitFailed, DeliveryRefused, EventTooLarge, FeedbackError
-from inferloop.kafka.producers import FeedbackProducer, ImageProducer, expand_paths, publish_files, send_feedback
+from inferloop.kafka.producers import (
+    FeedbackProducer,
+    ImageProducer,
+    Published,
+    expand_paths,
+    publish_files,
+    send_feedback,
+)
 from inferloop.kafka.readers import read_dead_letters, read_predictions, replay_dead_letters
 from inferloop.kafka.subscriber import PredictionSubscriber
 from inferloop.settings import Settings, load_settings
@@ -41,6 +48,7 @@ __all__ = [
     "InferloopError",
     "Prediction",
     "PredictionSubscriber",
+    "Published",
     "Settings",
     "expand_paths",
     "load_settings",

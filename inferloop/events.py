@@ -23,7 +23,7 @@ import math
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
 from inferloop.errors import EventDecodeError, PoisonError
@@ -43,6 +43,7 @@ SCHEMA_VERSION_HEADER = "schema-version"
 METADATA_HEADER_PREFIX = "meta-"  # meta-<name>: one user metadata entry
 EXAMPLE_HEADER = "training-example"  # a training-log record's label and lineage, a JSON object
 MAX_HEADERS = 64  # headers of one record
+MAX_COUNT = 2**63 - 1  # counts, versions, offsets and times: what Kafka (a Java long) holds
 MAX_URI_CHARS = 4096
 MAX_HEADER_BYTES = 64 * 1024  # one header's value (the training-example JSON, a dead letter's message)
 # Bounds of the text fields every decoder enforces (docs/events.md): a record within them always fits the next
@@ -56,6 +57,7 @@ MAX_TOPIC_CHARS = 249  # Kafka's own limit on topic names
 # a whole prediction, dead letter or promotion: a prediction of 1,000 labels of 200 characters, or a dead letter
 # keeping a 256 KiB original (its base64 and its headers), fit well within it
 MAX_JSON_RECORD_BYTES = 1024 * 1024
+MAX_DEAD_LETTER_BYTES = 900_000  # under the default record limit (1,000,000) and MAX_JSON_RECORD_BYTES
 MAX_FEEDBACK_BYTES = 4096  # a whole feedback record: the joiner keeps it in its table until it is logged
 MAX_EVIDENCE_ENTRIES = 32  # the evidence of a promotion: numbers and short texts
 PROMOTION_ACTIONS = ("promote", "rollback", "shadow", "shadow_ended", "reconcile")
@@ -74,7 +76,29 @@ def _text(raw: dict[str, Any], name: str, *, required: bool = True, max_chars: i
         )
     if len(value) > max_chars:
         raise EventDecodeError("bad_field", f"field {name!r} is longer than {max_chars} characters")
+    if not _encodable(value):
+        raise EventDecodeError("bad_field", f"field {name!r} holds text no record can carry (a lone surrogate)")
     return value
+
+
+def _encodable(text: str) -> bool:
+    """Whether ``text`` encodes as UTF-8: JSON's ``\\ud800`` escapes decode to lone surrogates, which do not (and
+    would fail whoever writes the text on, as a key or a metric label)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _number(value: Any) -> bool:
+    """Whether ``value`` is a JSON number a float holds (not a bool; ``1e400`` written as an integer is not)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def _count(raw: dict[str, Any], name: str, *, required: bool = True) -> int:
@@ -82,9 +106,10 @@ def _count(raw: dict[str, Any], name: str, *, required: bool = True) -> int:
     value = raw.get(name)
     if value is None and not required:
         return 0
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_COUNT:
         raise EventDecodeError(
-            "missing_field" if required else "bad_field", f"field {name!r} is missing or not a non-negative integer"
+            "missing_field" if required else "bad_field",
+            f"field {name!r} is missing or not an integer from 0 to {MAX_COUNT}",
         )
     return value
 
@@ -146,7 +171,7 @@ class Message:
     @property
     def size(self) -> int:
         """Bytes of key, value and headers: what the record limit counts besides the fixed overhead."""
-        return len(self.key or b"") + len(self.value or b"") + sum(len(k) + len(v) for k, v in self.headers)
+        return len(self.key or b"") + len(self.value or b"") + _headers_size(self.headers)
 
     def at(self, topic: str, partition: int = 0, offset: int = 0) -> Record:
         """This message as a consumer would read it at that position."""
@@ -168,6 +193,10 @@ class KafkaRecord(Protocol):
 
     @property
     def timestamp_ms(self) -> int | None: ...
+
+
+def _headers_size(headers: Headers) -> int:
+    return sum(len(k.encode("utf-8", "replace")) + len(v) for k, v in headers)
 
 
 def as_headers(raw: Any) -> Headers:
@@ -284,7 +313,10 @@ def encode_image_event(event: ImageEvent) -> Message:
         headers.append((SOURCE_HEADER, _utf8(event.source, "source")))
     if event.image_uri is not None:
         headers.append((IMAGE_URI_HEADER, _utf8(event.image_uri, "image-uri")))
-    headers += [(METADATA_HEADER_PREFIX + k, _utf8(v, f"metadata {k[:80]!r}")) for k, v in event.metadata.items()]
+    for k, v in event.metadata.items():
+        name = METADATA_HEADER_PREFIX + k
+        _utf8(name, "a metadata name")  # kafka clients encode header names as UTF-8 themselves
+        headers.append((name, _utf8(v, f"metadata {k[:80]!r}")))
     return Message(_utf8(event.event_id, "the event id"), event.image, tuple(headers), event.produced_at_ms)
 
 
@@ -367,8 +399,8 @@ def _prediction(raw: Any) -> Prediction:
         not isinstance(labels, list)
         or not isinstance(scores, list)
         or not 0 < len(labels) == len(scores) <= MAX_LABELS
-        or not all(isinstance(label, str) and 0 < len(label) <= MAX_ID_CHARS for label in labels)
-        or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in scores)
+        or not all(isinstance(label, str) and 0 < len(label) <= MAX_ID_CHARS and _encodable(label) for label in labels)
+        or not all(_number(x) for x in scores)
     ):
         raise EventDecodeError(
             "bad_prediction", f"labels and scores must be 1-{MAX_LABELS} strings and as many numbers"
@@ -411,17 +443,23 @@ class DeadLetter:
     schema_version: int = DEAD_LETTER_SCHEMA_VERSION
 
 
-def build_dead_letter(error: PoisonError, origin: Record, event_id: str | None, keep_original_bytes: int) -> DeadLetter:
+def build_dead_letter(
+    error: PoisonError,
+    origin: Record,
+    event_id: str | None,
+    keep_original_bytes: int,
+    max_letter_bytes: int = MAX_DEAD_LETTER_BYTES,
+) -> DeadLetter:
     """The dead letter of ``origin``, which failed with ``error``: its reason, where it came from and, when its
     value, key and headers come to at most ``keep_original_bytes``, the record itself (so that ``inferloop dlq
     replay`` can send it again exactly as it was)."""
-    size = len(origin.value or b"") + len(origin.key or b"") + sum(len(k) + len(v) for k, v in origin.headers)
+    size = len(origin.value or b"") + len(origin.key or b"") + _headers_size(origin.headers)
     # a record with more headers than a dead letter holds is kept by its position alone (it could not be
     # replayed as it is anyway: it breaks the same bound on the way in)
     keep = origin.value is not None and size <= keep_original_bytes and len(origin.headers) <= MAX_HEADERS
-    return DeadLetter(
+    letter = DeadLetter(
         reason=error.reason,
-        message=str(error),
+        message=str(error)[:MAX_HEADER_BYTES],
         origin_topic=origin.topic,
         origin_partition=origin.partition,
         origin_offset=origin.offset,
@@ -430,6 +468,11 @@ def build_dead_letter(error: PoisonError, origin: Record, event_id: str | None, 
         original_key=origin.key if keep else None,
         original_headers=origin.headers if keep else (),
     )
+    # base64 and JSON's escapes (a header name in CJK is six bytes a character) make the letter larger than the
+    # record: one that would not fit ``max_letter_bytes`` (the topic's record limit) keeps the origin's position
+    if keep and len(encode_dead_letter(letter)) > min(max_letter_bytes, MAX_DEAD_LETTER_BYTES):
+        letter = replace(letter, original=None, original_key=None, original_headers=())
+    return letter
 
 
 def _b64(data: bytes | None) -> str | None:
@@ -599,8 +642,7 @@ def decode_labelled_example(record: KafkaRecord) -> LabelledExample:
     else:  # no candidate answered: a label without its version means nothing
         _text(header, "shadow_label", required=False)
         header["shadow_version"], header["shadow_label"] = None, ""
-    score = header.get("predicted_score")
-    if not isinstance(score, int | float) or isinstance(score, bool):
+    if not _number(header.get("predicted_score")):
         raise EventDecodeError("missing_field", "field 'predicted_score' is missing or not a number")
     if not isinstance(header.get("feedback_trusted", False), bool):
         raise EventDecodeError("bad_field", "field 'feedback_trusted' is not a boolean")
@@ -658,9 +700,11 @@ def _promotion(raw: Any) -> Promotion:
     if (
         not isinstance(evidence, dict)
         or len(evidence) > MAX_EVIDENCE_ENTRIES
-        or not all(isinstance(k, str) and len(k) <= MAX_ID_CHARS for k in evidence)
+        or not all(isinstance(k, str) and len(k) <= MAX_ID_CHARS and _encodable(k) for k in evidence)
         or not all(
-            v is None or (isinstance(v, int | float | str) and not isinstance(v, bool) and len(str(v)) <= MAX_ID_CHARS)
+            v is None
+            or (_number(v) and len(str(v)) <= MAX_ID_CHARS)
+            or (isinstance(v, str) and len(v) <= MAX_ID_CHARS and _encodable(v))
             for v in evidence.values()
         )
     ):

@@ -32,7 +32,7 @@ class UnexpectedInputError(PoisonError):
 
 class FeedbackRejected(PoisonError):
     """Feedback that cannot become a labelled example; :attr:`reason` says why (``unknown_event``,
-    ``expired_event``, ``unknown_label``, ``image_unavailable``, ``example_too_large``)."""
+    ``expired_event``, ``unknown_label``, ``image_unavailable``, ``example_too_large``, ``misplaced_feedback``)."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message, reason)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from inferloop.events import (
     SCHEMA_VERSION_HEADER,
     SOURCE_HEADER,
 )
+from tests.fuzz.decoder_formats import finite_float, refuse_constant
 
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "docs" / "schemas"
 SUFFIX = ".schema.json"
@@ -67,24 +67,13 @@ def validator(name: str) -> Draft202012Validator:
     return Draft202012Validator(schema, registry=registry())
 
 
-def _refuse_constant(name: str) -> float:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text[:40]} is out of range")
-    return value
-
-
 def parse(document: Any) -> Any:
     """``document`` as parsed JSON: bytes and text are parsed strictly (no NaN or infinities, as the decoders do);
     anything else is taken as already parsed."""
     if isinstance(document, bytes | bytearray | memoryview):
         document = bytes(document).decode("utf-8")
     if isinstance(document, str):
-        return json.loads(document, parse_constant=_refuse_constant, parse_float=_finite)
+        return json.loads(document, parse_constant=refuse_constant, parse_float=finite_float)
     return document
 
 

@@ -6,6 +6,7 @@ Synchronous (kafka-python), for scripts, the CLI and tests; the worker itself is
 from __future__ import annotations
 
 import mimetypes
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,7 +161,8 @@ class ImageProducer(_Producer):
             image=b"" if by_uri else path.read_bytes(),
             image_uri=path.resolve().as_uri() if by_uri else None,
             source=self.source,
-            metadata={"filename": path.name},
+            # a name that is not UTF-8 (bytes the OS kept as surrogates) is sent with replacement characters
+            metadata={"filename": os.fsencode(path.name).decode("utf-8", "replace")},
         )
         return self.publish(event, what=str(path))
 

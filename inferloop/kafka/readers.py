@@ -110,9 +110,17 @@ def read_predictions(settings: Settings, **kwargs: Any) -> Iterator[Prediction]:
         yield decode_prediction(record.value)
 
 
-def read_dead_letters(settings: Settings, **kwargs: Any) -> Iterator[DeadLetter]:
-    for record in read_topic(settings, settings.streams.dead_letter_topic, **kwargs):
-        yield decode_dead_letter(record.value)
+def read_dead_letters(settings: Settings, skipped: Counter[str] | None = None, **kwargs: Any) -> Iterator[DeadLetter]:
+    """The dead letters; a record that is not one (another writer's) is logged, counted by reason in ``skipped``
+    and passed over, so that one bad record never hides the others from a listing or a replay."""
+    topic = settings.streams.dead_letter_topic
+    for record in read_topic(settings, topic, **kwargs):
+        try:
+            yield decode_dead_letter(record.value)
+        except EventDecodeError as exc:
+            log.warning("dead letters: skipping %s[%d]@%d: %s", topic, record.partition, record.offset, exc)
+            if skipped is not None:
+                skipped[exc.reason] += 1
 
 
 def replay_dead_letters(settings: Settings, reason: str | None = None) -> tuple[int, int]:

@@ -16,7 +16,6 @@ import asyncio
 from typing import Any
 
 import faust
-from aiokafka.partitioner import murmur2
 from prometheus_client import CollectorRegistry
 
 from inferloop.events import Message, Record
@@ -33,7 +32,7 @@ from streams.faust_app import (
     run_app,
     within,
 )
-from streams.joiner.join_step import Joiner
+from streams.joiner.join_step import Joiner, partition_of
 from streams.joiner.lookups import ImageLookup, TritonLabels
 
 
@@ -66,7 +65,7 @@ def create_joiner_app(settings: Settings, registry: CollectorRegistry | None = N
         """Whether the key's partition (murmur2, as every producer of these topics and the table place it) is
         one this instance consumes."""
         assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == s.predictions_topic}
-        return (murmur2(key) & 0x7FFFFFFF) % s.partitions in assigned
+        return partition_of(key, s.partitions) in assigned
 
     async def drained() -> None:
         """Every table write handed to the producer: faust buffers them and its pre-commit flush gives up on

@@ -25,6 +25,8 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import replace
 
+from aiokafka.partitioner import murmur2
+
 from inferloop.errors import EventDecodeError, PoisonError
 from inferloop.events import (
     DeadLetter,
@@ -56,6 +58,12 @@ SendAllFn = Callable[[list[tuple[str, Message]]], Awaitable[None]]
 FetchFn = Callable[[list[tuple[str, int, int]]], Awaitable[dict[tuple[str, int, int], Record | None]]]
 # (model name, the version that predicted) -> its class labels (None: unknown now, accept any label)
 LabelsFn = Callable[[str, int], Awaitable[frozenset[str] | None]]
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition the Java client's default partitioner (murmur2) gives ``key``: where every record about one
+    event belongs, in every topic the joiner reads and in its table."""
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 class Joiner:
@@ -133,6 +141,21 @@ class Joiner:
             except EventDecodeError as exc:
                 key = (r.key or b"").decode("utf-8", "replace")[:200]
                 rejects.append(Reject(key, exc, origin, r.value or b""))
+                continue
+            event_key = feedback.event_id.encode()
+            if r.key != event_key or r.partition != partition_of(event_key, s.streams.partitions):
+                # the table and the predictions are placed by murmur2 of the event id: feedback elsewhere (keyed
+                # by something else, or placed by another client's partitioner) would wait where its prediction
+                # never comes, or on an instance that never sweeps it; dead-lettered, it is replayed in place
+                where = f"partition {r.partition} with key {(r.key or b'').decode('utf-8', 'replace')[:200]!r}"
+                belongs = partition_of(event_key, s.streams.partitions)
+                message = (
+                    f"feedback for event {feedback.event_id} came on {where}; it belongs on partition {belongs}, "
+                    "keyed by the event id (murmur2, as the Java client places it)"
+                )
+                rejects.append(
+                    Reject(feedback.event_id, FeedbackRejected("misplaced_feedback", message), origin, r.value or b"")
+                )
                 continue
             trusted = r.topic == s.feedback.trusted_topic  # trust comes from the topic, never from a field
             earlier = batch_label.get(feedback.event_id)
@@ -252,9 +275,9 @@ class Joiner:
 
     def _dead_letter(self, r: Reject) -> DeadLetter:
         origin = Record(r.origin.topic, r.origin.partition, r.origin.offset, r.event_id.encode() or None, r.original)
-        return build_dead_letter(
-            r.error, origin, r.event_id or None, self.settings.streams.dead_letter_max_original_bytes
-        )
+        s = self.settings.streams
+        room = s.max_request_bytes - RECORD_OVERHEAD_BYTES - len(r.event_id.encode())
+        return build_dead_letter(r.error, origin, r.event_id or None, s.dead_letter_max_original_bytes, room)
 
     def _model_label(self, name: str) -> str:
         """``name`` if this deployment serves that model, else :data:`OTHER`: the names on the predictions topic

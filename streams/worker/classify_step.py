@@ -37,6 +37,7 @@ from inferloop.events import (
 from inferloop.images.decode import ImageLimits, decode_image
 from inferloop.images.preprocess import InputSpec, to_model_input
 from inferloop.images.uris import ImageUriReader
+from inferloop.kafka.topics import RECORD_OVERHEAD_BYTES
 from inferloop.metrics import WorkerMetrics
 from inferloop.settings import Settings
 from inferloop.triton.errors import TritonRequestFailed, TritonUnavailable
@@ -134,7 +135,9 @@ class Classifier:
 
     def _dead_letter(self, raw: Record, event: ImageEvent | None, error: PoisonError) -> DeadLetter:
         event_id = event.event_id if event is not None else _key_text(raw.key)
-        return build_dead_letter(error, raw, event_id, self.settings.streams.dead_letter_max_original_bytes)
+        s = self.settings.streams
+        room = s.max_request_bytes - RECORD_OVERHEAD_BYTES - len((event_id or "").encode())
+        return build_dead_letter(error, raw, event_id, s.dead_letter_max_original_bytes, room)
 
     # -- inference --------------------------------------------------------------------------------------------
 

@@ -9,9 +9,9 @@ past the parser's limit), within the decoder's size bound if it has one, whose `
 The envelope of a record is what its decoder checks before any field: a key that is an event id (UTF-8, 1-200
 characters), at most ``MAX_HEADERS`` headers, each header of the convention (``content-type``, ``source``,
 ``image-uri``, ``schema-version``, ``training-example``, ``meta-*``; names without regard to case) UTF-8 of at most
-``MAX_HEADER_BYTES`` and none twice, a ``schema-version`` header absent or 1 (whitespace around it allowed: the
-decoders strip it), and for a training-log record, which has no metadata field, its ``meta-*`` headers within the
-metadata bounds and a ``training-example`` header holding a JSON object. The oracle implements these rules itself,
+``MAX_HEADER_BYTES`` and none twice, a ``schema-version`` header absent or exactly ``1``, and for a training-log
+record, which has no metadata field, its ``meta-*`` headers within the metadata bounds and a ``training-example``
+header holding a JSON object. The oracle implements these rules itself,
 from the public constants of :mod:`inferloop.events`; it never calls the decoders' helpers.
 
 Valid field values come from each dataclass's type annotations (overridden where a decoder bounds a field further),
@@ -107,11 +107,11 @@ def dumps(document: Any) -> bytes:
     return _NESTED.sub(lambda m: Nested(int(m[1]), m[2] == "1").text(), text).encode()
 
 
-def _refuse_constant(name: str) -> float:
+def refuse_constant(name: str) -> float:
     raise ValueError(f"{name} is not JSON")
 
 
-def _finite(text: str) -> float:
+def finite_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
         raise ValueError(f"{text} is out of range")
@@ -122,7 +122,7 @@ def strict_json(data: bytes) -> Any:
     """The JSON document in ``data`` as a strict reader takes it (no ``NaN``, no infinities, none nested past the
     parser's recursion limit); ``None`` when there is none."""
     try:
-        return json.loads(data, parse_constant=_refuse_constant, parse_float=_finite)
+        return json.loads(data, parse_constant=refuse_constant, parse_float=finite_float)
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return None
 
@@ -130,7 +130,7 @@ def strict_json(data: bytes) -> Any:
 # -- field values --------------------------------------------------------------------------------------------------
 
 IDS = st.one_of(st.text(min_size=1, max_size=24), st.sampled_from(["a" * ev.MAX_ID_CHARS, "digits", "7", "é"]))
-COUNTS = st.one_of(st.integers(0, 2**53), st.sampled_from([0, 1, 2**63]))
+COUNTS = st.one_of(st.integers(0, 2**53), st.sampled_from([0, 1, 2**63 - 1]))  # a Java long holds them
 NUMBERS = st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.integers(-(2**53), 2**53))
 LONG_TEXTS = [
     "a" * (n + 1)
@@ -450,8 +450,8 @@ class RecordFormat(Format):
         """The key an event id (UTF-8, 1-200 characters); at most MAX_HEADERS headers; each header of the convention
         and each metadata header UTF-8 of at most MAX_HEADER_BYTES, none twice (a name of the convention without
         regard to case, a metadata name after its prefix as written); for a format without metadata, the metadata
-        within its bounds; schema-version absent or 1 (whitespace around it allowed: the decoders strip it); and the
-        document header, if the format has one, a strict JSON object."""
+        within its bounds; schema-version absent or exactly 1; and the document header, if the format has one, a
+        strict JSON object."""
         try:
             event_id = (value.key or b"").decode("utf-8")
         except UnicodeDecodeError:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -45,6 +46,8 @@ HEAVY = {
     "torch", "faust-streaming", "aiokafka", "tritonclient", "nvidia-pytriton", "onnx", "onnxruntime", "onnxscript",
     "numpy", "pillow", "matplotlib", "scikit-learn", "prometheus-client", "python-json-logger", "pyyaml",
 }  # fmt: skip
+# what the core install may require directly (the list)
+ALLOWED = {"kafka-python", "pydantic", "pydantic-settings", "typer", "rich", "fsspec"}
 # what a snapshot of the checkout leaves out: caches, environments, and what the package does not ship
 NOT_SHIPPED = (".git", ".venv", ".cache", "__pycache__", "*.egg-info", "build", "dist", ".mypy_cache", ".ruff_cache",
                ".pytest_cache", ".hypothesis", "tests", "docs", "helm", "model_repository")  # fmt: skip
@@ -160,6 +163,15 @@ def test_the_core_install_holds_nothing_heavy(core: CoreVenv) -> None:
     installed = {p["name"].lower().replace("_", "-"): p["version"] for p in json.loads(result.stdout)}
     assert "inferloop" in installed and "kafka-python" in installed
     assert sorted(HEAVY & installed.keys()) == []
+    # what the core requires directly, extras aside: the list at most (fsspec is the worker's)
+    program = (
+        "import importlib.metadata as m, json, re; "
+        "print(json.dumps([r for r in m.requires('inferloop') or [] if 'extra ==' not in r]))"
+    )
+    result = core.run(_clean(dict(os.environ)), str(core.python), "-c", program)
+    assert result.returncode == 0, result.stderr
+    direct = {re.split(r"[\s<>=!~;\[]", r, maxsplit=1)[0].lower() for r in json.loads(result.stdout)}
+    assert direct and direct <= ALLOWED, f"the core requires {sorted(direct - ALLOWED)} beyond {sorted(ALLOWED)}"
     site_packages = next((core.root / "lib").glob("python3*/site-packages"))
     size = subprocess.run(["du", "-sh", str(site_packages)], capture_output=True, text=True, check=True).stdout
     print(f"\ncore install: {len(installed)} distributions ({', '.join(sorted(installed))}); "

@@ -10,17 +10,20 @@ import shutil
 import subprocess
 import time
 import uuid
+import zlib
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from inferloop.kafka.readers import read_training_log
+from inferloop.kafka.producers import send_feedback
+from inferloop.kafka.readers import read_topic, read_training_log
 from inferloop.kafka.topics import ensure_topics
 from infra.local.worker import JoinerProcess
+from streams.joiner.join_step import partition_of
 from tests.helpers import wait_for
 from tests.integration.conftest import Stream
-from tests.schemas import assert_valid
+from tests.schemas import assert_valid, headers_document
 from trainer.data import digits_images, png_bytes
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -42,13 +45,16 @@ def consume(bootstrap: str, topic: str) -> list[dict[str, Any]]:
 
 
 def test_kcat_publishes_images_and_feedback_and_reads_predictions_and_dead_letters(stream: Stream) -> None:
-    """kcat publishes three digit PNG files inline (content-type, source and meta-camera headers), one by
-    reference (an empty value and an image-uri header), one without its content-type header and one with an
-    unknown schema-version. The worker predicts the four good ones (the right digit, their source kept) and
-    dead-letters the two bad ones with missing_header and unknown_schema_version, keeping their headers; kcat
-    reads both topics back. Feedback sent by kcat as JSON (with the Java client's murmur2 partitioner) is joined
-    and logged with its label. Every prediction, dead letter, feedback and training-log header read back
-    validates against its JSON Schema."""
+    """kcat publishes three digit PNG files inline (content-type, source and meta-camera headers; compressed with
+    gzip, lz4 and zstd, as other clients may send them), one by reference (an empty value and an image-uri
+    header), one without its content-type header (snappy) and one with an unknown schema-version. The worker
+    predicts the four good ones (the right digit, their source and timestamp kept) and dead-letters the two bad
+    ones with missing_header and unknown_schema_version, keeping their headers; kcat reads both topics back.
+    Feedback sent by kcat as JSON (with the Java client's murmur2 partitioner) is joined and logged with its
+    label; feedback sent with kcat's default partitioner, placed elsewhere than its prediction, is dead-lettered
+    as misplaced_feedback rather than left waiting. Every prediction, dead letter (the worker's and the
+    joiner's), feedback record (inferloop's producer's), image-event headers (kcat's) and training-log header read
+    back validates against its schema."""
     settings = stream.settings
     bootstrap = settings.kafka.bootstrap
     s = settings.streams
@@ -59,6 +65,7 @@ def test_kcat_publishes_images_and_feedback_and_reads_predictions_and_dead_lette
     stream.start_worker()
     stream.start(JoinerProcess)
     images, labels = digits_images()
+    started_ms = int(time.time() * 1000)
     files: dict[str, tuple[Path, str]] = {}
     for n in range(4):
         event_id = uuid.uuid4().hex
@@ -67,9 +74,9 @@ def test_kcat_publishes_images_and_feedback_and_reads_predictions_and_dead_lette
         files[event_id] = (path, str(int(labels[n])))
     inline, (by_reference,) = list(files)[:3], list(files)[3:]
 
-    for event_id in inline:  # the README's command
+    for event_id, codec in zip(inline, ("gzip", "lz4", "zstd"), strict=True):  # the README's command, compressed too
         path = files[event_id][0]
-        kcat(bootstrap, "-P", "-t", s.images_topic, "-k", event_id, "-H", "content-type=image/png",
+        kcat(bootstrap, "-P", "-t", s.images_topic, "-k", event_id, "-z", codec, "-H", "content-type=image/png",
              "-H", "source=kcat", "-H", "meta-camera=north", str(path))  # fmt: skip
     uri = files[by_reference][0].as_uri()
     # an empty value: a line holding the key and its delimiter alone (kcat sends no record for an empty file)
@@ -77,7 +84,7 @@ def test_kcat_publishes_images_and_feedback_and_reads_predictions_and_dead_lette
          stdin=f"{by_reference}:\n".encode())  # fmt: skip
     no_type, future_version = uuid.uuid4().hex, uuid.uuid4().hex
     digit = str(files[inline[0]][0])
-    kcat(bootstrap, "-P", "-t", s.images_topic, "-k", no_type, "-H", "source=kcat", digit)
+    kcat(bootstrap, "-P", "-t", s.images_topic, "-k", no_type, "-z", "snappy", "-H", "source=kcat", digit)
     kcat(bootstrap, "-P", "-t", s.images_topic, "-k", future_version, "-H", "content-type=image/png",
          "-H", "schema-version=9", digit)  # fmt: skip
 
@@ -92,7 +99,7 @@ def test_kcat_publishes_images_and_feedback_and_reads_predictions_and_dead_lette
         assert_valid("prediction", document)
         assert document["labels"][0] == files[event_id][1], (event_id, document)
         assert document["source"] == ("kcat" if event_id in inline else "")
-        assert document["produced_at_ms"] > 0
+        assert started_ms <= document["produced_at_ms"] <= document["received_at_ms"], "the record's timestamp"
 
     def dead() -> dict[str, dict[str, Any]] | None:
         got = {r["key"]: r for r in consume(bootstrap, s.dead_letter_topic)}
@@ -112,8 +119,31 @@ def test_kcat_publishes_images_and_feedback_and_reads_predictions_and_dead_lette
     feedback = {"schema_version": 1, "event_id": chosen, "label": files[chosen][1], "at_ms": int(time.time() * 1000)}
     kcat(bootstrap, "-P", "-t", settings.feedback.topic, "-k", chosen, "-X", "partitioner=murmur2_random",
          stdin=json.dumps(feedback).encode() + b"\n")  # fmt: skip
-    (sent,) = consume(bootstrap, settings.feedback.topic)
-    assert_valid("feedback", json.loads(sent["payload"]))
+    # kcat's own default partitioner (CRC32) puts this one elsewhere than its prediction: dead-lettered, not lost
+    stray = next(
+        e
+        for e in (uuid.uuid4().hex for _ in range(100))
+        if zlib.crc32(e.encode()) % s.partitions != partition_of(e.encode(), s.partitions)
+    )
+    stray_feedback = {**feedback, "event_id": stray}
+    kcat(bootstrap, "-P", "-t", settings.feedback.topic, "-k", stray, stdin=json.dumps(stray_feedback).encode() + b"\n")
+    # and one sent by inferloop's own producer: its record is checked against the schema as written
+    send_feedback(settings, [(inline[1], files[inline[1]][1], "reviewer")])
+    sent = {r["key"]: json.loads(r["payload"]) for r in consume(bootstrap, settings.feedback.topic)}
+    assert set(sent) == {chosen, stray, inline[1]}
+    assert_valid("feedback", sent[inline[1]])
+    images_sent = [r for r in read_topic(settings, s.images_topic) if r.key and r.key.decode() in files]
+    assert len(images_sent) == 4
+    for record in images_sent:  # kcat's records, as the worker read them, against the headers' schema
+        assert_valid("image-event-headers", headers_document(record.headers))
+
+    def misplaced() -> dict[str, Any] | None:
+        got = [json.loads(r["payload"]) for r in consume(bootstrap, s.dead_letter_topic) if r["key"] == stray]
+        return got[0] if got else None
+
+    letter = wait_for(misplaced, 60, "the joiner to dead-letter the misplaced feedback")
+    assert_valid("dead-letter", letter)
+    assert letter["reason"] == "misplaced_feedback" and letter["origin_topic"] == settings.feedback.topic
 
     def logged() -> list[Any] | None:
         got = [(r, e) for r, e in read_training_log(settings, idle_timeout_s=0.5) if e.event_id == chosen]

@@ -390,7 +390,8 @@ def test_with_topic_creation_off_a_missing_topic_stops_the_worker_and_the_cli_cr
 def test_dlq_replay_writes_only_to_the_images_and_open_feedback_topics(stream: Stream) -> None:
     """A dead letter names its origin itself, so anyone who can write the dead-letter topic could forge one whose
     origin is the trusted feedback topic (or the training log): replay sends the images topic's and the open
-    feedback topic's letters back, confirmed, and skips the others; nothing reaches the trusted topic."""
+    feedback topic's letters back, confirmed, and skips the others; nothing reaches the trusted topic. A record
+    on the dead-letter topic that is no letter is passed over, not a reason to stop."""
     from kafka import KafkaProducer
 
     from inferloop.events import encode_dead_letter
@@ -410,6 +411,8 @@ def test_dlq_replay_writes_only_to_the_images_and_open_feedback_topics(stream: S
         for n, origin in enumerate(origins):
             letter = DeadLetter("forged", "m", origin, 0, n, f"e{n}", f"payload-{n}".encode())
             producer.send(settings.streams.dead_letter_topic, key=f"e{n}".encode(), value=encode_dead_letter(letter))
+        # a record that is no dead letter at all: passed over (logged), never a reason to stop the replay
+        producer.send(settings.streams.dead_letter_topic, key=b"junk", value=b"not a dead letter")
         producer.flush(timeout=30)
     finally:
         producer.close()

@@ -286,3 +286,53 @@ def test_a_record_with_more_headers_than_a_dead_letter_holds_is_dead_lettered_by
     letter = build_dead_letter(PoisonError("bad_header", "65 headers"), origin, "e1", keep_original_bytes=1 << 20)
     assert (letter.original, letter.original_headers) == (None, ())
     assert decode_dead_letter(encode_dead_letter(letter)) == letter, "the letter itself always decodes"
+
+
+def test_a_dead_letter_never_outgrows_its_record_whatever_the_original_headers_are_named() -> None:
+    """JSON writes a CJK header name as six bytes a character and base64 grows values by a third: a record within
+    the keep bound can still make a letter over the record limit; it keeps the origin's position alone then."""
+    from inferloop.errors import PoisonError
+    from inferloop.events import MAX_DEAD_LETTER_BYTES
+
+    names = tuple((f"{'漢' * 2000}{n}", b"") for n in range(60))
+    origin = Message(b"e1", b"x" * 200_000, (("content-type", b"image/png"), *names)).at("images", 0, 1)
+    assert origin.value is not None and len(origin.value) + 60 * 6000 < 1_000_000, "a record Kafka takes"
+    letter = build_dead_letter(PoisonError("not_an_image", "m"), origin, "e1", keep_original_bytes=1 << 20)
+    assert letter.original is None and len(encode_dead_letter(letter)) < MAX_DEAD_LETTER_BYTES
+    small = build_dead_letter(PoisonError("not_an_image", "m"), origin, "e1", 1 << 20, max_letter_bytes=100)
+    assert small.original is None
+    plain = Message(b"e1", b"x" * 200_000, (("content-type", b"image/png"),)).at("images", 0, 1)
+    kept = build_dead_letter(PoisonError("not_an_image", "m"), plain, "e1", keep_original_bytes=1 << 20)
+    assert kept.original == plain.value, "the same image with plain headers is kept: the names made the difference"
+
+
+@pytest.mark.parametrize(
+    ("document", "decode", "reason"),
+    [
+        (b'{"schema_version":1,"event_id":"\\ud800x","label":"3","at_ms":1}', decode_feedback, "missing_field"),
+        (b'{"schema_version":1,"event_id":"e","label":"\\udfff","at_ms":1}', decode_feedback, "missing_field"),
+        (
+            b'{"schema_version":1,"event_id":"e","label":"3","at_ms":9223372036854775808}',
+            decode_feedback,
+            "missing_field",
+        ),
+    ],
+)
+def test_text_no_record_can_carry_and_counts_no_java_long_holds_are_refused(
+    document: bytes, decode: Any, reason: str
+) -> None:
+    with pytest.raises(EventDecodeError) as caught:
+        decode(document)
+    assert caught.value.reason in (reason, "bad_field"), caught.value
+
+
+def test_a_score_or_label_a_float_or_utf8_cannot_hold_is_refused() -> None:
+    good = json.loads(encode_prediction(Prediction("e", "m", 1, ["a"], [0.9], 1, 2, 3)))
+    for change in ({"scores": [10**400]}, {"labels": ["\ud800"]}, {"event_id": "\udc00"}):
+        with pytest.raises(EventDecodeError):
+            decode_prediction(json.dumps({**good, **change}).encode())
+    example = encode_labelled_example(LabelledExample("e1", "7", "image/png", b"PNG", "1", 0.4, "digits", 2))
+    metadata = json.loads(dict(example.headers)["training-example"])
+    huge = json.dumps({**metadata, "predicted_score": 10**400}).encode()
+    with pytest.raises(EventDecodeError):
+        decode_labelled_example(Message(b"e1", b"PNG", (*example.headers[:2], ("training-example", huge))))

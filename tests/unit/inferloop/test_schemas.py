@@ -368,6 +368,8 @@ def _more_headers(total: int) -> dict[str, str]:
 
 
 REFUSED: list[tuple[str, str, Any]] = [
+    ("prediction", "a count past a Java long", changed("prediction", {"model_version": 2**63})),
+    ("prediction", "a score past a float", changed("prediction", {"scores": [10**400, 0.1, 0.0]})),
     ("prediction", "not an object", ["e1"]),
     ("prediction", "missing event_id", without("prediction", "event_id")),
     ("prediction", "missing labels", without("prediction", "labels")),
@@ -543,7 +545,11 @@ ACCEPTED: list[tuple[str, str, Any]] = [
     ),
     ("prediction", "empty image_topic", changed("prediction", {"image_topic": ""})),
     ("prediction", "negative and integer scores", changed("prediction", {"scores": [-1.5, 2, 1e300]})),
-    ("prediction", "huge counts", changed("prediction", {"model_version": 2**70, "produced_at_ms": 10**30})),
+    (
+        "prediction",
+        "the largest counts",
+        changed("prediction", {"model_version": 2**63 - 1, "produced_at_ms": 2**63 - 1}),
+    ),
     ("shadow-prediction", "an unknown field", changed("prediction", {"candidate_of": "digits:2"})),
     (
         "dead-letter",
@@ -754,7 +760,7 @@ def test_where_a_schema_is_stricter_than_its_decoder_it_says_so(
 # -- (4) properties: encoders' records validate; damaged documents get the same verdict from both ----------------------
 
 IDS = st.text(min_size=1, max_size=ev.MAX_ID_CHARS)
-COUNTS = st.integers(min_value=0)
+COUNTS = st.integers(min_value=0, max_value=2**63 - 1)  # what a Java long (and the decoders) hold
 NUMBERS = st.floats(allow_nan=False, allow_infinity=False) | st.integers(-(10**60), 10**60)
 
 
@@ -821,12 +827,12 @@ def _examples(draw: st.DrawFn) -> ev.LabelledExample:
 
 @st.composite
 def _promotions(draw: st.DrawFn) -> ev.Promotion:
-    serving = draw(st.integers(min_value=1))
+    serving = draw(st.integers(min_value=1, max_value=2**63 - 1))
     evidence_values = st.none() | NUMBERS | _texts(ev.MAX_ID_CHARS)
     return ev.Promotion(
         model_name=draw(IDS),
         serving=serving,
-        shadow=draw(st.none() | st.integers(min_value=1).filter(lambda v: v != serving)),
+        shadow=draw(st.none() | st.integers(min_value=1, max_value=2**63 - 1).filter(lambda v: v != serving)),
         action=draw(st.sampled_from(ev.PROMOTION_ACTIONS)),
         reason=draw(_texts(ev.MAX_SOURCE_CHARS)),
         evidence=draw(st.dictionaries(_texts(ev.MAX_ID_CHARS), evidence_values, max_size=8)),

@@ -36,7 +36,13 @@ def joiner_run(
     records: list[Record], frames: dict[tuple[str, int, int], Message], **streams: object
 ) -> tuple[list[tuple[str, bytes | None, Message]], Joiner]:
     settings = Settings(
-        streams={"images_topic": "images", "predictions_topic": "predictions", "dead_letter_topic": "dead", **streams},  # type: ignore[arg-type]
+        streams={
+            "images_topic": "images",
+            "predictions_topic": "predictions",
+            "dead_letter_topic": "dead",
+            "partitions": 1,
+            **streams,
+        },  # type: ignore[arg-type]
         feedback={"topic": "feedback", "trusted_topic": "trusted", "training_log_topic": "log"},  # type: ignore[arg-type]
     )
     sent: list[tuple[str, bytes | None, Message]] = []
@@ -100,7 +106,12 @@ def test_the_sweep_and_a_batch_take_turns_so_a_correction_is_the_last_label_logg
     """A label left pending by a crash is due for the sweep when the redelivered batch brings a correction: run
     together, the sweep's re-join and the batch never interleave, so the correction is logged last and kept."""
     settings = Settings(
-        streams={"images_topic": "images", "predictions_topic": "predictions", "dead_letter_topic": "dead"},  # type: ignore[arg-type]
+        streams={
+            "images_topic": "images",
+            "predictions_topic": "predictions",
+            "dead_letter_topic": "dead",
+            "partitions": 1,
+        },  # type: ignore[arg-type]
         feedback={"topic": "feedback", "training_log_topic": "log", "wait_s": 10},  # type: ignore[arg-type]
     )
     store: dict[bytes, bytes] = {}
@@ -229,3 +240,24 @@ def test_hostile_model_names_and_versions_do_not_grow_the_metric_labels() -> Non
     per_model = joiner.quality.max_versions
     assert len({v for m, v in series if m == "digits"}) <= per_model
     assert len({v for m, v in series if m == "other"}) <= per_model
+
+
+def test_feedback_keyed_or_placed_otherwise_than_its_prediction_is_dead_lettered_to_be_replayed_in_place() -> None:
+    """The table and the predictions are placed by murmur2 of the event id; feedback a client placed elsewhere (a
+    librdkafka default partitioner, a key that is not the event id) would wait where its prediction never comes."""
+    from streams.joiner.join_step import partition_of
+
+    right = partition_of(b"a", 4)
+    wrong = (right + 1) % 4
+    images = {("images", 0, 10): encode_image_event(ImageEvent("a", "image/png", b"PNG"))}  # where it names
+    records = [
+        Record("predictions", right, 0, b"a", encode_prediction(prediction("a", offset=10))),
+        Record("feedback", wrong, 0, b"a", encode_feedback(feedback("a", "3"))),  # another partitioner
+        Record("feedback", right, 1, b"not-a", encode_feedback(feedback("a", "3"))),  # another key
+        Record("feedback", right, 2, b"a", encode_feedback(feedback("a", "5"))),  # in place: joined
+    ]
+    sent = run_joiner(records, images, partitions=4)
+    dead = [decode_dead_letter(v.value) for t, _, v in sent if t == "dead"]
+    assert sorted((d.reason, d.origin_offset) for d in dead) == [("misplaced_feedback", 0), ("misplaced_feedback", 1)]
+    assert all(d.original_key == b"a" and d.original is not None for d in dead), "a replay sends it keyed by the id"
+    assert [decode_labelled_example(v).label for t, _, v in sent if t == "log"] == ["5"]
