@@ -124,7 +124,7 @@ def uri_folders(tmp_path: Path) -> tuple[Path, Path]:
 
 @pytest.mark.fuzz
 def test_bad_events_are_dead_lettered_with_their_reason_and_the_worker_carries_on(stream: Stream) -> None:
-    """28 hand-made bad records (14 reasons) through the real worker, mixed with good ones: no key, a key that is
+    """27 hand-made bad records (14 reasons) through the real worker, mixed with good ones: no key, a key that is
     not UTF-8 or too long, missing, empty, duplicated, non-UTF-8 or over-long headers, an unknown schema version,
     33 metadata headers, an image inline and by reference at once, an empty value, the retired binary frame, TIFF,
     text, truncated images, a content-type mismatch, a decompression bomb, an oversized image, and image URIs that
