@@ -32,11 +32,12 @@ from inferloop.kafka.topics import ensure_topics, existing_topics, restrict_trus
 @app.command()
 def produce(
     paths: Annotated[list[str], typer.Argument(help="Image files, folders (recursive) or globs.")],
-    source: Annotated[str, typer.Option(help="Source recorded in each event.")] = "cli",
+    source: Annotated[str, typer.Option(help="The source header of each event.")] = "cli",
     ids_out: Annotated[Path | None, typer.Option(help="Write 'event_id<TAB>path' lines to this file.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Publish images as events; prints the event ids (or writes them with --ids-out)."""
+    """Publish images as events (key the event id, value the file's bytes, content-type, source and meta-filename
+    headers: docs/events.md); prints the event ids (or writes them with --ids-out)."""
     settings = load()
     try:
         files = expand_paths(paths)

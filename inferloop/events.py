@@ -45,6 +45,8 @@ EXAMPLE_HEADER = "training-example"  # a training-log record's label and lineage
 MAX_HEADERS = 64  # headers of one record
 MAX_COUNT = 2**63 - 1  # counts, versions, offsets and times: what Kafka (a Java long) holds
 MAX_URI_CHARS = 4096
+MAX_HEADER_NAME_CHARS = 1024  # a header name a dead letter keeps (and a replay sends)
+MAX_MESSAGE_CHARS = 4096  # a dead letter's message
 MAX_HEADER_BYTES = 64 * 1024  # one header's value (the training-example JSON, a dead letter's message)
 # Bounds of the text fields every decoder enforces (docs/events.md): a record within them always fits the next
 # topic's record (a prediction, a training-log example) whatever its image.
@@ -456,10 +458,16 @@ def build_dead_letter(
     size = len(origin.value or b"") + len(origin.key or b"") + _headers_size(origin.headers)
     # a record with more headers than a dead letter holds is kept by its position alone (it could not be
     # replayed as it is anyway: it breaks the same bound on the way in)
-    keep = origin.value is not None and size <= keep_original_bytes and len(origin.headers) <= MAX_HEADERS
+    keep = (
+        origin.value is not None
+        and size <= keep_original_bytes
+        and len(origin.headers) <= MAX_HEADERS
+        and all(len(k) <= MAX_HEADER_NAME_CHARS for k, _ in origin.headers)
+    )
     letter = DeadLetter(
         reason=error.reason,
-        message=str(error)[:MAX_HEADER_BYTES],
+        # text a record can carry (a path the OS decoded with surrogates stays readable), and short
+        message=str(error).encode("utf-8", "replace").decode("utf-8")[:MAX_MESSAGE_CHARS],
         origin_topic=origin.topic,
         origin_partition=origin.partition,
         origin_offset=origin.offset,
@@ -507,10 +515,18 @@ def _dead_letter(raw: Any) -> DeadLetter:
     if (
         not isinstance(headers, list)
         or len(headers) > MAX_HEADERS
-        or not all(isinstance(h, dict) and isinstance(h.get("key"), str) for h in headers)
+        or not all(
+            isinstance(h, dict)
+            and isinstance(h.get("key"), str)
+            and len(h["key"]) <= MAX_HEADER_NAME_CHARS
+            and _encodable(h["key"])
+            for h in headers
+        )
     ):
         raise EventDecodeError(
-            "bad_field", f"field 'original_headers' is a list of at most {MAX_HEADERS} key/value pairs"
+            "bad_field",
+            f"field 'original_headers' is a list of at most {MAX_HEADERS} key/value pairs, each key UTF-8 text of at "
+            f"most {MAX_HEADER_NAME_CHARS} characters",
         )
     original_headers = tuple((h["key"], _unb64(h, "original_headers", h.get("value")) or b"") for h in headers)
     event_id = raw.get("event_id")

@@ -136,14 +136,19 @@ def replay_dead_letters(settings: Settings, reason: str | None = None) -> tuple[
     producer = KafkaProducer(**kafka_options(settings.kafka), acks="all", client_id="inferloop-replay")
     futures = []
     skipped = 0
+    unreadable: Counter[str] = Counter()  # records on the topic that are no dead letters: skipped too
     try:
-        for letter in read_dead_letters(settings):
+        for letter in read_dead_letters(settings, unreadable):
             if (reason and letter.reason != reason) or letter.original is None or letter.origin_topic not in replayable:
                 skipped += 1
                 continue
             key = letter.original_key or (letter.event_id or "").encode() or None
             headers = list(letter.original_headers)
-            futures.append(producer.send(letter.origin_topic, key=key, value=letter.original, headers=headers))
+            try:
+                futures.append(producer.send(letter.origin_topic, key=key, value=letter.original, headers=headers))
+            except (ValueError, TypeError, UnicodeError) as exc:  # a record no client can send: passed over
+                log.warning("dead letters: not replaying %s@%d: %s", letter.origin_topic, letter.origin_offset, exc)
+                skipped += 1
         producer.flush()
         for future in futures:
             future.get(timeout=60)
@@ -151,7 +156,7 @@ def replay_dead_letters(settings: Settings, reason: str | None = None) -> tuple[
         raise DeliveryRefused(f"replaying dead letters: {exc}") from exc
     finally:
         producer.close()
-    return len(futures), skipped
+    return len(futures), skipped + sum(unreadable.values())
 
 
 def read_training_log(settings: Settings, **kwargs: Any) -> Iterator[tuple[Record, LabelledExample]]:

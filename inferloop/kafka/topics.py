@@ -128,6 +128,25 @@ def ensure_topics(settings: Settings, create: bool | None = None) -> list[str]:
         return [spec.name for spec in missing]
 
 
+def check_partitions(settings: Settings, names: list[str]) -> None:
+    """:class:`ConfigurationError` naming each of these topics whose partition count is not
+    ``streams.partitions``: the joiner places its table and judges where feedback belongs by that number, so a topic
+    created (or grown) with another count would have feedback and predictions of one event meet nowhere."""
+    with _admin(settings) as admin:
+        described = admin.describe_topics(names)
+    wrong = {
+        t["name"]: len(t["partitions"])
+        for t in described
+        if t.get("error_code", 0) == 0 and len(t["partitions"]) != settings.streams.partitions
+    }
+    if wrong:
+        counts = ", ".join(f"{name} has {n}" for name, n in sorted(wrong.items()))
+        raise ConfigurationError(
+            f"the joiner needs every topic it joins with INFERLOOP_STREAMS__PARTITIONS={settings.streams.partitions} "
+            f"partitions, and {counts}: set the variable to the topics' count, or recreate them"
+        )
+
+
 def restrict_trusted_feedback(settings: Settings, writers: list[str], readers: list[str]) -> list[str]:
     """Make ``feedback.trusted_topic`` writable by ``writers`` only: Kafka ACLs allowing WRITE to these principals
     and READ to ``readers`` (the joiner's principal) on that topic, and to no one else. On a cluster whose

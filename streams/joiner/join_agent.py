@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from inferloop.events import Message, Record
 from inferloop.kafka.options import aiokafka_options
-from inferloop.kafka.topics import ensure_topics
+from inferloop.kafka.topics import check_partitions, ensure_topics
 from inferloop.metrics import JoinerMetrics
 from inferloop.settings import Settings
 from streams.faust_app import (
@@ -112,6 +112,9 @@ def create_joiner_app(settings: Settings, registry: CollectorRegistry | None = N
 
 
 def run_joiner(settings: Settings, loglevel: str = "WARNING") -> None:
-    """Run the joiner in the foreground until SIGTERM/SIGINT."""
+    """Run the joiner in the foreground until SIGTERM/SIGINT; first :class:`ConfigurationError` when a topic it
+    joins has another partition count than ``streams.partitions`` (:func:`check_partitions`)."""
     ensure_topics(settings)
+    s, f = settings.streams, settings.feedback
+    check_partitions(settings, [s.predictions_topic, s.shadow_predictions_topic, f.topic, f.trusted_topic])
     run_app(create_joiner_app(settings), loglevel, settings.log_format)

@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry
 
 from inferloop.errors import EventDecodeError
 from inferloop.events import (
+    MAX_HEADER_NAME_CHARS,
     MAX_HEADERS,
     ImageEvent,
     Message,
@@ -127,7 +128,8 @@ HARNESS = Harness()
 def check_one_output_each(messages: list[Message]) -> list[tuple[str, Any]]:
     """Each input record (by its offset) has exactly one output: a prediction, or a dead letter with a known reason
     that names its origin and carries the record's value, key and headers back as they were when they come to at
-    most ``streams.dead_letter_max_original_bytes`` in at most ``MAX_HEADERS`` headers (nothing of it otherwise).
+    most ``streams.dead_letter_max_original_bytes`` in at most ``MAX_HEADERS`` headers of names at most
+    ``MAX_HEADER_NAME_CHARS`` long (nothing of it otherwise).
     The outputs, in the records' order."""
     first = HARNESS.offset + 1
     outputs = HARNESS.outputs_for(messages)
@@ -142,7 +144,10 @@ def check_one_output_each(messages: list[Message]) -> list[tuple[str, Any]]:
             assert output.message
             assert (output.origin_topic, output.origin_partition) == ("images", 0)
             kept = (output.original, output.original_key, output.original_headers)
-            if message.value is not None and message.size <= keep and len(message.headers) <= MAX_HEADERS:
+            keepable = len(message.headers) <= MAX_HEADERS and all(
+                len(k) <= MAX_HEADER_NAME_CHARS for k, _ in message.headers
+            )
+            if message.value is not None and message.size <= keep and keepable:
                 assert kept == (message.value, message.key, message.headers), "the dead letter changed the record"
             else:
                 assert kept == (None, None, ()), "the dead letter kept a record over its limit"

@@ -37,7 +37,7 @@ from infra.local.triton_server import TritonServer
 from infra.local.worker import JoinerProcess
 from streams.joiner.feedback_join import Entry
 from streams.worker.memory_plan import memory_plan
-from tests.helpers import wait_for
+from tests.helpers import inferloop, wait_for
 from tests.integration.conftest import (
     Stream,
     TcpProxy,
@@ -318,3 +318,21 @@ def test_a_triton_outage_longer_than_the_poll_interval_never_evicts_a_worker_tha
         predictions = stream.wait_predicted(ids)
     assert_each_event_once_or_identically(predictions, ids)
     assert len(predictions) == len(ids), "an event predicted before the outage was predicted again"
+
+
+def test_a_joiner_refuses_to_start_when_a_topic_it_joins_has_another_partition_count(stream: Stream) -> None:
+    """The joiner places its table and judges where feedback belongs by INFERLOOP_STREAMS__PARTITIONS: a feedback
+    topic created by other tooling with 2 partitions instead of 4 would have every label dead-lettered as
+    misplaced (or, before that check, never meet its prediction), so the joiner exits 1 at once, naming the topic,
+    its count and the variable, before joining anything."""
+    from kafka.admin import NewTopic
+
+    settings = stream.settings
+    admin = KafkaAdminClient(**kafka_options(settings.kafka))
+    try:
+        admin.create_topics([NewTopic(settings.feedback.topic, num_partitions=2, replication_factor=1)])
+    finally:
+        admin.close()
+    result = inferloop(stream.env, "joiner", timeout_s=120)
+    assert result.returncode == 1, (result.returncode, result.stderr[-2000:])
+    assert f"{settings.feedback.topic} has 2" in result.stderr and "INFERLOOP_STREAMS__PARTITIONS=4" in result.stderr

@@ -235,11 +235,11 @@ def test_a_dead_letter_keeps_the_original_record_key_value_and_headers() -> None
     from inferloop.errors import PoisonError
 
     origin = encode_image_event(ImageEvent("e9", "image/png", b"not a png", source="cam")).at("images", 1, 42)
-    letter = build_dead_letter(PoisonError("undecodable", "damaged"), origin, "e9", keep_original_bytes=1000)
+    letter = build_dead_letter(PoisonError("damaged", "undecodable"), origin, "e9", keep_original_bytes=1000)
     again = decode_dead_letter(encode_dead_letter(letter))
     assert again == letter
     assert (again.original, again.original_key, again.original_headers) == (origin.value, origin.key, origin.headers)
-    small = build_dead_letter(PoisonError("undecodable", "damaged"), origin, "e9", keep_original_bytes=20)
+    small = build_dead_letter(PoisonError("damaged", "undecodable"), origin, "e9", keep_original_bytes=20)
     assert (small.original, small.original_key, small.original_headers) == (None, None, ()), "all or nothing"
 
 
@@ -283,7 +283,7 @@ def test_a_record_with_more_headers_than_a_dead_letter_holds_is_dead_lettered_by
 
     headers = (("content-type", b"image/png"), *((f"x-{n}", b"\xff") for n in range(64)))
     origin = Message(b"e1", b"", headers).at("images", 0, 1)
-    letter = build_dead_letter(PoisonError("bad_header", "65 headers"), origin, "e1", keep_original_bytes=1 << 20)
+    letter = build_dead_letter(PoisonError("65 headers", "bad_header"), origin, "e1", keep_original_bytes=1 << 20)
     assert (letter.original, letter.original_headers) == (None, ())
     assert decode_dead_letter(encode_dead_letter(letter)) == letter, "the letter itself always decodes"
 
@@ -297,12 +297,12 @@ def test_a_dead_letter_never_outgrows_its_record_whatever_the_original_headers_a
     names = tuple((f"{'漢' * 2000}{n}", b"") for n in range(60))
     origin = Message(b"e1", b"x" * 200_000, (("content-type", b"image/png"), *names)).at("images", 0, 1)
     assert origin.value is not None and len(origin.value) + 60 * 6000 < 1_000_000, "a record Kafka takes"
-    letter = build_dead_letter(PoisonError("not_an_image", "m"), origin, "e1", keep_original_bytes=1 << 20)
+    letter = build_dead_letter(PoisonError("m", "not_an_image"), origin, "e1", keep_original_bytes=1 << 20)
     assert letter.original is None and len(encode_dead_letter(letter)) < MAX_DEAD_LETTER_BYTES
-    small = build_dead_letter(PoisonError("not_an_image", "m"), origin, "e1", 1 << 20, max_letter_bytes=100)
+    small = build_dead_letter(PoisonError("m", "not_an_image"), origin, "e1", 1 << 20, max_letter_bytes=100)
     assert small.original is None
     plain = Message(b"e1", b"x" * 200_000, (("content-type", b"image/png"),)).at("images", 0, 1)
-    kept = build_dead_letter(PoisonError("not_an_image", "m"), plain, "e1", keep_original_bytes=1 << 20)
+    kept = build_dead_letter(PoisonError("m", "not_an_image"), plain, "e1", keep_original_bytes=1 << 20)
     assert kept.original == plain.value, "the same image with plain headers is kept: the names made the difference"
 
 
@@ -336,3 +336,21 @@ def test_a_score_or_label_a_float_or_utf8_cannot_hold_is_refused() -> None:
     huge = json.dumps({**metadata, "predicted_score": 10**400}).encode()
     with pytest.raises(EventDecodeError):
         decode_labelled_example(Message(b"e1", b"PNG", (*example.headers[:2], ("training-example", huge))))
+
+
+def test_a_dead_letter_keeps_only_what_a_replay_can_send_and_its_message_is_readable_text() -> None:
+    from inferloop.errors import PoisonError
+    from inferloop.events import MAX_HEADER_NAME_CHARS, MAX_MESSAGE_CHARS
+
+    long_name = Message(b"e1", b"img", (("x" * (MAX_HEADER_NAME_CHARS + 1), b""),)).at("images", 0, 1)
+    letter = build_dead_letter(PoisonError("m", "undecodable"), long_name, "e1", keep_original_bytes=1 << 20)
+    assert (letter.original, letter.original_headers) == (None, ()), "a header name past the bound is not kept"
+    path = "/images/caf\udce9.png"  # a file name the OS decoded with surrogateescape
+    noisy = build_dead_letter(PoisonError(f"{path} " * 2000, "uri_unreadable"), long_name, "e1", 0)
+    again = decode_dead_letter(encode_dead_letter(noisy))
+    assert len(again.message) == MAX_MESSAGE_CHARS and "caf?.png" in again.message, "readable, and short"
+    forged = json.loads(encode_dead_letter(DeadLetter("r", "m", "images", 0, 1, "e", b"x")))
+    for key in ("\ud800", "k" * (MAX_HEADER_NAME_CHARS + 1)):
+        forged["original_headers"] = [{"key": key, "value": None}]
+        with pytest.raises(EventDecodeError):  # what no replay could send: refused, the letter skipped
+            decode_dead_letter(json.dumps(forged).encode())
