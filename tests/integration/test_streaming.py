@@ -251,7 +251,6 @@ def test_triton_down_for_ten_seconds_loses_nothing(
         stop_pid(triton.pid)
 
 
-@pytest.mark.faults
 def predicted_past_the_commit(stream: Stream) -> int:
     """How many predictions on the topic are of events at or past the worker group's committed offsets: those a
     restarted worker reads and predicts again (at least once)."""
@@ -268,6 +267,7 @@ def predicted_past_the_commit(stream: Stream) -> int:
     return sum(p.image_offset >= committed.get(p.image_partition, 0) for p in stream.predictions())  # type: ignore[operator]
 
 
+@pytest.mark.faults
 def test_worker_killed_mid_stream_loses_nothing_and_duplicates_are_identical(stream: Stream) -> None:
     """The worker SIGKILLed mid-stream, with predictions out whose offsets it had not committed yet, and a new one
     started: all 6,000 events predicted, those outputs predicted again, identically. (A kill that lands exactly on
