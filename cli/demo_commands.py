@@ -118,7 +118,8 @@ def bench(
     workers: Annotated[int, typer.Option(min=1, help="Worker processes (one consumer group), at most partitions.")] = 1,
     as_json: JsonFlag = False,
 ) -> None:
-    """Measure the pipeline against raw Triton and a naive consumer, side by side (needs `inferloop up`)."""
+    """Measure the worker beside a hand-written aiokafka peer, faust's floor, raw Triton and a naive consumer, side
+    by side in one run (needs `inferloop up`)."""
     require("bench", "worker")
     from cli.bench import run_bench
 
@@ -139,14 +140,33 @@ def bench(
     table = Table(title=f"inferloop bench ({result.machine}, {result.events} events, {result.workers} worker(s))")
     table.add_column("measure")
     table.add_column("value", justify="right")
+
+    def latency(figures: dict[str, float]) -> str:
+        return f"{figures['p50_ms']:,.1f} / {figures['p99_ms']:,.1f}"
+
+    shadow = (
+        f"{result.worker_shadow_backlog_images_per_s:,.0f} images/s, {result.worker_shadow_cpu_us_per_image:,.0f} µs"
+        if result.worker_shadow_backlog_images_per_s is not None
+        else "no second version loaded"
+    )
     rows = [
-        ("pipeline images/s (full load)", f"{result.pipeline_images_per_s:,.0f}"),
-        ("raw Triton images/s (best of grid)", f"{result.triton_images_per_s:,.0f} {result.triton_best}"),
-        ("naive consumer images/s", f"{result.naive_images_per_s:,.0f}"),
-        ("pipeline / raw Triton", f"{result.pipeline_vs_triton:.2f}"),
-        ("pipeline / naive", f"{result.pipeline_vs_naive:.1f}"),
-        ("latency p50 / p99 at full load (ms)", f"{result.p50_ms:,.0f} / {result.p99_ms:,.0f}"),
+        ("worker, backlog images/s", f"{result.worker_backlog_images_per_s:,.0f}"),
+        ("peer (plain aiokafka loop), backlog images/s", f"{result.peer_backlog_images_per_s:,.0f}"),
+        ("worker / peer throughput (target >= 0.8)", f"{result.worker_vs_peer_throughput:.2f}"),
+        ("worker, CPU µs per image", f"{result.worker_cpu_us_per_image:,.0f}"),
+        ("peer, CPU µs per image", f"{result.peer_cpu_us_per_image:,.0f}"),
+        ("worker / peer CPU per image (target <= 1.5)", f"{result.worker_vs_peer_cpu:.2f}"),
+        ("faust's floor (empty agent), CPU µs per event", f"{result.faust_floor_cpu_us_per_event:,.0f}"),
+        (f"worker with v{result.shadow_version} in shadow", shadow),
+        ("latency p50 / p99 at 100 images/s (ms)", latency(result.latency_at_100_per_s)),
+        ("latency p50 / p99 at 1,000 images/s (ms)", latency(result.latency_at_1000_per_s)),
         ("latency p50 / p99 at half load (ms)", f"{result.p50_half_load_ms:,.1f} / {result.p99_half_load_ms:,.1f}"),
+        ("raw Triton images/s (best of grid)", f"{result.triton_images_per_s:,.0f} {result.triton_best}"),
+        (
+            f"naive consumer images/s (queue delay {result.naive_queue_delay_us} µs)",
+            f"{result.naive_images_per_s:,.0f} ({result.naive_cpu_us_per_image:,.0f} µs per image)",
+        ),
+        ("worker / naive", f"{result.pipeline_vs_naive:.1f}"),
     ]
     for name, value in rows:
         table.add_row(name, value)

@@ -212,7 +212,17 @@ class StreamsSettings(SettingsGroup):
     )
     partitions: int = Field(4, ge=1, description="Partitions of the topics inferloop creates.")
     max_batch: int = Field(256, ge=1, description="Most events the worker takes into one batch.")
-    batch_within_ms: float = Field(10.0, gt=0, description="Longest wait to fill a batch.")
+    batches_in_flight: int = Field(
+        1,
+        ge=1,
+        le=8,
+        description="Batches the worker works on at once (above 1, the next is decoded while one is inferred).",
+    )
+    batch_within_ms: float = Field(
+        0.0,
+        ge=0,
+        description="Longest wait for more events once one has arrived (0: a batch is what has arrived by then).",
+    )
     top_k: int = Field(3, ge=1, description="Labels with scores in each prediction.")
     metrics_port: int = Field(9100, ge=0, le=65535, description="Worker's Prometheus /metrics port (0: off).")
     max_image_bytes: int = Field(8 * 1024 * 1024, ge=1, description="Largest image accepted, in bytes.")
@@ -319,7 +329,11 @@ class ModelSettings(SettingsGroup):
     name: str = Field("digits", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="Model name in Triton.")
     max_batch_size: int = Field(64, ge=1, description="Largest batch Triton accepts and forms.")
     instance_count: int = Field(1, ge=1, description="Model instances per Triton server (per GPU on GPUs).")
-    max_queue_delay_us: int = Field(2000, ge=0, description="Dynamic batching: longest wait to fill a batch.")
+    max_queue_delay_us: int = Field(
+        100,
+        ge=0,
+        description="Dynamic batching: longest wait to fill a batch (the workers send whole batches already).",
+    )
     backend: Literal["python", "onnxruntime"] = Field(
         "python",
         description=(

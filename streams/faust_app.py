@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, NoReturn
@@ -22,6 +23,7 @@ from inferloop.kafka.options import ssl_context
 from inferloop.logs import LogFormat, logging_config
 from inferloop.metrics import export_consumer_lag
 from inferloop.settings import KafkaSettings, Settings
+from streams.consumption import LeanTransport, Taken
 from streams.errors import DependencyOutage
 
 log = logging.getLogger(__name__)
@@ -99,6 +101,51 @@ async def process_batches(
             exit_on_batch_error(exc, f"{head.topic}[{head.partition}]@{head.offset}")
 
 
+async def process_in_order(
+    batches: AsyncIterator[Taken],
+    process: Callable[[list[Record]], Awaitable[None]],
+    deadline_s: float,
+    in_flight: int,
+) -> None:
+    """Hand each batch to ``process`` as records, up to ``in_flight`` batches at once, each within ``deadline_s``.
+
+    A batch is acknowledged once it and every batch taken before it finished (offsets advance in order, and
+    faust commits only acknowledged ones). Whatever a batch raises, or a batch that outlasts its deadline, stops
+    the process before that batch or any later one is acknowledged (:func:`exit_on_batch_error`); a cancellation
+    (the worker stopping) acknowledges nothing more.
+    """
+    pending: deque[tuple[Taken, list[Record], asyncio.Future[None]]] = deque()
+
+    def finished(_: asyncio.Future[None]) -> None:
+        while pending and pending[0][2].done():
+            taken, batch, task = pending.popleft()
+            if task.cancelled():
+                return
+            exc = task.exception()
+            if exc is not None:
+                head = batch[0]
+                exit_on_batch_error(exc, f"{head.topic}[{head.partition}]@{head.offset}")
+            taken.ack()
+
+    try:
+        async for taken in batches:
+            batch = [
+                Record(m.topic, m.partition, m.offset, e.key, e.value, as_headers(m.headers), _timestamp_ms(m))
+                for e in taken.events
+                for m in (e.message,)
+            ]
+            task = asyncio.ensure_future(within(deadline_s, process(batch), f"a batch of {len(batch)}"))
+            pending.append((taken, batch, task))
+            task.add_done_callback(finished)
+            while len(pending) >= in_flight:
+                await asyncio.wait([pending[0][2]])
+        while pending:
+            await asyncio.wait([pending[0][2]])
+    finally:
+        for _, _, unfinished in pending:
+            unfinished.cancel()
+
+
 class ExitOnSendError(faust.Sensor):
     """faust writes a table's changelog without waiting and only logs a refused write, then commits the offsets
     of the events that made it: a label waiting in the joiner's table would be lost on the next restart. A
@@ -120,6 +167,10 @@ class InferloopApp(faust.App):
 
     async def _on_agent_error(self, agent: Any, exc: BaseException) -> None:
         exit_before_commit(f"agent {getattr(agent, 'name', agent)} crashed: {type(exc).__name__}: {exc}")
+
+    def _new_transport(self) -> Any:
+        """faust's aiokafka transport with inferloop's lean consumer (:mod:`streams.consumption`)."""
+        return LeanTransport(self.conf.broker_consumer, self)
 
 
 def faust_credentials(kafka: KafkaSettings) -> Any:

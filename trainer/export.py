@@ -109,7 +109,7 @@ def triton_config(
     spec: InputSpec,
     serving_versions: list[int],
     instance_count: int = 1,
-    max_queue_delay_us: int = 2000,
+    max_queue_delay_us: int = 100,
     *,
     native: bool = False,
     instance_kind: str = KIND_CPU,

@@ -56,7 +56,7 @@ class ServingOptions:
 
     max_batch_size: int = 64
     instance_count: int = 1
-    max_queue_delay_us: int = 2000
+    max_queue_delay_us: int = 100
     serving_versions: int = 2  # verified versions kept loaded: the promoted one and those before it
     keep_versions: int = 10
     load_timeout_s: float = 120.0

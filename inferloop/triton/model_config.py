@@ -49,7 +49,7 @@ class TensorSpec:
 class DynamicBatching:
     """Server-side batching: Triton waits up to ``max_queue_delay_us`` to fill a batch."""
 
-    max_queue_delay_us: int = 2000
+    max_queue_delay_us: int = 100
     preferred_batch_sizes: tuple[int, ...] = ()
 
 

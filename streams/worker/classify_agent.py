@@ -1,10 +1,11 @@
 """The worker's Faust app: the images topic, the classify agent, the batch producer and the metrics endpoint.
 
 The app is built by :func:`create_app` from the settings (Faust itself is configured in :mod:`streams.faust_app`),
-at-least-once: the agent consumes with ``take_events`` at concurrency 1 (batch and buffer sizes from the memory
-budget, :mod:`streams.worker.memory_plan`); faust acknowledges a batch only after the agent's body returned, and
-commits offsets only of acknowledged events; the body returns only once every output of the batch is handed to
-the producer that faust flushes before committing. Every inference names the version announced on the
+at-least-once: the agent, at concurrency 1, takes batches of what has arrived (:mod:`streams.consumption`; batch
+and buffer sizes from the memory budget, :mod:`streams.worker.memory_plan`) and works on up to
+``streams.batches_in_flight`` of them at once; a batch is acknowledged only once it and every batch before it
+finished, and faust commits offsets only of acknowledged events; a batch finishes only once every output of it is
+handed to the producer that faust flushes before committing. Every inference names the version announced on the
 promotions topic (followed in the background by a :class:`~streams.promotions.PromotionWatcher`); the
 candidate in shadow scores a share of the events onto the shadow-predictions topic.
 """
@@ -12,6 +13,7 @@ candidate in shadow scores a share of the events onto the shadow-predictions top
 from __future__ import annotations
 
 import sys
+from collections.abc import AsyncIterator
 from typing import Any
 
 import faust
@@ -23,24 +25,37 @@ from inferloop.kafka.topics import ensure_topics
 from inferloop.metrics import WorkerMetrics
 from inferloop.settings import Settings
 from inferloop.triton.inference import triton_inference
-from streams.faust_app import batch_deadline_s, faust_app, observe, process_batches, run_app
+from streams.consumption import Taken, arrived_batches
+from streams.faust_app import batch_deadline_s, faust_app, observe, process_in_order, run_app
 from streams.promotions import PromotionWatcher
 from streams.worker.classify_step import Classifier
 from streams.worker.memory_plan import memory_plan
 
 
-def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> faust.App:
-    s = settings.streams
-    plan = memory_plan(s)
-    app = faust_app(
+def worker_app(settings: Settings, app_id: str) -> faust.App:
+    """A Faust app configured as the worker's (batch and buffer sizes from the memory budget); the bench's
+    measure of faust's own floor runs an empty agent on the same."""
+    plan = memory_plan(settings.streams)
+    return faust_app(
         settings,
-        s.app_id,
+        app_id,
         broker_commit_every=1000,
         stream_buffer_maxsize=plan.buffered,
         broker_max_poll_records=plan.poll_records,
         consumer_max_fetch_size=plan.partition_fetch_bytes,
         producer_max_batch_size=256 * 1024,
     )
+
+
+def take_batches(settings: Settings, stream: faust.StreamT[bytes]) -> AsyncIterator[Taken]:
+    """The worker's batches of events from ``stream``: what has arrived, up to the memory plan's batch size."""
+    s = settings.streams
+    return arrived_batches(stream, memory_plan(s).batch, s.batch_within_ms / 1000)
+
+
+def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> faust.App:
+    s = settings.streams
+    app = worker_app(settings, s.app_id)
     images = app.topic(s.images_topic, key_type=bytes, value_type=bytes, partitions=s.partitions)
     metrics = WorkerMetrics(registry or CollectorRegistry())
     app.inferloop_metrics = metrics  # type: ignore[attr-defined]
@@ -91,8 +106,9 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         promotions.start()  # now, not at the first event: a worker knows (and exports) the state before traffic
         classifier = Classifier(settings, triton, metrics, send, promotions.current)
         try:
-            batches = stream.take_events(plan.batch, within=s.batch_within_ms / 1000)  # type: ignore[attr-defined]
-            await process_batches(batches, classifier.process, batch_deadline_s(settings))
+            await process_in_order(
+                take_batches(settings, stream), classifier.process, batch_deadline_s(settings), s.batches_in_flight
+            )
         finally:
             classifier.stop()
             await promotions.close()

@@ -15,6 +15,7 @@ import logging
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +55,9 @@ SendFn = Callable[[str, list[tuple[bytes, bytes]]], Awaitable[list[Awaitable[Any
 # model name -> its announced state (None: not known yet); the worker's PromotionWatcher
 PromotedFn = Callable[[str], Promotion | None]
 REQUEST_FAILURES_BEFORE_DEAD_LETTER = 3
+# When the batch being processed first waited for a dependency (empty: it has not): set per batch, shared by the
+# tasks the batch spawns (a context is copied into each task, the list in it is not)
+_outage_since: ContextVar[list[float]] = ContextVar("outage_since")
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,6 @@ class Classifier:
         self.signature: ModelSignature | None = None
         self.on_delivery_failure: Callable[[Prediction | DeadLetter, BaseException], None] = exit_on_delivery_failure
         self._stopping = False
-        self._outage_since: float | None = None  # when this batch first waited for a dependency
 
     def stop(self) -> None:
         """Give up retrying (worker shutdown): the unfinished batch is not acknowledged, so it is redelivered."""
@@ -96,7 +99,7 @@ class Classifier:
         self.metrics.events_received.inc(len(batch))
         self.metrics.batch_size.observe(len(batch))
         self.metrics.in_flight.inc(len(batch))
-        self._outage_since = None
+        _outage_since.set([])  # this batch's own clock (batches in flight together each have theirs)
         try:
             signature = await self._signature()
             # Decoding runs on the loop, not in a thread: it is pure CPU work under the GIL, and handing batches
@@ -147,9 +150,10 @@ class Classifier:
         if self._stopping:
             raise asyncio.CancelledError
         now, budget = time.monotonic(), self.settings.streams.outage_timeout_s
-        if self._outage_since is None:
-            self._outage_since = now
-        elif now - self._outage_since >= budget:
+        since = _outage_since.get()
+        if not since:
+            since.append(now)
+        elif now - since[0] >= budget:
             raise DependencyOutage(f"{exc}: still failing after {budget:g} s (streams.outage_timeout_s)")
         self.metrics.retries.labels(reason).inc()
         log.warning("%s; retrying in %.1f s (consumption paused)", exc, delay)

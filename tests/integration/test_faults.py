@@ -214,7 +214,9 @@ def test_near_limit_images_under_a_slow_triton_stay_within_the_memory_budget(str
             threading.Event().wait(0.5)
             predicted = {p.event_id for p in stream.predictions()}
     in_flight, lag, rss = (max(s[i] for s in samples) for i in range(3))
-    assert 0 < in_flight <= plan.batch, f"{in_flight:.0f} events in flight; the budget allows batches of {plan.batch}"
+    assert 0 < in_flight <= plan.events_in_flight, (
+        f"{in_flight:.0f} events in flight; the budget allows {plan.in_flight} batches of {plan.batch}"
+    )
     assert lag > 0, "no backlog built up: the slowdown was not felt"
     assert rss - baseline < budget_mb, f"RSS grew {rss - baseline:.0f} MiB over its {baseline:.0f} MiB baseline"
     assert rss < 0.8 * 1024, f"RSS reached {rss:.0f} MiB, over 80 % of the chart's 1 GiB limit"

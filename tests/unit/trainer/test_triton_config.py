@@ -59,7 +59,7 @@ def test_every_rendered_config_is_a_valid_triton_model_config(name: str, version
     assert [(t.name, t.data_type, list(t.dims)) for t in config.input] == [("image", pb.TYPE_FP32, [1, 28, 28])]
     assert [(t.name, t.data_type, list(t.dims)) for t in config.output] == [("probabilities", pb.TYPE_FP32, [10])]
     assert list(config.version_policy.specific.versions) == versions
-    assert config.dynamic_batching.max_queue_delay_microseconds == 2000
+    assert config.dynamic_batching.max_queue_delay_microseconds == 100
 
     native = model.get("backend") == "onnxruntime"
     assert (config.platform, config.backend) == (("onnxruntime_onnx", "") if native else ("", "python"))

@@ -1,0 +1,174 @@
+"""The bench's framework-free peer: the loop a user would write by hand with aiokafka, doing the worker's work.
+
+``python -m cli.bench.peer VERSION`` (settings from ``INFERLOOP_*``): ``getmany`` batches of up to the worker's
+batch size (its memory plan), the project's own event and image decoders and preprocessing, Triton's async gRPC
+in requests of the model's max batch size (all of a batch's requests in flight together), one JSON prediction per
+event (a dead letter per bad one) sent with aiokafka, and the batch's offsets committed only once the broker has
+acknowledged every output of it: the worker's delivery guarantee, with nothing else (no metrics, no shadow, no
+retries: the bench's stack is healthy). Naming ``--naive`` runs the one-event-at-a-time consumer instead:
+kafka-python, one synchronous Triton call and one acknowledged prediction per event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from inferloop.errors import PoisonError
+from inferloop.events import (
+    Prediction,
+    Record,
+    as_headers,
+    build_dead_letter,
+    decode_image_event,
+    encode_dead_letter,
+    encode_prediction,
+    now_ms,
+)
+from inferloop.images.decode import ImageLimits, decode_image
+from inferloop.images.preprocess import InputSpec, to_model_input
+from inferloop.kafka.options import aiokafka_options, kafka_options
+from inferloop.settings import Settings, load_settings
+from inferloop.triton.control import TritonControl
+from inferloop.triton.inference import triton_inference
+from inferloop.triton.options import grpc_options
+from inferloop.triton.signature import ModelSignature
+from streams.worker.memory_plan import memory_plan
+
+
+def _prediction(settings: Settings, record: Record, event_id: str, produced_at_ms: int, received_at_ms: int,
+                scores: Any, version: int, signature: ModelSignature) -> Prediction:  # fmt: skip
+    top = np.argsort(-scores)[: settings.streams.top_k]
+    return Prediction(
+        event_id=event_id,
+        model_name=signature.model,
+        model_version=version,
+        labels=[signature.labels[i] for i in top],
+        scores=[round(float(scores[i]), 6) for i in top],
+        produced_at_ms=produced_at_ms,
+        received_at_ms=received_at_ms,
+        predicted_at_ms=now_ms(),
+        source="bench",
+        image_topic=record.topic,
+        image_partition=record.partition,
+        image_offset=record.offset,
+    )
+
+
+async def peer(settings: Settings, version: int) -> None:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+    s = settings.streams
+    plan = memory_plan(s)
+    consumer = AIOKafkaConsumer(
+        s.images_topic,
+        **aiokafka_options(settings.kafka),
+        group_id=f"{s.app_id}-peer",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=plan.partition_fetch_bytes,  # the worker's memory plan, as the worker
+    )
+    producer = AIOKafkaProducer(
+        **aiokafka_options(settings.kafka), acks="all", linger_ms=0, max_request_size=s.max_request_bytes
+    )
+    triton = triton_inference(settings)
+    await consumer.start()
+    await producer.start()
+    limits = ImageLimits(max_bytes=s.max_image_bytes, max_pixels=s.max_image_pixels)
+    signature = await triton.signature(version)
+    spec = InputSpec(*signature.input_shape)
+    chunk = signature.max_batch_size or plan.batch
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    try:
+        while not stop.is_set():
+            fetched = await consumer.getmany(timeout_ms=100, max_records=plan.batch)
+            if not fetched:
+                continue
+            received_at = now_ms()
+            good: list[tuple[Record, str, int, Any]] = []
+            sends: list[Any] = []
+            for messages in fetched.values():
+                for m in messages:
+                    record = Record(m.topic, m.partition, m.offset, m.key, m.value, as_headers(m.headers), m.timestamp)
+                    try:
+                        event = decode_image_event(record)
+                        pixels = to_model_input(decode_image(event.image, event.content_type, limits), spec)
+                        good.append((record, event.event_id, event.produced_at_ms, pixels))
+                    except PoisonError as exc:
+                        letter = build_dead_letter(exc, record, None, s.dead_letter_max_original_bytes, 900_000)
+                        sends.append(await producer.send(s.dead_letter_topic, encode_dead_letter(letter), key=m.key))
+            parts = [good[i : i + chunk] for i in range(0, len(good), chunk)]
+            results = await asyncio.gather(
+                *(triton.infer(signature, np.stack([g[3] for g in part]), version) for part in parts)
+            )
+            for part, (scores, served) in zip(parts, results, strict=True):
+                for (record, event_id, produced_at, _), row in zip(part, scores, strict=True):
+                    p = _prediction(settings, record, event_id, produced_at, received_at, row, served, signature)
+                    sends.append(await producer.send(s.predictions_topic, encode_prediction(p), key=record.key))
+            await asyncio.gather(*sends)  # every output acknowledged ...
+            await consumer.commit(  # ... before the batch's offsets are committed
+                {TopicPartition(tp.topic, tp.partition): messages[-1].offset + 1 for tp, messages in fetched.items()}
+            )
+    finally:
+        await consumer.stop()
+        await producer.stop()
+        await triton.close()
+
+
+def naive(settings: Settings, version: int) -> None:
+    """One event at a time: poll one record, decode, call Triton synchronously, send and confirm, commit."""
+    from kafka import KafkaConsumer, KafkaProducer
+
+    s = settings.streams
+    control = TritonControl(settings.triton.grpc_url, options=grpc_options(settings.triton))
+    signature = ModelSignature.from_config(control.config(settings.model.name))
+    spec = InputSpec(*signature.input_shape)
+    limits = ImageLimits(max_bytes=s.max_image_bytes, max_pixels=s.max_image_pixels)
+    consumer = KafkaConsumer(
+        s.images_topic,
+        **kafka_options(settings.kafka),
+        group_id=f"{s.app_id}-naive",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=1,
+    )
+    producer = KafkaProducer(**kafka_options(settings.kafka), acks="all", linger_ms=0)
+    stopping: list[bool] = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    try:
+        while not stopping:
+            for messages in consumer.poll(timeout_ms=100).values():
+                for m in messages:
+                    record = Record(m.topic, m.partition, m.offset, m.key, m.value, as_headers(m.headers), m.timestamp)
+                    received_at = now_ms()
+                    event = decode_image_event(record)
+                    x = to_model_input(decode_image(event.image, event.content_type, limits), spec)[None]
+                    names = (signature.input_name, signature.output_name)
+                    scores, served = control.infer(settings.model.name, x, version, names=names)
+                    p = _prediction(settings, record, event.event_id, event.produced_at_ms, received_at,
+                                    np.asarray(scores)[0], served, signature)  # fmt: skip
+                    producer.send(s.predictions_topic, encode_prediction(p), key=m.key).get(timeout=30)
+                    consumer.commit()
+    finally:
+        consumer.close()
+        producer.close()
+        control.close()
+
+
+def main(argv: Sequence[str]) -> None:
+    settings = load_settings()
+    version = int(argv[0])
+    if "--naive" in argv:
+        naive(settings, version)
+    else:
+        asyncio.run(peer(settings, version))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,210 @@
+"""How inferloop's Faust apps consume: faust's aiokafka transport with a lean per-message path, and batches of
+whatever has arrived.
+
+faust (0.15) hands each fetched message to its conductor through ``Service.wait_first``, which creates four tasks
+per message so that a callback blocked on flow control can be abandoned when a rebalance suspends the flow; its
+``take_events`` feeds a buffer through a per-event processor coroutine on a task of its own and fills a batch only
+after the previous one is done. Measured on the bench (docs/performance.md), that per-event machinery cost more
+CPU than the worker's own work. Here:
+
+- :class:`LeanConsumer` runs a message's callback inline and falls back to faust's race against the suspended
+  flow only when the callback actually has to wait (a full stream buffer, paused flow, a full producer buffer), so
+  a rebalance abandons a blocked callback exactly as before. When the stream buffer's pressure paused partitions,
+  it fetches from the others with a short timeout and wakes as soon as a paused one resumes, instead of
+  waiting out faust's one-second fetch or sleep (the stall that capped the worker's backlog throughput).
+- :func:`arrived_batches` is the worker's ``take_events``: it reads the agent's channel queue itself, takes every
+  event already queued (up to the batch size; no window to wait out at low load) and tracks each message as
+  faust's stream does; it acknowledges nothing itself: the agent acks each batch it finished, in order
+  (:func:`streams.faust_app.process_in_order`), so a batch that raised is never acknowledged (faust's
+  ``take_events`` acks it in a ``finally``), and the next batch can be decoded while one waits on Triton.
+
+Offsets are committed by faust as before: only acknowledged ones, contiguously, after the producer is flushed.
+These classes override private methods of faust-streaming 0.15 (``_drain_messages``, ``_wait_next_records``), so
+pyproject pins its minor version; tests/integration exercise them on the real broker (crash, rebalance, outage).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Coroutine, Generator
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from faust.transport.consumer import CONSUMER_FETCHING
+from faust.transport.drivers import aiokafka as aiokafka_driver
+from faust.types import TP, EventT
+
+
+class _Resumed:
+    """Awaiting this carries on a coroutine whose first step (run inline) suspended on ``pending``."""
+
+    __slots__ = ("coro", "pending")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], pending: Any) -> None:
+        self.coro, self.pending = coro, pending
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, pending = self.coro, self.pending
+        while True:
+            try:
+                sent = yield pending
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # a cancellation goes into the coroutine, as an await would take it
+                try:
+                    pending = coro.throw(exc)
+                except StopIteration as done:
+                    return done.value
+            else:
+                try:
+                    pending = coro.send(sent)
+                except StopIteration as done:
+                    return done.value
+
+
+async def _resume(coro: Coroutine[Any, Any, Any], pending: Any) -> Any:
+    return await _Resumed(coro, pending)
+
+
+class LeanConsumer(aiokafka_driver.Consumer):
+    """faust's aiokafka consumer without a task per message, and without the fetch stall under buffer pressure."""
+
+    _resumed: asyncio.Event | None = None
+
+    async def _deliver(self, message: Any) -> None:
+        """The conductor's callback for ``message``: inline; raced against a suspended flow only if it waits."""
+        coro: Any = self.callback(message)  # a coroutine: the conductor's on_message
+        try:
+            pending = coro.send(None)
+        except StopIteration:
+            return  # the usual case: it never had to wait
+        await self.wait_first(asyncio.ensure_future(_resume(coro, pending)), self.suspend_flow.wait())
+
+    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - runs in the worker processes
+        """Fetch and hand messages to the conductor until the consumer or the fetcher stops (faust's loop: skip
+        what was read already, note gaps so their offsets can be committed, commit every ``commit_every``)."""
+        read_offset = self._read_offset
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        commit_every = self._commit_every
+        since_yield = 0
+        try:
+            while not (self._stopped.is_set() or fetcher._stopped.is_set()):
+                self.diag.set_flag(CONSUMER_FETCHING)
+                fetched = self.getmany(timeout=1.0)
+                await asyncio.sleep(0)
+                if self.should_stop:
+                    continue
+                async for tp, message in fetched:
+                    since_yield += 1
+                    if since_yield > 100:  # let the agent run between long runs of messages
+                        since_yield = 0
+                        await asyncio.sleep(0)
+                    offset, last = message.offset, read_offset[tp]
+                    if last is not None and offset < last:
+                        continue  # read already (fetched again after a seek)
+                    if last and offset - last > 1 and acks_enabled_for(message.topic):
+                        await self._add_gap(tp, last + 1, offset)  # compacted or transactional offsets
+                    if commit_every is not None and self._n_acked >= commit_every:
+                        self._n_acked = 0
+                        await self.commit()
+                    await self._deliver(message)
+                    read_offset[tp] = offset
+                self.diag.unset_flag(CONSUMER_FETCHING)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                return
+            raise
+        finally:
+            self.diag.unset_flag(CONSUMER_FETCHING)
+
+    def on_buffer_drop(self, tp: TP) -> None:
+        super().on_buffer_drop(tp)
+        if self._resumed is not None:
+            self._resumed.set()
+
+    async def _wait_next_records(self, timeout: float) -> Any:  # noqa: ASYNC109 - faust's signature
+        if self._buffered_partitions:
+            timeout = min(timeout, 0.02)  # paused partitions resume while this fetch waits on the others
+        if not self.flow_active or self.app.client_only or self._get_active_partitions():
+            return await super()._wait_next_records(timeout)
+        # every partition paused for buffer pressure: wait for one to resume (faust sleeps a whole second)
+        self.not_waiting_next_records.set()
+        if self._resumed is None:
+            self._resumed = asyncio.Event()
+        self._resumed.clear()
+        await self.wait_first(self._resumed.wait(), timeout=1.0)
+        return {}, set()
+
+
+class LeanTransport(aiokafka_driver.Transport):
+    Consumer = LeanConsumer
+
+
+@dataclass(frozen=True)
+class Taken:
+    """A batch of events taken from a channel; its offsets may be committed once :meth:`ack` is called."""
+
+    events: list[EventT[Any]]
+
+    def ack(self) -> None:
+        for event in self.events:
+            event.ack()
+
+
+async def arrived_batches(stream: faust.StreamT[Any], max_events: int, within_s: float = 0.0) -> AsyncIterator[Taken]:
+    """Batches from ``stream``'s topic: the next event, every event queued behind it up to ``max_events``, and
+    (``within_s`` > 0) whatever more arrives within that time. Nothing is acknowledged here: the caller acks each
+    batch it finished (:meth:`Taken.ack`), so a batch that failed or was cancelled never is."""
+    app = stream.app
+    channel: Any = aiter(stream.channel)  # subscribes the topic (the conductor feeds this channel's queue)
+    queue = channel.queue
+    consumer = app.consumer
+    loop = asyncio.get_running_loop()
+    batch: list[EventT[Any]] = []
+    while not stream.should_stop:
+        try:
+            event = await queue.get()
+            deadline = loop.time() + within_s
+            while True:
+                if _current(app, event):
+                    batch.append(event)
+                if len(batch) >= max_events:
+                    break
+                if not queue.empty():
+                    event = queue.get_nowait()
+                    continue
+                left = deadline - loop.time()
+                if left <= 0 or not batch:
+                    break
+                try:
+                    event = await asyncio.wait_for(queue.get(), left)
+                except TimeoutError:
+                    break
+        except StopAsyncIteration:
+            return  # the channel closed: the app is stopping; what was taken stays unacknowledged
+        if not batch:
+            continue
+        for event in batch:
+            _track(consumer, event.message)
+        yield Taken(batch)
+        batch = []
+
+
+def _current(app: Any, event: EventT[Any]) -> bool:
+    """Whether ``event`` still belongs to this consumer (faust's stream drops events queued before a rebalance:
+    their partitions may be another's now, and they are fetched again from the committed offset if not)."""
+    return bool(app.flow_control.is_active()) and event.message.generation_id == app.consumer_generation_id
+
+
+def _track(consumer: Any, message: Any) -> None:
+    """Mark ``message`` pending until acknowledged, as faust's stream iterator does (a rebalance or a stop waits
+    for pending messages before its final commit)."""
+    if not message.tracked and consumer.app.topics.acks_enabled_for(message.topic):
+        message.tracked = True
+        consumer.track_message(message)
