@@ -116,16 +116,23 @@ async def process_in_order(
     """
     pending: deque[tuple[Taken, list[Record], asyncio.Future[None]]] = deque()
 
-    def finished(_: asyncio.Future[None]) -> None:
+    def acknowledge_finished() -> None:
+        """Acknowledge the finished batches at the head, in order; exit at the first that failed (it stays at the
+        head, so that nothing after it is ever acknowledged)."""
         while pending and pending[0][2].done():
-            taken, batch, task = pending.popleft()
+            taken, batch, task = pending[0]
             if task.cancelled():
                 return
             exc = task.exception()
             if exc is not None:
                 head = batch[0]
                 exit_on_batch_error(exc, f"{head.topic}[{head.partition}]@{head.offset}")
+            pending.popleft()
             taken.ack()
+
+    async def wait_for_head() -> None:
+        await asyncio.wait([pending[0][2]])
+        acknowledge_finished()
 
     try:
         async for taken in batches:
@@ -136,11 +143,12 @@ async def process_in_order(
             ]
             task = asyncio.ensure_future(within(deadline_s, process(batch), f"a batch of {len(batch)}"))
             pending.append((taken, batch, task))
-            task.add_done_callback(finished)
+            # acknowledged as soon as it (and those before it) finished, not when the next batch arrives
+            task.add_done_callback(lambda _: acknowledge_finished())
             while len(pending) >= in_flight:
-                await asyncio.wait([pending[0][2]])
+                await wait_for_head()
         while pending:
-            await asyncio.wait([pending[0][2]])
+            await wait_for_head()
     finally:
         for _, _, unfinished in pending:
             unfinished.cancel()

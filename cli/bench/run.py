@@ -14,7 +14,8 @@ on topics of its own (a fresh prefix, its own promotions topic announcing the se
   three runs of each rate; a run at half the worker's backlog throughput too;
 - raw Triton: the same model over async gRPC on ready tensors, the best of a small grid.
 
-Every figure comes from this run on this machine; the ratios are what the targets speak of.
+Every figure comes from this run on this machine; the ratios are what the targets speak of. The run's topics are
+deleted at the end (a broker that kept hundreds of earlier runs' partitions measured slower).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from inferloop.images.preprocess import InputSpec, to_model_input
 from inferloop.kafka.options import kafka_options
 from inferloop.kafka.promotions import PromotionLog
 from inferloop.kafka.readers import read_predictions
-from inferloop.kafka.topics import ensure_topics
+from inferloop.kafka.topics import delete_topics_with_prefix, ensure_topics
 from inferloop.settings import Settings
 from inferloop.triton.control import TritonControl
 from inferloop.triton.inference import triton_inference
@@ -508,3 +509,5 @@ def run_bench(settings: Settings, events: int, progress: ProgressFn, workers: in
         return bench.run()
     finally:
         bench.offsets.close()
+        deleted = delete_topics_with_prefix(settings, f"bench-{bench.run_id}-")
+        progress(f"deleted the run's {len(deleted)} topics")

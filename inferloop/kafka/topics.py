@@ -97,6 +97,15 @@ def existing_topics(settings: Settings) -> set[str]:
         return set(admin.list_topics())
 
 
+def delete_topics_with_prefix(settings: Settings, prefix: str) -> list[str]:
+    """Delete every topic whose name starts with ``prefix`` (a bench's or a demo's own); returns their names."""
+    with _admin(settings) as admin:
+        names = sorted(name for name in admin.list_topics() if name.startswith(prefix))
+        for start in range(0, len(names), 50):
+            admin.delete_topics(names[start : start + 50], timeout_ms=30000)
+    return names
+
+
 def ensure_topics(settings: Settings, create: bool | None = None) -> list[str]:
     """Create the topics that do not exist yet (``create``: ``kafka.create_topics`` unless given); returns those
     created. Without creation, raises :class:`TopicsMissing` when any is missing."""

@@ -17,6 +17,8 @@ from streams.worker.memory_plan import MIB, decode_bytes, memory_plan
         {"memory_budget_mb": 64, "partitions": 12},
         {"max_request_bytes": 64 * 1024},
         {"max_request_bytes": 8 * MIB, "memory_budget_mb": 256, "max_batch": 1000},
+        {"batches_in_flight": 4},
+        {"batches_in_flight": 8, "memory_budget_mb": 128},
     ],
 )
 def test_the_worst_case_fits_the_budget_and_no_batch_exceeds_max_batch(options: dict[str, int]) -> None:
@@ -24,6 +26,7 @@ def test_the_worst_case_fits_the_budget_and_no_batch_exceeds_max_batch(options: 
     plan = memory_plan(s)
     assert plan.worst_case_bytes(s.partitions, s.max_request_bytes, decode_bytes(s)) <= s.memory_budget_mb * MIB
     assert 1 <= plan.batch <= s.max_batch and plan.buffered >= 1
+    assert plan.events_in_flight == plan.batch * s.batches_in_flight
     assert plan.partition_fetch_bytes >= s.max_request_bytes, "a partition could not fetch its largest record"
 
 

@@ -1,0 +1,323 @@
+"""The worker's consumption path: batches of what has arrived (never acknowledged by the taker), processed up to
+``batches_in_flight`` at once and acknowledged in order once finished; the lean consumer's inline delivery.
+
+``os._exit`` is replaced by a recorder that raises, so the tests see the exit code and that nothing after it ran.
+faust's events and channel are stood in for by objects with the same fields: what is tested is the order of
+acknowledgements, not faust's."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from inferloop.events import Record
+from streams.consumption import LeanConsumer, Taken, arrived_batches
+from streams.errors import DependencyOutage
+from streams.faust_app import EXIT_BEFORE_COMMIT, EXIT_OUTAGE, process_in_order
+
+
+class Exited(BaseException):
+    """What the recorder raises instead of ending the test process."""
+
+
+@pytest.fixture
+def exits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    codes: list[int] = []
+
+    def record(code: int) -> None:
+        codes.append(code)
+        raise Exited(code)
+
+    monkeypatch.setattr(os, "_exit", record)
+    return codes
+
+
+class Event:
+    """A faust event's fields the consumption path reads, with its acknowledgement recorded."""
+
+    def __init__(self, offset: int, acked: list[int], generation: int = 1) -> None:
+        self.key, self.value, self.acked = b"k", b"v", acked
+        self.message = SimpleNamespace(
+            topic="t", partition=0, offset=offset, headers=[], timestamp=None, generation_id=generation, tracked=False
+        )
+
+    def ack(self) -> bool:
+        self.acked.append(self.message.offset)
+        return True
+
+
+def taken(offsets: range, acked: list[int]) -> AsyncIterator[Taken]:
+    async def batches() -> AsyncIterator[Taken]:
+        for n in offsets:
+            yield Taken([Event(n, acked)])  # type: ignore[list-item]
+
+    return batches()
+
+
+def test_batches_in_flight_are_acknowledged_in_the_order_they_were_taken() -> None:
+    acked: list[int] = []
+    started: list[int] = []
+    release = {n: asyncio.Event() for n in range(4)}
+
+    async def process(batch: list[Record]) -> None:
+        started.append(batch[0].offset)
+        await release[batch[0].offset].wait()
+
+    async def scenario() -> None:
+        running = asyncio.ensure_future(process_in_order(taken(range(4), acked), process, 5.0, in_flight=2))
+        await asyncio.sleep(0.01)
+        assert started == [0, 1], "two batches in flight, no more"
+        release[1].set()  # the later batch finishes first ...
+        await asyncio.sleep(0.01)
+        assert acked == [], "... and waits for the earlier one to be acknowledged"
+        release[0].set()
+        await asyncio.sleep(0.01)
+        assert acked == [0, 1] and started == [0, 1, 2, 3]
+        release[2].set()
+        release[3].set()
+        await running
+
+    asyncio.run(scenario())
+    assert acked == [0, 1, 2, 3]
+
+
+def test_a_finished_batch_is_acknowledged_before_the_next_one_arrives() -> None:
+    """At low load the next batch may be long in coming: a rebalance or a stop must not wait for it to commit."""
+    acked: list[int] = []
+    more = asyncio.Event()
+
+    async def batches() -> AsyncIterator[Taken]:
+        yield Taken([Event(0, acked)])  # type: ignore[list-item]
+        await more.wait()
+
+    async def process(batch: list[Record]) -> None:
+        return None
+
+    async def scenario() -> None:
+        running = asyncio.ensure_future(process_in_order(batches(), process, 5.0, in_flight=2))
+        await asyncio.sleep(0.01)
+        assert acked == [0]
+        more.set()
+        await running
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("in_flight", [1, 2, 3])
+def test_a_batch_that_raises_exits_before_it_or_any_later_batch_is_acknowledged(
+    exits: list[int], in_flight: int
+) -> None:
+    acked: list[int] = []
+
+    async def process(batch: list[Record]) -> None:
+        if batch[0].offset == 1:
+            raise KeyError("no output in the response")
+        await asyncio.sleep(0.01 if batch[0].offset == 0 else 0)
+
+    with pytest.raises(Exited):
+        asyncio.run(process_in_order(taken(range(5), acked), process, 5.0, in_flight))
+    assert exits and set(exits) == {EXIT_BEFORE_COMMIT}
+    assert acked == [0], "only the batch before the failed one"
+
+
+def test_an_outage_exits_75_and_a_batch_past_its_deadline_too(exits: list[int]) -> None:
+    async def outage(batch: list[Record]) -> None:
+        raise DependencyOutage("Triton: still failing")
+
+    async def stuck(batch: list[Record]) -> None:
+        await asyncio.Event().wait()
+
+    acked: list[int] = []
+    for process, deadline in ((outage, 5.0), (stuck, 0.05)):
+        with pytest.raises(Exited):
+            asyncio.run(process_in_order(taken(range(3), acked), process, deadline, in_flight=2))
+    assert exits and set(exits) == {EXIT_OUTAGE} and acked == []
+
+
+def test_a_cancelled_worker_acknowledges_nothing_more_and_cancels_its_batches() -> None:
+    acked: list[int] = []
+    cancelled: list[int] = []
+
+    async def process(batch: list[Record]) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.append(batch[0].offset)
+            raise
+
+    async def scenario() -> None:
+        running = asyncio.ensure_future(process_in_order(taken(range(5), acked), process, 5.0, in_flight=2))
+        await asyncio.sleep(0.01)
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+        await asyncio.sleep(0)
+
+    asyncio.run(scenario())
+    assert acked == [] and sorted(cancelled) == [0, 1]
+
+
+# -- arrived_batches ----------------------------------------------------------------------------------------------
+
+
+class Channel:
+    """The agent's channel: a queue the conductor fills."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+
+    def __aiter__(self) -> Channel:
+        return self
+
+    async def __anext__(self) -> Any:
+        return await self.queue.get()
+
+
+def stream_of(channel: Channel, generation: int = 1, flow: bool = True) -> Any:
+    tracked: list[int] = []
+    consumer = SimpleNamespace(
+        app=SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda topic: True)),
+        track_message=lambda message: tracked.append(message.offset),
+        tracked=tracked,
+    )
+    app = SimpleNamespace(
+        consumer=consumer,
+        consumer_generation_id=generation,
+        flow_control=SimpleNamespace(is_active=lambda: flow),
+    )
+    return SimpleNamespace(app=app, channel=channel, should_stop=False)
+
+
+def test_a_batch_is_what_has_arrived_up_to_the_batch_size_and_nothing_is_acknowledged() -> None:
+    acked: list[int] = []
+
+    async def scenario() -> list[list[int]]:
+        channel = Channel()
+        stream = stream_of(channel)
+        for n in range(5):
+            channel.queue.put_nowait(Event(n, acked))
+        batches = arrived_batches(stream, max_events=3)
+        first = await anext(batches)
+        second = await anext(batches)  # the two left: no wait for a third
+        pending = asyncio.ensure_future(anext(batches))
+        await asyncio.sleep(0.01)
+        assert not pending.done(), "nothing queued: it waits for the next event"
+        channel.queue.put_nowait(Event(5, acked))
+        third = await pending
+        assert stream.app.consumer.tracked == [0, 1, 2, 3, 4, 5], "each message is tracked as pending"
+        return [[e.message.offset for e in b.events] for b in (first, second, third)]
+
+    assert asyncio.run(scenario()) == [[0, 1, 2], [3, 4], [5]]
+    assert acked == [], "the taker acknowledges nothing: the agent does, once a batch is finished"
+
+
+def test_within_waits_for_more_once_one_event_has_arrived() -> None:
+    async def scenario() -> list[int]:
+        channel = Channel()
+        channel.queue.put_nowait(Event(0, []))
+        batches = arrived_batches(stream_of(channel), max_events=10, within_s=0.2)
+        later = asyncio.get_running_loop().call_later(0.02, channel.queue.put_nowait, Event(1, []))
+        batch = await anext(batches)
+        later.cancel()
+        return [e.message.offset for e in batch.events]
+
+    assert asyncio.run(scenario()) == [0, 1]
+
+
+def test_events_queued_before_a_rebalance_are_skipped_not_processed() -> None:
+    """Their partitions may be another member's now; they are fetched again from the committed offset if not."""
+
+    async def scenario() -> list[int]:
+        channel = Channel()
+        channel.queue.put_nowait(Event(0, [], generation=1))
+        channel.queue.put_nowait(Event(1, [], generation=2))
+        batch = await anext(arrived_batches(stream_of(channel, generation=2), max_events=10))
+        return [e.message.offset for e in batch.events]
+
+    assert asyncio.run(scenario()) == [1]
+
+
+# -- the lean consumer's delivery -----------------------------------------------------------------------------------
+
+
+def lean_consumer(callback: Any) -> Any:
+    consumer = LeanConsumer.__new__(LeanConsumer)  # only _deliver is exercised: no transport, no thread
+    raced: list[Any] = []
+
+    async def wait_first(*awaitables: Any) -> None:
+        raced.append(awaitables)
+        for other in awaitables[1:]:
+            other.close()  # the suspended flow's wait: never suspended here
+        await awaitables[0]
+
+    consumer.callback = callback  # type: ignore[method-assign]
+    consumer.wait_first = wait_first  # type: ignore[method-assign]
+    consumer.suspend_flow = SimpleNamespace(wait=asyncio.Event().wait)  # type: ignore[assignment]
+    consumer.raced = raced  # type: ignore[attr-defined]
+    return consumer
+
+
+def test_a_callback_that_never_waits_runs_inline_without_the_race() -> None:
+    delivered: list[int] = []
+
+    async def callback(message: int) -> None:
+        delivered.append(message)
+
+    consumer = lean_consumer(callback)
+    asyncio.run(consumer._deliver(7))
+    assert delivered == [7] and consumer.raced == []
+
+
+def test_a_callback_that_has_to_wait_is_raced_against_a_suspended_flow_and_finishes() -> None:
+    steps: list[str] = []
+
+    async def callback(message: int) -> str:
+        steps.append("before")
+        await asyncio.sleep(0.01)  # a full stream buffer
+        steps.append("after")
+        return "done"
+
+    async def scenario() -> Any:
+        consumer = lean_consumer(callback)
+        await consumer._deliver(7)
+        return consumer
+
+    consumer = asyncio.run(scenario())
+    assert steps == ["before", "after"] and len(consumer.raced) == 1, "the rest ran as one task in faust's race"
+
+
+def test_a_blocked_callback_cancelled_by_the_race_stops_where_it_waits() -> None:
+    """faust cancels the callback when the flow is suspended (a rebalance): the coroutine gets the cancellation
+    at its await, as it would without the inline first step."""
+    steps: list[str] = []
+    blocked = asyncio.Event
+
+    async def callback(message: int) -> None:
+        steps.append("before")
+        try:
+            await blocked().wait()
+        except asyncio.CancelledError:
+            steps.append("cancelled")
+            raise
+        steps.append("after")
+
+    async def scenario() -> None:
+        consumer = lean_consumer(callback)
+
+        async def suspend(*awaitables: Any) -> None:  # the flow is suspended: faust cancels the callback's task
+            task = awaitables[0]
+            awaitables[1].close()
+            await asyncio.sleep(0.01)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+        consumer.wait_first = suspend
+        await consumer._deliver(7)
+
+    asyncio.run(scenario())
+    assert steps == ["before", "cancelled"]
