@@ -5,8 +5,8 @@ batch size (its memory plan), the project's own event and image decoders and pre
 in requests of the model's max batch size (all of a batch's requests in flight together), one JSON prediction per
 event (a dead letter per bad one) sent with aiokafka, and the batch's offsets committed only once the broker has
 acknowledged every output of it: the worker's delivery guarantee, with nothing else (no metrics, no shadow, no
-retries: the bench's stack is healthy). Naming ``--naive`` runs the one-event-at-a-time consumer instead:
-kafka-python, one synchronous Triton call and one acknowledged prediction per event.
+retries: the bench's stack is healthy). Naming ``--naive`` runs the one-event-at-a-time consumer instead: one
+record per fetch, one synchronous Triton call, one acknowledged prediction and one commit per event.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from inferloop.events import (
 )
 from inferloop.images.decode import ImageLimits, decode_image
 from inferloop.images.preprocess import InputSpec, to_model_input
-from inferloop.kafka.options import aiokafka_options, kafka_options
+from inferloop.kafka.options import aiokafka_options
 from inferloop.settings import Settings, load_settings
 from inferloop.triton.control import TritonControl
 from inferloop.triton.inference import triton_inference
@@ -121,53 +121,53 @@ async def peer(settings: Settings, version: int) -> None:
         await triton.close()
 
 
-def naive(settings: Settings, version: int) -> None:
-    """One event at a time: poll one record, decode, call Triton synchronously, send and confirm, commit."""
-    from kafka import KafkaConsumer, KafkaProducer
+async def naive(settings: Settings, version: int) -> None:
+    """One event at a time: fetch one record, decode, call Triton synchronously, send and await the broker's
+    acknowledgement, commit."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     s = settings.streams
     control = TritonControl(settings.triton.grpc_url, options=grpc_options(settings.triton))
     signature = ModelSignature.from_config(control.config(settings.model.name))
+    names = (signature.input_name, signature.output_name)
     spec = InputSpec(*signature.input_shape)
     limits = ImageLimits(max_bytes=s.max_image_bytes, max_pixels=s.max_image_pixels)
-    consumer = KafkaConsumer(
+    consumer = AIOKafkaConsumer(
         s.images_topic,
-        **kafka_options(settings.kafka),
+        **aiokafka_options(settings.kafka),
         group_id=f"{s.app_id}-naive",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        max_poll_records=1,
     )
-    producer = KafkaProducer(**kafka_options(settings.kafka), acks="all", linger_ms=0)
-    stopping: list[bool] = []
-    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    producer = AIOKafkaProducer(**aiokafka_options(settings.kafka), acks="all", linger_ms=0)
+    await consumer.start()
+    await producer.start()
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    print("naive: consuming", file=sys.stderr, flush=True)
     try:
-        while not stopping:
-            for messages in consumer.poll(timeout_ms=100).values():
+        while not stop.is_set():
+            for messages in (await consumer.getmany(timeout_ms=100, max_records=1)).values():
                 for m in messages:
                     record = Record(m.topic, m.partition, m.offset, m.key, m.value, as_headers(m.headers), m.timestamp)
                     received_at = now_ms()
                     event = decode_image_event(record)
                     x = to_model_input(decode_image(event.image, event.content_type, limits), spec)[None]
-                    names = (signature.input_name, signature.output_name)
-                    scores, served = control.infer(settings.model.name, x, version, names=names)
+                    scores, served = control.infer(settings.model.name, x, version, names=names)  # blocking
                     p = _prediction(settings, record, event.event_id, event.produced_at_ms, received_at,
                                     np.asarray(scores)[0], served, signature)  # fmt: skip
-                    producer.send(s.predictions_topic, encode_prediction(p), key=m.key).get(timeout=30)
-                    consumer.commit()
+                    await producer.send_and_wait(s.predictions_topic, encode_prediction(p), key=m.key)
+                    await consumer.commit()
     finally:
-        consumer.close()
-        producer.close()
+        await consumer.stop()
+        await producer.stop()
         control.close()
 
 
 def main(argv: Sequence[str]) -> None:
     settings = load_settings()
     version = int(argv[0])
-    if "--naive" in argv:
-        naive(settings, version)
-    else:
-        asyncio.run(peer(settings, version))
+    asyncio.run(naive(settings, version) if "--naive" in argv else peer(settings, version))
 
 
 if __name__ == "__main__":
