@@ -19,8 +19,8 @@ CPU than the worker's own work. Here:
   ``take_events`` acks it in a ``finally``), and the next batch can be decoded while one waits on Triton.
 
 Offsets are committed by faust as before: only acknowledged ones, contiguously, after the producer is flushed.
-These classes override private methods of faust-streaming 0.15 (``_drain_messages``, ``_wait_next_records``), so
-pyproject pins its minor version; tests/integration exercise them on the real broker (crash, rebalance, outage).
+These classes override private methods of faust-streaming 0.15.3 (``_drain_messages``, ``_wait_next_records``), so
+pyproject pins that version; tests/integration exercise them on the real broker (crash, rebalance, outage).
 """
 
 from __future__ import annotations
@@ -120,6 +120,9 @@ class LeanConsumer(aiokafka_driver.Consumer):
             if self.transport.app.should_stop:
                 return
             raise
+        except Exception as exc:
+            self.log.exception("Drain messages raised: %r", exc)
+            raise
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
 
@@ -167,32 +170,35 @@ async def arrived_batches(stream: faust.StreamT[Any], max_events: int, within_s:
     consumer = app.consumer
     loop = asyncio.get_running_loop()
     batch: list[EventT[Any]] = []
-    while not stream.should_stop:
+
+    def take(event: EventT[Any]) -> None:
+        if _current(app, event):
+            _track(consumer, event.message)  # pending from now on: a rebalance waits for it
+            batch.append(event)
+
+    while True:  # ends when the agent is cancelled (the worker stopping)
         try:
-            event = await queue.get()
+            take(await queue.get())
             deadline = loop.time() + within_s
-            while True:
-                if _current(app, event):
-                    batch.append(event)
-                if len(batch) >= max_events:
-                    break
+            while len(batch) < max_events:
                 if not queue.empty():
-                    event = queue.get_nowait()
+                    take(queue.get_nowait())
                     continue
                 left = deadline - loop.time()
                 if left <= 0 or not batch:
                     break
                 try:
-                    event = await asyncio.wait_for(queue.get(), left)
+                    take(await asyncio.wait_for(queue.get(), left))
                 except TimeoutError:
                     break
-        except StopAsyncIteration:
-            return  # the channel closed: the app is stopping; what was taken stays unacknowledged
-        if not batch:
-            continue
-        for event in batch:
-            _track(consumer, event.message)
-        yield Taken(batch)
+        except StopAsyncIteration:  # thrown into the channel by faust when it closes it
+            return
+        stale = [event for event in batch if not _current(app, event)]  # a rebalance during the window
+        for event in stale:
+            _untrack(consumer, event.message)
+        batch = [event for event in batch if _current(app, event)]
+        if batch:
+            yield Taken(batch)
         batch = []
 
 
@@ -200,6 +206,12 @@ def _current(app: Any, event: EventT[Any]) -> bool:
     """Whether ``event`` still belongs to this consumer (faust's stream drops events queued before a rebalance:
     their partitions may be another's now, and they are fetched again from the committed offset if not)."""
     return bool(app.flow_control.is_active()) and event.message.generation_id == app.consumer_generation_id
+
+
+def _untrack(consumer: Any, message: Any) -> None:
+    """No longer pending (an event skipped as stale after it was taken: never processed, never acknowledged)."""
+    consumer._unacked_messages.discard(message)
+    message.tracked = False
 
 
 def _track(consumer: Any, message: Any) -> None:

@@ -111,19 +111,21 @@ async def process_in_order(
 
     A batch is acknowledged once it and every batch taken before it finished (offsets advance in order, and
     faust commits only acknowledged ones). Whatever a batch raises, or a batch that outlasts its deadline, stops
-    the process before that batch or any later one is acknowledged (:func:`exit_on_batch_error`); a cancellation
-    (the worker stopping) acknowledges nothing more.
+    the process before that batch or any later one is acknowledged (:func:`exit_on_batch_error`), and so does a
+    batch cancelled by anything but the worker stopping; the worker stopping cancels the batches in flight and
+    acknowledges nothing more.
     """
     pending: deque[tuple[Taken, list[Record], asyncio.Future[None]]] = deque()
+    stopping = False  # set once this coroutine cancels its batches itself (the worker stops)
 
     def acknowledge_finished() -> None:
-        """Acknowledge the finished batches at the head, in order; exit at the first that failed (it stays at the
-        head, so that nothing after it is ever acknowledged)."""
+        """Acknowledge the finished batches at the head, in order; exit at the first that failed or was cancelled
+        by anything but the worker stopping (it stays at the head, so nothing after it is ever acknowledged)."""
         while pending and pending[0][2].done():
             taken, batch, task = pending[0]
-            if task.cancelled():
+            if task.cancelled() and stopping:
                 return
-            exc = task.exception()
+            exc = asyncio.CancelledError("the batch was cancelled") if task.cancelled() else task.exception()
             if exc is not None:
                 head = batch[0]
                 exit_on_batch_error(exc, f"{head.topic}[{head.partition}]@{head.offset}")
@@ -150,8 +152,11 @@ async def process_in_order(
         while pending:
             await wait_for_head()
     finally:
-        for _, _, unfinished in pending:
-            unfinished.cancel()
+        stopping = True
+        unfinished = [future for _, _, future in pending]
+        for future in unfinished:
+            future.cancel()
+        await asyncio.gather(*unfinished, return_exceptions=True)  # unwound before the agent closes its clients
 
 
 class ExitOnSendError(faust.Sensor):

@@ -3,10 +3,12 @@
 ``python -m cli.bench.peer VERSION`` (settings from ``INFERLOOP_*``): ``getmany`` batches of up to the worker's
 batch size (its memory plan), the project's own event and image decoders and preprocessing, Triton's async gRPC
 in requests of the model's max batch size (all of a batch's requests in flight together), one JSON prediction per
-event (a dead letter per bad one) sent with aiokafka, and the batch's offsets committed only once the broker has
-acknowledged every output of it: the worker's delivery guarantee, with nothing else (no metrics, no shadow, no
-retries: the bench's stack is healthy). Naming ``--naive`` runs the one-event-at-a-time consumer instead: one
-record per fetch, one synchronous Triton call, one acknowledged prediction and one commit per event.
+event (a dead letter per bad one) sent with aiokafka (the worker's producer settings), and every second the
+producer flushed, each delivery checked and only then the offsets consumed so far committed: the worker's
+delivery guarantee and commit interval, with nothing else (no metrics, no shadow, no promotions to follow, no
+retries: the bench's stack is healthy). The consumer has the worker's group timeouts. Naming ``--naive`` runs the
+one-event-at-a-time consumer instead: one record per fetch, one synchronous Triton call, one acknowledged
+prediction and one commit per event.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,10 +43,11 @@ from inferloop.triton.options import grpc_options
 from inferloop.triton.signature import ModelSignature
 from streams.worker.memory_plan import memory_plan
 
+COMMIT_INTERVAL_S = 1.0  # as the worker (faust's broker_commit_interval)
+
 
 def _prediction(settings: Settings, record: Record, event_id: str, produced_at_ms: int, received_at_ms: int,
-                scores: Any, version: int, signature: ModelSignature) -> Prediction:  # fmt: skip
-    top = np.argsort(-scores)[: settings.streams.top_k]
+                scores: Any, top: Any, version: int, signature: ModelSignature) -> Prediction:  # fmt: skip
     return Prediction(
         event_id=event_id,
         model_name=signature.model,
@@ -72,9 +76,16 @@ async def peer(settings: Settings, version: int) -> None:
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=plan.partition_fetch_bytes,  # the worker's memory plan, as the worker
+        session_timeout_ms=int(s.session_timeout_s * 1000),  # the worker's group settings
+        heartbeat_interval_ms=int(min(3.0, s.session_timeout_s / 3) * 1000),
+        max_poll_interval_ms=int(s.max_poll_interval_s * 1000),
     )
-    producer = AIOKafkaProducer(
-        **aiokafka_options(settings.kafka), acks="all", linger_ms=0, max_request_size=s.max_request_bytes
+    producer = AIOKafkaProducer(  # the worker's producer settings
+        **aiokafka_options(settings.kafka),
+        acks="all",
+        linger_ms=0,
+        max_batch_size=256 * 1024,
+        max_request_size=s.max_request_bytes,
     )
     triton = triton_inference(settings)
     await consumer.start()
@@ -85,14 +96,24 @@ async def peer(settings: Settings, version: int) -> None:
     chunk = signature.max_batch_size or plan.batch
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    consumed: dict[Any, int] = {}  # partition -> the offset after the last record handed to the producer
+    unconfirmed: list[Any] = []  # delivery futures since the last commit
+    committed_at = time.monotonic()
+
+    async def commit() -> None:
+        """Offsets only after every output before them is acknowledged: flush, check each delivery, commit."""
+        await producer.flush()
+        for delivery in unconfirmed:
+            delivery.result()  # a refused output stops the peer before the commit
+        unconfirmed.clear()
+        if consumed:
+            await consumer.commit(dict(consumed))
+
     try:
         while not stop.is_set():
             fetched = await consumer.getmany(timeout_ms=100, max_records=plan.batch)
-            if not fetched:
-                continue
             received_at = now_ms()
             good: list[tuple[Record, str, int, Any]] = []
-            sends: list[Any] = []
             for messages in fetched.values():
                 for m in messages:
                     record = Record(m.topic, m.partition, m.offset, m.key, m.value, as_headers(m.headers), m.timestamp)
@@ -102,19 +123,24 @@ async def peer(settings: Settings, version: int) -> None:
                         good.append((record, event.event_id, event.produced_at_ms, pixels))
                     except PoisonError as exc:
                         letter = build_dead_letter(exc, record, None, s.dead_letter_max_original_bytes, 900_000)
-                        sends.append(await producer.send(s.dead_letter_topic, encode_dead_letter(letter), key=m.key))
+                        value = encode_dead_letter(letter)
+                        unconfirmed.append(await producer.send(s.dead_letter_topic, value, key=m.key))
             parts = [good[i : i + chunk] for i in range(0, len(good), chunk)]
             results = await asyncio.gather(
                 *(triton.infer(signature, np.stack([g[3] for g in part]), version) for part in parts)
             )
             for part, (scores, served) in zip(parts, results, strict=True):
-                for (record, event_id, produced_at, _), row in zip(part, scores, strict=True):
-                    p = _prediction(settings, record, event_id, produced_at, received_at, row, served, signature)
-                    sends.append(await producer.send(s.predictions_topic, encode_prediction(p), key=record.key))
-            await asyncio.gather(*sends)  # every output acknowledged ...
-            await consumer.commit(  # ... before the batch's offsets are committed
-                {TopicPartition(tp.topic, tp.partition): messages[-1].offset + 1 for tp, messages in fetched.items()}
-            )
+                order = np.argsort(-scores, axis=1)[:, : s.top_k]
+                for (record, event_id, produced_at, _), row, top in zip(part, scores, order, strict=True):
+                    p = _prediction(settings, record, event_id, produced_at, received_at, row, top, served, signature)
+                    value = encode_prediction(p)
+                    unconfirmed.append(await producer.send(s.predictions_topic, value, key=record.key))
+            for tp, messages in fetched.items():
+                consumed[TopicPartition(tp.topic, tp.partition)] = messages[-1].offset + 1
+            if time.monotonic() - committed_at >= COMMIT_INTERVAL_S:
+                await commit()
+                committed_at = time.monotonic()
+        await commit()
     finally:
         await consumer.stop()
         await producer.stop()
@@ -154,8 +180,10 @@ async def naive(settings: Settings, version: int) -> None:
                     event = decode_image_event(record)
                     x = to_model_input(decode_image(event.image, event.content_type, limits), spec)[None]
                     scores, served = control.infer(settings.model.name, x, version, names=names)  # blocking
+                    row = np.asarray(scores)[0]
+                    top = np.argsort(-row)[: s.top_k]
                     p = _prediction(settings, record, event.event_id, event.produced_at_ms, received_at,
-                                    np.asarray(scores)[0], served, signature)  # fmt: skip
+                                    row, top, served, signature)  # fmt: skip
                     await producer.send_and_wait(s.predictions_topic, encode_prediction(p), key=m.key)
                     await consumer.commit()
     finally:

@@ -73,7 +73,8 @@ class Backlog:
 
     images: int
     seconds: float
-    cpu_s: float
+    cpu_s: float  # the consumer's processes and Triton's
+    consumer_cpu_s: float  # the consumer's processes alone
 
     @property
     def images_per_s(self) -> float:
@@ -82,6 +83,10 @@ class Backlog:
     @property
     def cpu_us_per_image(self) -> float:
         return round(self.cpu_s / max(self.images, 1) * 1e6, 1)
+
+    @property
+    def consumer_cpu_us_per_image(self) -> float:
+        return round(self.consumer_cpu_s / max(self.images, 1) * 1e6, 1)
 
 
 @dataclass
@@ -98,6 +103,8 @@ class BenchResult:
     worker_cpu_us_per_image: float
     peer_backlog_images_per_s: float
     peer_cpu_us_per_image: float
+    worker_process_cpu_us_per_image: float  # the worker's processes alone, without Triton's
+    peer_process_cpu_us_per_image: float
     naive_images_per_s: float
     naive_cpu_us_per_image: float
     naive_queue_delay_us: int | None
@@ -289,16 +296,17 @@ class Bench:
             try:
                 self._produce(settings, backlog)
             finally:
-                cpu_before = cpu_seconds([*pids, *self.triton_pids])
+                consumer_before, triton_before = cpu_seconds(pids), cpu_seconds(self.triton_pids)
                 began = time.perf_counter()
                 for pid in pids:
                     os.kill(pid, signal.SIGCONT)
             target = WARM_UP_EVENTS + events
             finished = self._wait(name, lambda: done() >= target, max_s, give_up=max_s < 600)
             elapsed = time.perf_counter() - began
-            cpu = cpu_seconds([*pids, *self.triton_pids]) - cpu_before
+            consumer = cpu_seconds(pids) - consumer_before
+            triton = cpu_seconds(self.triton_pids) - triton_before
             handled = (target if finished else done()) - WARM_UP_EVENTS
-        return Backlog(handled, elapsed, cpu)
+        return Backlog(handled, elapsed, consumer + triton, consumer)
 
     def _wait(self, name: str, condition: Callable[[], bool], timeout_s: float, give_up: bool = False) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -332,7 +340,17 @@ class Bench:
         settings = self.settings_for("peer")
         self.announce(settings)
         service = BenchProcess("peer", settings.to_env(), self.logs / "peer.log", ["cli.bench.peer", str(self.serving)])
-        return self.backlog("the peer", settings, [service], self._outputs(settings), self.events)
+        result = self.backlog("the peer", settings, [service], self._outputs(settings), self.events)
+        self._predicted_all("the peer", settings)
+        return result
+
+    def _predicted_all(self, name: str, settings: Settings) -> list[float]:
+        """Check that every event of the run was predicted (distinct event ids, not just records: a redelivery
+        must not stand in for a missing one); the production-to-prediction latencies of the run."""
+        predictions = {p.event_id: p for p in read_predictions(settings, idle_timeout_s=1.0)}
+        if len(predictions) < WARM_UP_EVENTS + self.events:
+            raise InferloopError(f"bench: {name} predicted {len(predictions)} distinct events of {self.events}")
+        return [float(p.predicted_at_ms - p.produced_at_ms) for p in predictions.values()]
 
     def naive(self) -> Backlog:
         settings = self.settings_for("naive")
@@ -347,10 +365,7 @@ class Bench:
         settings = self.settings_for(name)
         self.announce(settings, shadow)
         result = self.backlog(name, settings, self._workers(settings, name), self._outputs(settings), self.events)
-        predictions = {p.event_id: p for p in read_predictions(settings, idle_timeout_s=1.0)}
-        if len(predictions) < WARM_UP_EVENTS + self.events:
-            raise InferloopError(f"bench: {name} predicted {len(predictions)} distinct events of {self.events}")
-        return result, [float(p.predicted_at_ms - p.produced_at_ms) for p in predictions.values()]
+        return result, self._predicted_all(name, settings)
 
     # -- latency at fixed rates -------------------------------------------------------------------------------
 
@@ -481,6 +496,8 @@ class Bench:
             worker_cpu_us_per_image=worker.cpu_us_per_image,
             peer_backlog_images_per_s=peer.images_per_s,
             peer_cpu_us_per_image=peer.cpu_us_per_image,
+            worker_process_cpu_us_per_image=worker.consumer_cpu_us_per_image,
+            peer_process_cpu_us_per_image=peer.consumer_cpu_us_per_image,
             naive_images_per_s=naive.images_per_s,
             naive_cpu_us_per_image=naive.cpu_us_per_image,
             naive_queue_delay_us=naive_queue_delay_us,

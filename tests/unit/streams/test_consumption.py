@@ -321,3 +321,67 @@ def test_a_blocked_callback_cancelled_by_the_race_stops_where_it_waits() -> None
 
     asyncio.run(scenario())
     assert steps == ["before", "cancelled"]
+
+
+def test_a_batch_cancelled_by_anything_but_the_worker_stopping_exits_before_it_is_acknowledged(
+    exits: list[int],
+) -> None:
+    """A batch whose own code was cancelled (a locally cancelled gRPC call, a retry given up) is a failure: left
+    at the head unacknowledged, it would hold every later batch and the rebalance waiting for it."""
+    acked: list[int] = []
+
+    async def process(batch: list[Record]) -> None:
+        if batch[0].offset == 1:
+            raise asyncio.CancelledError
+
+    with pytest.raises(Exited):  # not a TimeoutError: it neither spins nor waits forever
+        asyncio.run(asyncio.wait_for(process_in_order(taken(range(4), acked), process, 5.0, in_flight=1), 5.0))
+    assert exits and set(exits) == {EXIT_BEFORE_COMMIT} and acked == [0]
+
+
+def test_events_taken_while_the_flow_is_suspended_are_neither_tracked_nor_acknowledged() -> None:
+    async def scenario() -> tuple[bool, Any]:
+        channel = Channel()
+        stream = stream_of(channel, flow=False)
+        channel.queue.put_nowait(Event(0, []))
+        pending = asyncio.ensure_future(anext(arrived_batches(stream, max_events=10)))
+        await asyncio.sleep(0.01)
+        yielded = pending.done()
+        pending.cancel()
+        return yielded, stream.app.consumer.tracked
+
+    yielded, tracked = asyncio.run(scenario())
+    assert not yielded and tracked == [], "a suspended flow (a rebalance under way) yields and tracks nothing"
+
+
+def test_a_rebalance_during_the_window_drops_and_untracks_what_was_taken() -> None:
+    """With ``within_s``, events are pending as soon as they are taken (a rebalance waits for them); one that
+    went stale while the batch filled is dropped and no longer pending, never acknowledged."""
+
+    async def scenario() -> tuple[list[int], list[int]]:
+        channel = Channel()
+        stream = stream_of(channel, generation=1)
+        untracked: list[int] = []
+        stream.app.consumer._unacked_messages = SimpleNamespace(discard=lambda m: untracked.append(m.offset))
+        channel.queue.put_nowait(Event(0, [], generation=1))
+        batches = arrived_batches(stream, max_events=10, within_s=0.05)
+
+        def rebalance() -> None:
+            stream.app.consumer_generation_id = 2
+            channel.queue.put_nowait(Event(1, [], generation=2))
+
+        asyncio.get_running_loop().call_later(0.01, rebalance)
+        batch = await anext(batches)
+        assert stream.app.consumer.tracked == [0, 1]
+        return [e.message.offset for e in batch.events], untracked
+
+    kept, untracked = asyncio.run(scenario())
+    assert kept == [1] and untracked == [0]
+
+
+def test_inferloop_apps_consume_through_the_lean_consumer() -> None:
+    from inferloop.settings import Settings
+    from streams.faust_app import faust_app
+
+    app = faust_app(Settings(), "unit-test-lean")
+    assert isinstance(app.consumer, LeanConsumer)
