@@ -14,8 +14,8 @@ on topics of its own (a fresh prefix, its own promotions topic announcing the se
   three runs of each rate; a run at half the worker's backlog throughput too;
 - raw Triton: the same model over async gRPC on ready tensors, the best of a small grid.
 
-Every figure comes from this run on this machine; the ratios are what the targets speak of. The run's topics are
-deleted at the end (a broker that kept hundreds of earlier runs' partitions measured slower).
+Every figure comes from this run on this machine; the ratios are what the targets speak of. Each step's topics are
+deleted when it is done, and the rest at the end (a broker that kept earlier runs' partitions measured slower).
 """
 
 from __future__ import annotations
@@ -220,9 +220,12 @@ class Bench:
         record = LocalStack(self.base).records().get("triton")
         return [record.pid] if record is not None and LocalStack.is_alive(record) else []
 
+    def prefix(self, name: str) -> str:
+        return f"bench-{self.run_id}-{name}"
+
     def settings_for(self, name: str) -> Settings:
         """The base settings on topics, groups and a promotions topic of this run's ``name``."""
-        prefix = f"bench-{self.run_id}-{name}"
+        prefix = self.prefix(name)
         settings = self.base.with_topic_prefix(prefix)
         model = settings.model.model_copy(update={"promotions_topic": f"{prefix}.promotions"})
         return settings.model_copy(update={"model": model})
@@ -327,6 +330,10 @@ class Bench:
             for n, port in enumerate(free_ports(self.workers))
         ]
 
+    def done_with(self, name: str) -> None:
+        """Delete a finished step's topics: the steps after it measure on a broker without them."""
+        delete_topics_with_prefix(self.base, f"{self.prefix(name)}.")
+
     def floor(self) -> Backlog:
         settings = self.settings_for("floor")
         ensure_topics(settings)
@@ -334,7 +341,10 @@ class Bench:
         count_file.write_text("0")
         args = ["cli.bench.floor", str(count_file)]
         service = BenchProcess("floor", settings.to_env(), self.logs / "floor.log", args)
-        return self.backlog("faust's floor", settings, [service], lambda: int(count_file.read_text() or 0), self.events)
+        counted = lambda: int(count_file.read_text() or 0)  # noqa: E731 - the floor's own count
+        result = self.backlog("faust's floor", settings, [service], counted, self.events)
+        self.done_with("floor")
+        return result
 
     def peer(self) -> Backlog:
         settings = self.settings_for("peer")
@@ -342,6 +352,7 @@ class Bench:
         service = BenchProcess("peer", settings.to_env(), self.logs / "peer.log", ["cli.bench.peer", str(self.serving)])
         result = self.backlog("the peer", settings, [service], self._outputs(settings), self.events)
         self._predicted_all("the peer", settings)
+        self.done_with("peer")
         return result
 
     def _predicted_all(self, name: str, settings: Settings) -> list[float]:
@@ -365,7 +376,9 @@ class Bench:
         settings = self.settings_for(name)
         self.announce(settings, shadow)
         result = self.backlog(name, settings, self._workers(settings, name), self._outputs(settings), self.events)
-        return result, self._predicted_all(name, settings)
+        latencies = self._predicted_all(name, settings)
+        self.done_with(name)
+        return result, latencies
 
     # -- latency at fixed rates -------------------------------------------------------------------------------
 
