@@ -8,7 +8,6 @@ acknowledgements, not faust's."""
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
@@ -19,22 +18,7 @@ from inferloop.events import Record
 from streams.consumption import LeanConsumer, Taken, arrived_batches
 from streams.errors import DependencyOutage
 from streams.faust_app import EXIT_BEFORE_COMMIT, EXIT_OUTAGE, process_in_order
-
-
-class Exited(BaseException):
-    """What the recorder raises instead of ending the test process."""
-
-
-@pytest.fixture
-def exits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    codes: list[int] = []
-
-    def record(code: int) -> None:
-        codes.append(code)
-        raise Exited(code)
-
-    monkeypatch.setattr(os, "_exit", record)
-    return codes
+from tests.unit.streams.conftest import Exited
 
 
 class Event:

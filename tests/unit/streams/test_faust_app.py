@@ -5,7 +5,6 @@ nothing after it ran (faust acknowledges a batch only when its ``take_events`` g
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -25,22 +24,7 @@ from streams.faust_app import (
     faust_app,
     process_batches,
 )
-
-
-class Exited(BaseException):
-    """What the recorder raises instead of ending the test process (not an Exception: no handler catches it)."""
-
-
-@pytest.fixture
-def exits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    codes: list[int] = []
-
-    def record(code: int) -> None:
-        codes.append(code)
-        raise Exited(code)
-
-    monkeypatch.setattr(os, "_exit", record)
-    return codes
+from tests.unit.streams.conftest import Exited
 
 
 def event(offset: int) -> Any:
