@@ -208,6 +208,12 @@ def as_headers(raw: Any) -> Headers:
     return tuple((str(k), v if isinstance(v, bytes) else b"") for k, v in items)
 
 
+def record_of(raw: Any) -> Record:
+    """A Kafka client's consumer record (kafka-python's or aiokafka's: the timestamp in milliseconds) as a
+    :class:`Record`."""
+    return Record(raw.topic, raw.partition, raw.offset, raw.key, raw.value, as_headers(raw.headers), raw.timestamp)
+
+
 def new_event_id() -> str:
     return uuid.uuid4().hex
 

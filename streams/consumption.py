@@ -193,12 +193,14 @@ async def arrived_batches(stream: faust.StreamT[Any], max_events: int, within_s:
                     break
         except StopAsyncIteration:  # thrown into the channel by faust when it closes it
             return
-        stale = [event for event in batch if not _current(app, event)]  # a rebalance during the window
-        for event in stale:
-            _untrack(consumer, event.message)
-        batch = [event for event in batch if _current(app, event)]
-        if batch:
-            yield Taken(batch)
+        current = []
+        for event in batch:  # a rebalance during the window made some stale: never processed, no longer pending
+            if _current(app, event):
+                current.append(event)
+            else:
+                _untrack(consumer, event.message)
+        if current:
+            yield Taken(current)
         batch = []
 
 

@@ -82,6 +82,20 @@ def _timestamp_ms(message: Any) -> int | None:
     return round(message.timestamp * 1000) if message.timestamp is not None else None
 
 
+def _records(events: list[Any]) -> list[Record]:
+    """faust events as records (headers and the timestamp in milliseconds included)."""
+    return [
+        Record(m.topic, m.partition, m.offset, e.key, e.value, as_headers(m.headers), _timestamp_ms(m))
+        for e in events
+        for m in (e.message,)
+    ]
+
+
+def _where(batch: list[Record]) -> str:
+    head = batch[0]
+    return f"{head.topic}[{head.partition}]@{head.offset}"
+
+
 async def process_batches(
     batches: AsyncIterator[list[Any]], process: Callable[[list[Record]], Awaitable[None]], deadline_s: float
 ) -> None:
@@ -89,16 +103,11 @@ async def process_batches(
     whatever ``process`` raises, or a batch that outlasts its deadline, stops the process before faust can
     acknowledge the batch (:func:`exit_on_batch_error`)."""
     async for events in batches:
-        batch = [
-            Record(m.topic, m.partition, m.offset, e.key, e.value, as_headers(m.headers), _timestamp_ms(m))
-            for e in events
-            for m in (e.message,)
-        ]
+        batch = _records(events)
         try:
             await within(deadline_s, process(batch), f"a batch of {len(batch)}")
         except Exception as exc:  # nothing a batch raises may let faust ack it
-            head = batch[0]
-            exit_on_batch_error(exc, f"{head.topic}[{head.partition}]@{head.offset}")
+            exit_on_batch_error(exc, _where(batch))
 
 
 async def process_in_order(
@@ -127,8 +136,7 @@ async def process_in_order(
                 return
             exc = asyncio.CancelledError("the batch was cancelled") if task.cancelled() else task.exception()
             if exc is not None:
-                head = batch[0]
-                exit_on_batch_error(exc, f"{head.topic}[{head.partition}]@{head.offset}")
+                exit_on_batch_error(exc, _where(batch))
             pending.popleft()
             taken.ack()
 
@@ -138,11 +146,7 @@ async def process_in_order(
 
     try:
         async for taken in batches:
-            batch = [
-                Record(m.topic, m.partition, m.offset, e.key, e.value, as_headers(m.headers), _timestamp_ms(m))
-                for e in taken.events
-                for m in (e.message,)
-            ]
+            batch = _records(taken.events)
             task = asyncio.ensure_future(within(deadline_s, process(batch), f"a batch of {len(batch)}"))
             pending.append((taken, batch, task))
             # acknowledged as soon as it (and those before it) finished, not when the next batch arrives

@@ -13,10 +13,8 @@ from pathlib import Path
 
 import faust
 
-from inferloop.kafka.topics import ensure_topics
 from inferloop.settings import Settings, load_settings
-from streams.faust_app import run_app
-from streams.worker.classify_agent import take_batches, worker_app
+from streams.worker.classify_agent import run_worker_app, take_batches, worker_app
 
 
 def floor_app(settings: Settings, count_file: Path) -> faust.App:
@@ -37,6 +35,4 @@ def floor_app(settings: Settings, count_file: Path) -> faust.App:
 
 if __name__ == "__main__":
     settings = load_settings()
-    sys.setswitchinterval(0.0005)  # as the worker
-    ensure_topics(settings)
-    run_app(floor_app(settings, Path(sys.argv[1])), "WARNING", settings.log_format)
+    run_worker_app(settings, floor_app(settings, Path(sys.argv[1])))

@@ -26,12 +26,12 @@ from inferloop.errors import PoisonError
 from inferloop.events import (
     Prediction,
     Record,
-    as_headers,
     build_dead_letter,
     decode_image_event,
     encode_dead_letter,
     encode_prediction,
     now_ms,
+    record_of,
 )
 from inferloop.images.decode import ImageLimits, decode_image
 from inferloop.images.preprocess import InputSpec, to_model_input
@@ -116,7 +116,7 @@ async def peer(settings: Settings, version: int) -> None:
             good: list[tuple[Record, str, int, Any]] = []
             for messages in fetched.values():
                 for m in messages:
-                    record = Record(m.topic, m.partition, m.offset, m.key, m.value, as_headers(m.headers), m.timestamp)
+                    record = record_of(m)
                     try:
                         event = decode_image_event(record)
                         pixels = to_model_input(decode_image(event.image, event.content_type, limits), spec)
@@ -175,7 +175,7 @@ async def naive(settings: Settings, version: int) -> None:
         while not stop.is_set():
             for messages in (await consumer.getmany(timeout_ms=100, max_records=1)).values():
                 for m in messages:
-                    record = Record(m.topic, m.partition, m.offset, m.key, m.value, as_headers(m.headers), m.timestamp)
+                    record = record_of(m)
                     received_at = now_ms()
                     event = decode_image_event(record)
                     x = to_model_input(decode_image(event.image, event.content_type, limits), spec)[None]

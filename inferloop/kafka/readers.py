@@ -19,10 +19,10 @@ from inferloop.events import (
     LabelledExample,
     Prediction,
     Record,
-    as_headers,
     decode_dead_letter,
     decode_labelled_example,
     decode_prediction,
+    record_of,
 )
 from inferloop.kafka.errors import DeliveryRefused, ReadIncomplete
 from inferloop.kafka.options import kafka_options
@@ -88,7 +88,7 @@ def read_topic(
                 for r in records:
                     if not follow and (tp not in ends or r.offset >= ends[tp]):
                         continue
-                    yield Record(r.topic, r.partition, r.offset, r.key, r.value, as_headers(r.headers), r.timestamp)
+                    yield record_of(r)
                     count += 1
                     if limit is not None and count >= limit:
                         return

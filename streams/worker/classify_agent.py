@@ -120,8 +120,13 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
 
 def run_worker(settings: Settings, loglevel: str = "WARNING") -> None:
     """Run the worker in the foreground until SIGTERM/SIGINT."""
+    run_worker_app(settings, create_app(settings), loglevel)
+
+
+def run_worker_app(settings: Settings, app: faust.App, loglevel: str = "WARNING") -> None:
+    """Run ``app`` (the worker's, or the bench's floor on the same configuration) as the worker process runs."""
     # faust consumes in a thread of its own: hand the GIL over more often than every 5 ms, so that neither the
     # consumer thread nor the agent waits a whole interval for the other (measured: +7 % images/s).
     sys.setswitchinterval(0.0005)
     ensure_topics(settings)
-    run_app(create_app(settings), loglevel, settings.log_format)
+    run_app(app, loglevel, settings.log_format)
