@@ -35,6 +35,15 @@ from trainer.repository import ModelRepository
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
+@dataclass(frozen=True)
+class Request:
+    client: int
+    started: int
+    answered: int
+    asked: int | None
+    version: int
+
+
 @dataclass
 class LoadGenerator:
     """Clients that send inference requests in a loop until stopped, recording every outcome. Like the workers,
@@ -45,9 +54,11 @@ class LoadGenerator:
     x: np.ndarray
     follow: LocalSettings
     clients: int = 4
-    versions: list[int] = field(default_factory=list)
+    versions: list[int] = field(default_factory=list)  # answering versions, in the order the answers came
+    requests: list[Request] = field(default_factory=list)  # the same answers, with when and as what they were asked
     failures: list[str] = field(default_factory=list)
     pinned: int | None = None
+    _ticket: int = 0  # one clock for starts and answers, so "asked after that answer came" can be said
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -58,24 +69,33 @@ class LoadGenerator:
             self.pinned = latest.serving if latest is not None else None
             self._stop.wait(0.2)
 
-    def _client(self) -> None:
+    def _client(self, client: int) -> None:
         control = TritonControl(self.url)
         while not self._stop.is_set():
             if self.pinned is None:
                 self._stop.wait(0.05)
                 continue
+            with self._lock:
+                started, asked = self._ticket, self.pinned
+                self._ticket += 1
             try:
-                _, version = control.infer(self.model, self.x, version=self.pinned)
+                _, version = control.infer(self.model, self.x, version=asked)
                 with self._lock:
                     self.versions.append(version)
+                    self.requests.append(Request(client, started, self._ticket, asked, version))
+                    self._ticket += 1
             except Exception as exc:  # every failure counts; the test asserts there are none
                 with self._lock:
                     self.failures.append(repr(exc))
         control.close()
 
+    def clients_answered_by(self, version: int) -> int:
+        with self._lock:
+            return len({r.client for r in self.requests if r.version == version})
+
     def __enter__(self) -> LoadGenerator:
         self._threads = [threading.Thread(target=self._watch, daemon=True)]
-        self._threads += [threading.Thread(target=self._client, daemon=True) for _ in range(self.clients)]
+        self._threads += [threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(self.clients)]
         for t in self._threads:
             t.start()
         return self
@@ -147,11 +167,18 @@ def test_a_new_version_is_verified_beside_the_serving_one_and_serves_only_once_p
         assert set(load.versions) == {1}, "a version in shadow answered a client"
         jobs.publisher.promote(2, reason="test")
         promoted = len(load.versions)
-        while 2 not in load.versions[promoted:] or len(load.versions) < promoted + 50:
+        while load.clients_answered_by(2) < load.clients or len(load.versions) < promoted + 50:
             threading.Event().wait(0.05)
     assert load.failures == []
-    switch = load.versions.index(2)
-    assert set(load.versions[switch:]) == {2}, "after v2 answered, v1 answered again"
+    assert all(r.version == r.asked for r in load.requests), "a request was answered by a version it did not name"
+    for client in range(load.clients):  # each client moves from v1 to v2 once, as a worker does
+        mine = [r.version for r in load.requests if r.client == client]
+        assert mine == sorted(mine), f"client {client} went back to v1: {mine}"
+    # Requests asked before the promotion can still be answering when another client's v2 answer comes;
+    # every request asked after that answer is v2's.
+    first_v2 = min(r.answered for r in load.requests if r.version == 2)
+    later = [r.version for r in load.requests if r.started > first_v2]
+    assert later and set(later) == {2}, "after v2 answered, a request was answered by v1"
     assert Counter(load.versions)[1] > 0 and announced(fresh_model) == (2, None)
 
     # v2 learnt the drift, kept the old skill, passed the trusted gate, and its card says exactly what trained it.
