@@ -19,7 +19,7 @@ from inferloop.errors import MissingExtra
 # includes: `demo` needs the worker, the trainer and the local stack.
 MODULES: dict[str, tuple[str, ...]] = {
     "json-logs": ("pythonjsonlogger",),
-    "worker": ("aiokafka", "faust", "fsspec", "numpy", "PIL", "prometheus_client", "tritonclient"),
+    "worker": ("aiokafka", "faust", "mode", "fsspec", "numpy", "PIL", "prometheus_client", "tritonclient"),
     "trainer": (
         "numpy",
         "onnx",

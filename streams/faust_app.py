@@ -72,7 +72,8 @@ def batch_deadline_s(settings: Settings) -> float:
 async def within(deadline_s: float, work: Awaitable[None], what: str) -> None:
     """``work``, or :class:`DependencyOutage` once it took ``deadline_s`` (whatever it waits on)."""
     try:
-        await asyncio.wait_for(work, timeout=deadline_s)
+        async with asyncio.timeout(deadline_s):  # on the caller's task (wait_for would start one of its own)
+            await work
     except TimeoutError as exc:
         raise DependencyOutage(f"{what} took over {deadline_s:g} s (streams.outage_timeout_s and the rest)") from exc
 

@@ -125,8 +125,9 @@ def run_worker(settings: Settings, loglevel: str = "WARNING") -> None:
 
 def run_worker_app(settings: Settings, app: faust.App, loglevel: str = "WARNING") -> None:
     """Run ``app`` (the worker's, or the bench's floor on the same configuration) as the worker process runs."""
-    # faust consumes in a thread of its own: hand the GIL over more often than every 5 ms, so that neither the
-    # consumer thread nor the agent waits a whole interval for the other (measured: +7 % images/s).
+    # gRPC's poller thread hands every Triton answer to the loop: hand the GIL over more often than every 5 ms,
+    # so that an answer does not wait a whole interval (measured at 1,000 images/s with the consumer on the loop:
+    # p50 15 against 18.5 ms, p99 32 against 37 ms).
     sys.setswitchinterval(0.0005)
     ensure_topics(settings)
     run_app(app, loglevel, settings.log_format)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from inferloop.events import Record
-from streams.consumption import LeanConsumer, Taken, arrived_batches
+from streams.consumption import InLoopConsumerThread, LeanConsumer, Taken, arrived_batches
 from streams.errors import DependencyOutage
 from streams.faust_app import EXIT_BEFORE_COMMIT, EXIT_OUTAGE, process_in_order
 from tests.unit.streams.conftest import Exited
@@ -369,3 +369,35 @@ def test_inferloop_apps_consume_through_the_lean_consumer() -> None:
 
     app = faust_app(Settings(), "unit-test-lean")
     assert isinstance(app.consumer, LeanConsumer)
+    consumer_service = app.consumer._thread
+    assert isinstance(consumer_service, InLoopConsumerThread)
+    assert consumer_service.thread_loop is consumer_service.parent_loop is app.loop, "no loop (and thread) of its own"
+
+
+def test_calls_into_the_consumer_service_run_on_the_callers_loop_and_thread() -> None:
+    import threading
+
+    from inferloop.settings import Settings
+    from streams.faust_app import faust_app
+
+    async def scenario() -> None:
+        app = faust_app(Settings(), "unit-test-in-loop")
+        service = app.consumer._thread
+        seen: list[tuple[int, asyncio.AbstractEventLoop]] = []
+
+        async def fetch(n: int) -> int:
+            seen.append((threading.get_ident(), asyncio.get_running_loop()))
+            return n + 1
+
+        def fail() -> None:
+            raise ValueError("refused")
+
+        assert await service.call_thread(fetch, 1) == 2
+        await service.cast_thread(fetch, 2)
+        assert seen == [(threading.get_ident(), asyncio.get_running_loop())] * 2
+        with pytest.raises(ValueError, match="refused"):
+            await service.call_thread(fail)
+        await service.stop()  # never started: nothing to stop, nothing raised
+        assert not service._stopped.is_set()
+
+    asyncio.run(scenario())
