@@ -3,7 +3,8 @@
 ``python -m cli.bench.latency RATE SECONDS`` (settings from ``INFERLOOP_*``) runs in a process of its own, so that
 neither producing nor receiving competes with the measured worker inside one interpreter. An aiokafka producer
 (``linger_ms=0``, ``acks=all``) sends event ``n`` at ``start + n / RATE``; an aiokafka consumer reads the
-predictions topic from its end (assigned every partition before the first event leaves). A latency is the
+predictions topic from its end (assigned every partition before the first event leaves; the images topic's metadata
+fetched and the start-up heap frozen before the clock starts, so that neither lands on an event). A latency is the
 moment the consumer receives an event's prediction minus the event's production time (the record's timestamp,
 this clock). Prints one JSON line: ``{"sent", "received", "p50_ms", "p99_ms"}``, and the medians of the two
 first stages from the prediction's own times: production to the worker's batch, the batch to the prediction.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import sys
 import time
@@ -39,6 +41,7 @@ async def measure(settings: Settings, rate: float, seconds: float, drain_s: floa
     consumer = AIOKafkaConsumer(**aiokafka_options(settings.kafka), enable_auto_commit=False)
     await producer.start()
     await consumer.start()
+    await producer.partitions_for(s.images_topic)  # its metadata now: the first event does not wait for it
     partitions = [TopicPartition(s.predictions_topic, p) for p in await producer.partitions_for(s.predictions_topic)]
     consumer.assign(partitions)
     await consumer.seek_to_end(*partitions)
@@ -64,6 +67,8 @@ async def measure(settings: Settings, rate: float, seconds: float, drain_s: floa
                         stages.append((p.received_at_ms - produced, p.predicted_at_ms - p.received_at_ms))
 
     receiving = asyncio.ensure_future(receive())
+    gc.collect()  # what start-up built (numpy, the images, the clients) is frozen: no long collection on the clock
+    gc.freeze()
     began = time.perf_counter()
     for n in range(total):
         delay = began + n / rate - time.perf_counter()

@@ -387,7 +387,7 @@ class Bench:
         self.announce(settings)
         runs: dict[str, list[dict[str, float]]] = {str(rate): [] for rate in LATENCY_RATES}
         with self._running(self._workers(settings, "latency")):
-            self._measure_latency(settings, 100, 2.0)  # warm-up
+            self._measure_latency(settings, max(LATENCY_RATES), 2.0)  # warm-up, at the highest rate measured
             for _ in range(LATENCY_RUNS):
                 for rate in LATENCY_RATES:
                     runs[str(rate)].append(self._measure_latency(settings, rate, LATENCY_SECONDS))
