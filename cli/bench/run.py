@@ -8,7 +8,9 @@ on topics of its own (a fresh prefix, its own promotions topic announcing the se
   user+sys time of the consumer's processes and of Triton's (server and backend stubs) over that time, divided by
   N. Measured for faust's floor (an empty agent on the worker's app and batching: CPU per event), the worker, the
   worker with a candidate in shadow, the framework-free aiokafka peer (:mod:`cli.bench.peer`) and the naive
-  one-event-at-a-time consumer (at most 10 s of it);
+  one-event-at-a-time consumer (at most 10 s of it). The peer and the worker run alternately, three rounds, and
+  each of their figures is the median of its three (this machine's speed drifts by a fifth from minute to minute:
+  one run of each measured the drift as much as the consumers);
 - latency: a separate process (:mod:`cli.bench.latency`) sends events at 100 and 1,000 images/s to a running
   worker and times each prediction's arrival at a consumer of the predictions topic; p50 and p99 are the median of
   three runs of each rate; a run at half the worker's backlog throughput too;
@@ -60,6 +62,7 @@ from infra.local.worker import WorkerProcess
 
 ProgressFn = Callable[[str], None]
 WARM_UP_EVENTS = 500
+BACKLOG_ROUNDS = 3  # peer and worker alternately: medians of three, each pair minutes apart at most
 LATENCY_RATES = (100, 1000)
 LATENCY_RUNS = 3
 LATENCY_SECONDS = 5.0
@@ -88,6 +91,19 @@ class Backlog:
     def consumer_cpu_us_per_image(self) -> float:
         return round(self.consumer_cpu_s / max(self.images, 1) * 1e6, 1)
 
+    def figures(self) -> dict[str, float]:
+        return {
+            "images_per_s": self.images_per_s,
+            "cpu_us_per_image": self.cpu_us_per_image,
+            "process_cpu_us_per_image": self.consumer_cpu_us_per_image,
+        }
+
+
+def median_figures(runs: Sequence[Backlog]) -> dict[str, float]:
+    """Each figure's median over ``runs`` (each figure on its own: the machine's speed drifts between runs)."""
+    figures = [r.figures() for r in runs]
+    return {k: round(statistics.median(f[k] for f in figures), 1) for k in figures[0]}
+
 
 @dataclass
 class BenchResult:
@@ -96,7 +112,7 @@ class BenchResult:
     machine: str
     cpu_counted: str
     serving_version: int
-    # backlog, side by side
+    # backlog, side by side: the medians of BACKLOG_ROUNDS rounds of the peer then the worker
     faust_floor_cpu_us_per_event: float
     faust_floor_events_per_s: float
     worker_backlog_images_per_s: float
@@ -111,6 +127,7 @@ class BenchResult:
     shadow_version: int | None
     worker_shadow_backlog_images_per_s: float | None
     worker_shadow_cpu_us_per_image: float | None
+    backlog_runs: dict[str, list[dict[str, float]]]  # each round's figures, peer and worker
     # latency, production to a consumer of the predictions topic
     latency_at_100_per_s: dict[str, float]
     latency_at_1000_per_s: dict[str, float]
@@ -346,13 +363,14 @@ class Bench:
         self.done_with("floor")
         return result
 
-    def peer(self) -> Backlog:
-        settings = self.settings_for("peer")
+    def peer(self, name: str = "peer") -> Backlog:
+        settings = self.settings_for(name)
         self.announce(settings)
-        service = BenchProcess("peer", settings.to_env(), self.logs / "peer.log", ["cli.bench.peer", str(self.serving)])
+        args = ["cli.bench.peer", str(self.serving)]
+        service = BenchProcess(name, settings.to_env(), self.logs / f"{name}.log", args)
         result = self.backlog("the peer", settings, [service], self._outputs(settings), self.events)
         self._predicted_all("the peer", settings)
-        self.done_with("peer")
+        self.done_with(name)
         return result
 
     def _predicted_all(self, name: str, settings: Settings) -> list[float]:
@@ -480,15 +498,22 @@ class Bench:
         self.progress("faust's floor: an empty agent on the worker's app and batching")
         floor = self.floor()
         self.progress(f"faust's floor: {floor}")
-        peer = self.peer()
-        self.progress(f"peer: {peer}")
-        worker, backlog_latencies = self.worker("worker")
-        self.progress(f"worker: {worker}")
+        peers: list[Backlog] = []
+        workers: list[tuple[Backlog, list[float]]] = []
+        for n in range(1, BACKLOG_ROUNDS + 1):  # side by side: a drift of the machine's speed hits both alike
+            peers.append(self.peer(f"peer-{n}"))
+            self.progress(f"peer, round {n}: {peers[-1]}")
+            workers.append(self.worker(f"worker-{n}"))
+            self.progress(f"worker, round {n}: {workers[-1][0]}")
+        peer, worker = median_figures(peers), median_figures([w for w, _ in workers])
+        # the earlier fields' run: the round whose throughput is the median
+        median_round = sorted(workers, key=lambda w: w[0].images_per_s)[len(workers) // 2]
+        backlog_latencies = median_round[1]
         shadow: Backlog | None = None
         if shadow_version is not None:
             shadow, _ = self.worker("shadow", shadow_version)
             self.progress(f"worker with version {shadow_version} in shadow: {shadow}")
-        runs, half = self.latency(worker.images_per_s / 2)
+        runs, half = self.latency(worker["images_per_s"] / 2)
         naive = self.naive()
         self.progress(f"naive: {naive}")
 
@@ -505,31 +530,32 @@ class Bench:
             serving_version=self.serving,
             faust_floor_cpu_us_per_event=floor.cpu_us_per_image,
             faust_floor_events_per_s=floor.images_per_s,
-            worker_backlog_images_per_s=worker.images_per_s,
-            worker_cpu_us_per_image=worker.cpu_us_per_image,
-            peer_backlog_images_per_s=peer.images_per_s,
-            peer_cpu_us_per_image=peer.cpu_us_per_image,
-            worker_process_cpu_us_per_image=worker.consumer_cpu_us_per_image,
-            peer_process_cpu_us_per_image=peer.consumer_cpu_us_per_image,
+            worker_backlog_images_per_s=worker["images_per_s"],
+            worker_cpu_us_per_image=worker["cpu_us_per_image"],
+            peer_backlog_images_per_s=peer["images_per_s"],
+            peer_cpu_us_per_image=peer["cpu_us_per_image"],
+            worker_process_cpu_us_per_image=worker["process_cpu_us_per_image"],
+            peer_process_cpu_us_per_image=peer["process_cpu_us_per_image"],
             naive_images_per_s=naive.images_per_s,
             naive_cpu_us_per_image=naive.cpu_us_per_image,
             naive_queue_delay_us=naive_queue_delay_us,
             shadow_version=shadow_version,
             worker_shadow_backlog_images_per_s=shadow.images_per_s if shadow else None,
             worker_shadow_cpu_us_per_image=shadow.cpu_us_per_image if shadow else None,
+            backlog_runs={"peer": [p.figures() for p in peers], "worker": [w.figures() for w, _ in workers]},
             latency_at_100_per_s=median_of(100),
             latency_at_1000_per_s=median_of(1000),
             latency_runs=runs,
             triton_images_per_s=round(triton_rate, 1),
             triton_best=triton_best,
-            pipeline_images_per_s=worker.images_per_s,
+            pipeline_images_per_s=worker["images_per_s"],
             p50_ms=_percentile(backlog_latencies, 50),
             p99_ms=_percentile(backlog_latencies, 99),
-            half_load_images_per_s=round(worker.images_per_s / 2, 1),
+            half_load_images_per_s=round(worker["images_per_s"] / 2, 1),
             p50_half_load_ms=half["p50_ms"],
             p99_half_load_ms=half["p99_ms"],
-            pipeline_vs_triton=round(worker.images_per_s / triton_rate, 3),
-            pipeline_vs_naive=round(worker.images_per_s / max(naive.images_per_s, 1e-9), 1),
+            pipeline_vs_triton=round(worker["images_per_s"] / triton_rate, 3),
+            pipeline_vs_naive=round(worker["images_per_s"] / max(naive.images_per_s, 1e-9), 1),
         )
 
 
