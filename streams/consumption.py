@@ -8,8 +8,8 @@ after the previous one is done. Measured on the bench (docs/performance.md), tha
 CPU than the worker's own work. Here:
 
 - :class:`InLoopConsumerThread` runs the aiokafka consumer on the app's own loop instead of a thread of its own,
-  so a fetch is an await, not two crossings between threads (measured at 1,000 images/s: p50 from about 17 to
-  14 ms, p99 from about 41 to 32 ms, and less CPU per image).
+  so a fetch is an await, not two crossings between threads (at 1,000 images/s, lower p50 and p99 in both orders
+  of a side-by-side comparison: docs/performance.md).
 - :class:`LeanConsumer` runs a message's callback inline and falls back to faust's race against the suspended
   flow only when the callback actually has to wait (a full stream buffer, paused flow, a full producer buffer), so
   a rebalance abandons a blocked callback exactly as before. When the stream buffer's pressure paused partitions,
@@ -78,12 +78,15 @@ class InLoopConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
 
     faust runs the aiokafka consumer in a thread with its own loop and reaches it through a method queue: every
     fetch, commit and seek crosses threads twice, each crossing a wake-up and a GIL hand-off. Here every "call
-    into the thread" is a plain await on the one loop. The consumer's heartbeats run on that loop too, so a
-    blocked loop delays them: the worker's longest synchronous step is decoding one batch (milliseconds), far
-    inside the group's session timeout. Rebalance callbacks still reach the app through faust's method queue.
+    into the thread" is an await on the one loop, run to completion as the thread ran it: a caller cancelled
+    meanwhile (the drain loop at shutdown) does not cut a fetch short inside aiokafka's bookkeeping. The
+    consumer's heartbeats run on that loop too, so a long synchronous step would delay them: the worker hands the
+    loop over while it decodes a batch and reads images by URI in a thread (``DECODE_SLICE_S`` in
+    streams/worker/classify_step.py). Rebalance callbacks still reach the app through faust's method queue.
     """
 
     wait_for_shutdown = False  # stop() below shuts down itself; no thread sets the event
+    _start_finished: asyncio.Event | None = None
 
     def __init__(self, consumer: Any, *, loop: asyncio.AbstractEventLoop, **kwargs: Any) -> None:
         super().__init__(consumer, loop=loop, thread_loop=loop, **kwargs)
@@ -91,11 +94,18 @@ class InLoopConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
     async def start(self) -> None:
         """Start as a plain service on this loop (creates and starts the aiokafka consumer)."""
         self._thread_started.set()
-        await self._default_start()
+        self._start_finished = asyncio.Event()
+        try:
+            await self._default_start()
+        finally:
+            self._start_finished.set()
 
     async def stop(self) -> None:
         """What the thread did when told to stop: the aiokafka consumer stopped (its group left), then the
-        service's children, tasks and exit stacks."""
+        service's children, tasks and exit stacks. A stop that arrives while the consumer is starting waits for
+        the start to finish, so that what the start creates (the fetcher, the group coordinator) is stopped too."""
+        if self._start_finished is not None:
+            await self._start_finished.wait()
         if not self._started.is_set() or self._stopped.is_set():
             return
         self._stopped.set()
@@ -108,10 +118,17 @@ class InLoopConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
         await self.on_shutdown()
 
     async def call_thread(self, fun: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return await maybe_async(fun(*args, **kwargs))
+        call = asyncio.ensure_future(maybe_async(fun(*args, **kwargs)))
+        call.add_done_callback(_retrieved)  # a call its caller stopped waiting for still ends quietly
+        return await asyncio.shield(call)
 
     async def cast_thread(self, fun: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        await maybe_async(fun(*args, **kwargs))
+        await self.call_thread(fun, *args, **kwargs)
+
+
+def _retrieved(call: asyncio.Future[Any]) -> None:
+    if not call.cancelled():
+        call.exception()
 
 
 class LeanConsumer(aiokafka_driver.Consumer):

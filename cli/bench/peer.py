@@ -14,6 +14,7 @@ prediction and one commit per event.
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import sys
 import time
@@ -195,6 +196,8 @@ async def naive(settings: Settings, version: int) -> None:
 def main(argv: Sequence[str]) -> None:
     settings = load_settings()
     version = int(argv[0])
+    gc.collect()  # the start-up heap frozen, as the worker's is (streams.faust_app.run_app): like for like
+    gc.freeze()
     asyncio.run(naive(settings, version) if "--naive" in argv else peer(settings, version))
 
 

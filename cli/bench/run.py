@@ -8,9 +8,10 @@ on topics of its own (a fresh prefix, its own promotions topic announcing the se
   user+sys time of the consumer's processes and of Triton's (server and backend stubs) over that time, divided by
   N. Measured for faust's floor (an empty agent on the worker's app and batching: CPU per event), the worker, the
   worker with a candidate in shadow, the framework-free aiokafka peer (:mod:`cli.bench.peer`) and the naive
-  one-event-at-a-time consumer (at most 10 s of it). The peer and the worker run alternately, three rounds, and
-  each of their figures is the median of its three (this machine's speed drifts by a fifth from minute to minute:
-  one run of each measured the drift as much as the consumers);
+  one-event-at-a-time consumer (at most 10 s of it). The peer and the worker run side by side in three rounds
+  (peer first, then worker first, then peer first): each figure is the median of its three, and each worker /
+  peer ratio the median of the three rounds' ratios (this machine's speed drifts by a fifth from minute to
+  minute: one run of each measured the drift as much as the consumers);
 - latency: a separate process (:mod:`cli.bench.latency`) sends events at 100 and 1,000 images/s to a running
   worker and times each prediction's arrival at a consumer of the predictions topic; p50 and p99 are the median of
   three runs of each rate; a run at half the worker's backlog throughput too;
@@ -148,8 +149,14 @@ class BenchResult:
     worker_vs_peer_cpu: float = field(init=False)
 
     def __post_init__(self) -> None:
-        self.worker_vs_peer_throughput = round(self.worker_backlog_images_per_s / self.peer_backlog_images_per_s, 3)
-        self.worker_vs_peer_cpu = round(self.worker_cpu_us_per_image / self.peer_cpu_us_per_image, 3)
+        # each round's ratio of its worker to its peer (run minutes apart at most), the median over the rounds
+        rounds = list(zip(self.backlog_runs["worker"], self.backlog_runs["peer"], strict=True))
+        self.worker_vs_peer_throughput = round(
+            statistics.median(w["images_per_s"] / p["images_per_s"] for w, p in rounds), 3
+        )
+        self.worker_vs_peer_cpu = round(
+            statistics.median(w["cpu_us_per_image"] / p["cpu_us_per_image"] for w, p in rounds), 3
+        )
 
     def targets_met(self) -> dict[str, bool]:
         low, high = self.latency_at_100_per_s, self.latency_at_1000_per_s
@@ -501,10 +508,13 @@ class Bench:
         peers: list[Backlog] = []
         workers: list[tuple[Backlog, list[float]]] = []
         for n in range(1, BACKLOG_ROUNDS + 1):  # side by side: a drift of the machine's speed hits both alike
-            peers.append(self.peer(f"peer-{n}"))
-            self.progress(f"peer, round {n}: {peers[-1]}")
-            workers.append(self.worker(f"worker-{n}"))
-            self.progress(f"worker, round {n}: {workers[-1][0]}")
+            for step in ("peer", "worker") if n % 2 else ("worker", "peer"):  # and neither always goes first
+                if step == "peer":
+                    peers.append(self.peer(f"peer-{n}"))
+                    self.progress(f"peer, round {n}: {peers[-1]}")
+                else:
+                    workers.append(self.worker(f"worker-{n}"))
+                    self.progress(f"worker, round {n}: {workers[-1][0]}")
         peer, worker = median_figures(peers), median_figures([w for w, _ in workers])
         # the earlier fields' run: the round whose throughput is the median
         median_round = sorted(workers, key=lambda w: w[0].images_per_s)[len(workers) // 2]

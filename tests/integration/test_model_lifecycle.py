@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -70,7 +71,12 @@ class LoadGenerator:
             self._stop.wait(0.2)
 
     def _client(self, client: int) -> None:
-        control = TritonControl(self.url)
+        try:
+            control = TritonControl(self.url)
+        except Exception as exc:  # a client that never started counts as a failure, not as silence
+            with self._lock:
+                self.failures.append(repr(exc))
+            return
         while not self._stop.is_set():
             if self.pinned is None:
                 self._stop.wait(0.05)
@@ -88,6 +94,12 @@ class LoadGenerator:
                 with self._lock:
                     self.failures.append(repr(exc))
         control.close()
+
+    def wait_until(self, condition: Callable[[], bool], what: str, timeout_s: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            assert time.monotonic() < deadline, f"no {what} within {timeout_s:g} s; failures: {self.failures[-3:]}"
+            threading.Event().wait(0.05)
 
     def clients_answered_by(self, version: int) -> int:
         with self._lock:
@@ -162,13 +174,14 @@ def test_a_new_version_is_verified_beside_the_serving_one_and_serves_only_once_p
         assert outcome.version == 2 and outcome.status == "in shadow"
         assert announced(fresh_model) == (1, 2)
         in_shadow = len(load.versions)
-        while len(load.versions) < in_shadow + 50:
-            threading.Event().wait(0.05)
+        load.wait_until(lambda: len(load.versions) >= in_shadow + 50, "50 more answers in shadow")
         assert set(load.versions) == {1}, "a version in shadow answered a client"
         jobs.publisher.promote(2, reason="test")
         promoted = len(load.versions)
-        while load.clients_answered_by(2) < load.clients or len(load.versions) < promoted + 50:
-            threading.Event().wait(0.05)
+        load.wait_until(
+            lambda: load.clients_answered_by(2) == load.clients and len(load.versions) >= promoted + 50,
+            "every client answered by v2, and 50 answers since the promotion",
+        )
     assert load.failures == []
     assert all(r.version == r.asked for r in load.requests), "a request was answered by a version it did not name"
     for client in range(load.clients):  # each client moves from v1 to v2 once, as a worker does

@@ -401,3 +401,83 @@ def test_calls_into_the_consumer_service_run_on_the_callers_loop_and_thread() ->
         assert not service._stopped.is_set()
 
     asyncio.run(scenario())
+
+
+class FakeAIOKafkaConsumer:
+    """What the consumer service starts and stops, with the order of those calls recorded."""
+
+    def __init__(self, calls: list[str], start_s: float = 0.0) -> None:
+        self.calls, self.start_s = calls, start_s
+
+    async def start(self) -> None:
+        self.calls.append("start-begin")
+        await asyncio.sleep(self.start_s)
+        self.calls.append("start-end")
+
+    async def stop(self) -> None:
+        self.calls.append("stop")
+
+
+def _consumer_service(calls: list[str], start_s: float = 0.0) -> Any:
+    from inferloop.settings import Settings
+    from streams.faust_app import faust_app
+
+    service = faust_app(Settings(), "unit-test-in-loop").consumer._thread
+    service._create_consumer = lambda loop: FakeAIOKafkaConsumer(calls, start_s)
+    return service
+
+
+def test_the_consumer_service_stops_its_consumer_once_and_no_other_task_of_the_loop() -> None:
+    async def scenario() -> tuple[list[str], bool]:
+        calls: list[str] = []
+        service = _consumer_service(calls)
+        bystander = asyncio.ensure_future(asyncio.sleep(10))  # the app's other work on the same loop
+        await service.start()
+        await service.stop()
+        await service.stop()
+        untouched = not bystander.done()
+        bystander.cancel()
+        return calls, untouched
+
+    calls, untouched = asyncio.run(scenario())
+    assert calls == ["start-begin", "start-end", "stop"]
+    assert untouched, "stopping the consumer service cancelled a task that is not its own"
+
+
+def test_a_stop_during_the_start_waits_for_it_and_stops_what_it_started() -> None:
+    async def scenario() -> list[str]:
+        calls: list[str] = []
+        service = _consumer_service(calls, start_s=0.05)
+        starting = asyncio.ensure_future(service.start())
+        await asyncio.sleep(0.01)  # the consumer is bootstrapping when the worker is told to stop
+        await service.stop()
+        await starting
+        return calls
+
+    assert asyncio.run(scenario()) == ["start-begin", "start-end", "stop"]
+
+
+def test_a_call_whose_caller_is_cancelled_runs_to_its_end() -> None:
+    """As in faust's thread: the drain loop cancelled at shutdown does not cut a fetch short inside aiokafka's
+    bookkeeping (its fetch count would stay raised, and with it the consumer's idle time at zero)."""
+
+    async def scenario() -> list[str]:
+        calls: list[str] = []
+        service = _consumer_service(calls)
+
+        async def fetch() -> None:
+            calls.append("fetch-begin")
+            try:
+                await asyncio.sleep(0.05)
+            finally:
+                calls.append("fetch-end (cancelled)" if asyncio.current_task().cancelling() else "fetch-end")  # type: ignore[union-attr]
+
+        caller = asyncio.ensure_future(service.call_thread(fetch))
+        await asyncio.sleep(0.01)
+        caller.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        await asyncio.sleep(0.08)
+        return calls
+
+    assert asyncio.run(scenario()) == ["fetch-begin", "fetch-end"]

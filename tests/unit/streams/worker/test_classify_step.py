@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+from pathlib import Path
 
 import pytest
 from PIL import Image
 from prometheus_client import CollectorRegistry
 
 from inferloop.events import ImageEvent, Promotion, Record, decode_dead_letter, decode_prediction, encode_image_event
+from inferloop.images.uris import ImageUriReader
 from inferloop.metrics import WorkerMetrics
 from inferloop.settings import Settings
 from inferloop.triton.errors import TritonRequestFailed, TritonUnavailable
@@ -195,3 +197,64 @@ def test_a_slow_shadow_is_skipped_after_its_timeout_and_never_holds_the_batch() 
     assert 5 in triton.versions and 5 not in triton.answered, "the batch waited for the slow shadow's answer"
     assert [t for t, _, _ in broker.records] == ["inferloop.predictions"] * 2
     assert metrics.shadow_failures.labels("digits")._value.get() == 1
+
+
+def test_a_batch_that_takes_long_to_decode_hands_the_loop_over_between_images(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The consumer heartbeats on the agent's loop: a batch of slow images must not hold it throughout."""
+    import time
+
+    import streams.worker.classify_step as step
+
+    real_decode = step.decode_image
+
+    def slow_decode(*args: object, **kwargs: object) -> object:
+        time.sleep(0.03)  # a large image: synchronous, the GIL held
+        return real_decode(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(step, "decode_image", slow_decode)
+    triton, broker = FakeTriton([]), FakeBroker()
+    classifier, _ = _classifier(triton, broker)
+
+    async def scenario() -> list[float]:
+        turns: list[float] = []
+        done = asyncio.Event()
+
+        async def bystander() -> None:  # stands in for aiokafka's heartbeat task
+            while not done.is_set():
+                turns.append(time.perf_counter())
+                await asyncio.sleep(0)
+
+        watching = asyncio.ensure_future(bystander())
+        await asyncio.sleep(0)
+        began = time.perf_counter()
+        await classifier.process([_event(f"e{i}") for i in range(10)])  # 0.3 s of decoding
+        done.set()
+        await watching
+        return [t - began for t in turns if t > began]
+
+    during = asyncio.run(scenario())
+    assert len(broker.records) == 10
+    assert len([t for t in during if t < 0.27]) >= 3, f"the loop was held for the whole batch: {during[:5]}"
+
+
+def test_images_by_uri_are_read_off_the_loop(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import threading
+
+    buffer = io.BytesIO()
+    Image.new("L", (8, 8), 200).save(buffer, format="PNG")
+    (tmp_path / "a.png").write_bytes(buffer.getvalue())
+    triton, broker = FakeTriton([]), FakeBroker()
+    classifier, _ = _classifier(triton, broker, image_uri_roots=[str(tmp_path)])
+    readers: list[int] = []
+    real_read = ImageUriReader.read
+
+    def read(self: ImageUriReader, uri: str, max_bytes: int) -> bytes:
+        readers.append(threading.get_ident())
+        return real_read(self, uri, max_bytes)
+
+    monkeypatch.setattr(ImageUriReader, "read", read)
+    event = ImageEvent("e1", "image/png", b"", image_uri=f"file://{tmp_path}/a.png")
+    record = encode_image_event(event).at("images", 0, 1)
+    asyncio.run(classifier.process([record]))
+    assert [decode_prediction(v).event_id for t, _, v in broker.records if t == "inferloop.predictions"] == ["e1"]
+    assert readers and threading.get_ident() not in readers
