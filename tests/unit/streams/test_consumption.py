@@ -481,3 +481,36 @@ def test_a_call_whose_caller_is_cancelled_runs_to_its_end() -> None:
         return calls
 
     assert asyncio.run(scenario()) == ["fetch-begin", "fetch-end"]
+
+
+def test_a_fetch_cancelled_midway_leaves_aiokafkas_fetch_count_as_it_was() -> None:
+    """aiokafka's ``fetch_context`` has no ``finally``: a fetch cancelled inside it would keep the count of fetches in
+    flight raised, so the consumer would look busy for good (its idle time, which the max-poll interval checks,
+    stays at zero). The in-loop consumer awaits fetches directly and mends the count."""
+    from aiokafka.consumer.subscription_state import SubscriptionState
+
+    class FakeFetcher:
+        _closed = False
+
+        def __init__(self) -> None:
+            self._subscriptions = SubscriptionState()
+
+        async def fetched_records(self, *args: Any, **kwargs: Any) -> dict[Any, Any]:
+            await asyncio.sleep(10)
+            return {}
+
+    async def scenario() -> tuple[int, int]:
+        service = _consumer_service([])
+        fetcher = FakeFetcher()
+        service._consumer = SimpleNamespace(_fetcher=fetcher, _closed=False, _max_poll_records=10)
+        fetching = asyncio.ensure_future(service.getmany(set(), timeout=10.0))
+        await asyncio.sleep(0.01)
+        during = fetcher._subscriptions._fetch_count
+        fetching.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await fetching
+        return during, fetcher._subscriptions._fetch_count
+
+    during, after = asyncio.run(scenario())
+    assert during == 1, "the fetch was in flight inside aiokafka's fetch context"
+    assert after == 0
