@@ -113,7 +113,7 @@ class BenchResult:
     machine: str
     cpu_counted: str
     serving_version: int
-    # backlog, side by side: the medians of BACKLOG_ROUNDS rounds of the peer then the worker
+    # backlog, side by side: the medians of BACKLOG_ROUNDS rounds of the peer and the worker (alternating order)
     faust_floor_cpu_us_per_event: float
     faust_floor_events_per_s: float
     worker_backlog_images_per_s: float

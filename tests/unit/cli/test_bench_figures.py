@@ -47,13 +47,14 @@ def _result(peer: list[Backlog], worker: list[Backlog], p99_at_1000: float = 30.
 
 
 def test_the_ratios_pair_each_worker_round_with_its_peer_round() -> None:
-    # rounds 1 and 2 (the machine twice as slow in round 2, for both) say 0.9 x the throughput and 1.2 x the CPU
-    # per image; round 3 says 0.6 and 2.0. Each figure's median alone would give 3,000 / 5,000 = 0.6 and 400 /
-    # 200 = 2.0: figures of different rounds set against each other.
-    peer = [Backlog(20_000, 4.0, 4.0, 3.0), Backlog(20_000, 8.0, 8.0, 6.0), Backlog(20_000, 4.0, 4.0, 3.0)]
-    worker = [Backlog(18_000, 4.0, 4.32, 3.0), Backlog(18_000, 8.0, 8.64, 6.0), Backlog(12_000, 4.0, 4.8, 3.0)]
+    # Rounds 1 and 2 say 0.9 x the throughput and 1.2 x the CPU per image; round 3 (the worker's run slowed) says
+    # 0.5 and 2.0. Medians of each figure alone, or of the rounds sorted before pairing, would say 0.72 x the
+    # throughput: figures of different rounds set against each other.
+    peer = [Backlog(20_000, 5.0, 4.0, 3.0), Backlog(20_000, 20 / 6, 4.0, 3.0), Backlog(20_000, 4.0, 4.0, 3.0)]
+    worker = [Backlog(18_000, 5.0, 4.32, 3.0), Backlog(18_000, 20 / 6, 4.32, 3.0), Backlog(10_000, 4.0, 4.0, 3.0)]
     result = _result(peer, worker)
-    assert (result.worker_backlog_images_per_s, result.peer_backlog_images_per_s) == (3000.0, 5000.0)
+    assert [r["images_per_s"] for r in result.backlog_runs["peer"]] == [4000.0, 6000.0, 5000.0]
+    assert [r["images_per_s"] for r in result.backlog_runs["worker"]] == [3600.0, 5400.0, 2500.0]
     assert result.worker_vs_peer_throughput == 0.9
     assert result.worker_vs_peer_cpu == 1.2
     assert result.targets_met() == {

@@ -458,8 +458,8 @@ def test_a_stop_during_the_start_waits_for_it_and_stops_what_it_started() -> Non
 
 
 def test_a_call_whose_caller_is_cancelled_runs_to_its_end() -> None:
-    """As in faust's thread: the drain loop cancelled at shutdown does not cut a fetch short inside aiokafka's
-    bookkeeping (its fetch count would stay raised, and with it the consumer's idle time at zero)."""
+    """As in faust's thread: a commit or a seek whose caller is cancelled (the worker stopping) still finishes
+    inside aiokafka instead of stopping halfway."""
 
     async def scenario() -> list[str]:
         calls: list[str] = []
@@ -483,34 +483,42 @@ def test_a_call_whose_caller_is_cancelled_runs_to_its_end() -> None:
     assert asyncio.run(scenario()) == ["fetch-begin", "fetch-end"]
 
 
-def test_a_fetch_cancelled_midway_leaves_aiokafkas_fetch_count_as_it_was() -> None:
-    """aiokafka's ``fetch_context`` has no ``finally``: a fetch cancelled inside it would keep the count of fetches in
-    flight raised, so the consumer would look busy for good (its idle time, which the max-poll interval checks,
-    stays at zero). The in-loop consumer awaits fetches directly and mends the count."""
+def test_a_fetch_cancelled_or_failing_midway_leaves_aiokafkas_fetch_count_as_it_was() -> None:
+    """aiokafka's ``fetch_context`` has no ``finally``: a fetch cancelled or raising inside it would keep the count
+    of fetches in flight raised, so the consumer would look busy for good (its idle time, which the max-poll
+    interval checks, stays at zero). The in-loop consumer counts its fetches itself, in a ``finally``."""
     from aiokafka.consumer.subscription_state import SubscriptionState
 
     class FakeFetcher:
         _closed = False
 
-        def __init__(self) -> None:
-            self._subscriptions = SubscriptionState()
+        def __init__(self, fail: bool) -> None:
+            self._subscriptions, self.fail = SubscriptionState(), fail
 
         async def fetched_records(self, *args: Any, **kwargs: Any) -> dict[Any, Any]:
-            await asyncio.sleep(10)
-            return {}
+            await asyncio.sleep(0.02 if self.fail else 10)
+            raise RuntimeError("the broker said no")
 
-    async def scenario() -> tuple[int, int]:
+    async def scenario(fail: bool) -> tuple[int, int, float]:
         service = _consumer_service([])
-        fetcher = FakeFetcher()
+        fetcher = FakeFetcher(fail)
+        fetcher._subscriptions._last_fetch_ended = 0.0
         service._consumer = SimpleNamespace(_fetcher=fetcher, _closed=False, _max_poll_records=10)
+        other = fetcher._subscriptions.fetch_context()  # another fetch in flight throughout
+        other.__enter__()
         fetching = asyncio.ensure_future(service.getmany(set(), timeout=10.0))
         await asyncio.sleep(0.01)
         during = fetcher._subscriptions._fetch_count
-        fetching.cancel()
-        with pytest.raises(asyncio.CancelledError):
+        if not fail:
+            fetching.cancel()
+        with pytest.raises(RuntimeError if fail else asyncio.CancelledError):
             await fetching
-        return during, fetcher._subscriptions._fetch_count
+        after_ours = fetcher._subscriptions._fetch_count
+        other.__exit__(None, None, None)
+        return during, after_ours, fetcher._subscriptions._last_fetch_ended
 
-    during, after = asyncio.run(scenario())
-    assert during == 1, "the fetch was in flight inside aiokafka's fetch context"
-    assert after == 0
+    for fail in (False, True):
+        during, after_ours, ended = asyncio.run(scenario(fail))
+        assert during == 2, "ours and the other fetch in flight together"
+        assert after_ours == 1, "ours no longer counted, the other still is"
+        assert ended > 0, "the last fetch's end was noted"
