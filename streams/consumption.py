@@ -87,10 +87,10 @@ class InLoopConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
     fetch, commit and seek crosses threads twice, each crossing a wake-up and a GIL hand-off. Here every "call
     into the thread" is an await on the one loop, run to completion as the thread ran it even when its caller is
     cancelled meanwhile, except fetches, the hot path: those are awaited directly, aiokafka's count of fetches in
-    flight kept in a ``finally``. The
-    consumer's heartbeats run on that loop too, so a long synchronous step would delay them: the worker hands the
-    loop over while it decodes a batch and reads images by URI in a thread (``DECODE_SLICE_S`` in
-    streams/worker/classify_step.py). Rebalance callbacks still reach the app through faust's method queue.
+    flight kept in a ``finally``. The consumer's heartbeats run on that loop too, so a long synchronous step would
+    delay them: the worker hands the loop over while it decodes a batch and reads images by URI in a thread
+    (``DECODE_SLICE_S`` in streams/worker/classify_step.py). Rebalance callbacks still reach the app through
+    faust's method queue.
     """
 
     wait_for_shutdown = False  # stop() below shuts down itself; no thread sets the event
@@ -160,7 +160,7 @@ class InLoopConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
 
     async def call_thread(self, fun: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         call = asyncio.ensure_future(maybe_async(fun(*args, **kwargs)))
-        call.add_done_callback(_retrieved)  # a call its caller stopped waiting for still ends quietly
+        call.add_done_callback(_retrieved)  # a call its caller stopped waiting for still has its failure logged
         return await asyncio.shield(call)
 
     async def cast_thread(self, fun: Callable[..., Any], *args: Any, **kwargs: Any) -> None:

@@ -10,6 +10,7 @@ are read, so an oversized image is refused without reading it whole.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import stat
@@ -39,6 +40,11 @@ class ImageUriReader:
         if len(data) > max_bytes:
             raise ImageRejected("too_large", f"{uri} is over the {max_bytes}-byte limit")
         return data
+
+    async def read_off_loop(self, uri: str, max_bytes: int) -> bytes:
+        """:meth:`read` in a thread: I/O that may be slow stays off an event loop that heartbeats for a consumer
+        group (the worker's and the joiner's)."""
+        return await asyncio.to_thread(self.read, uri, max_bytes)
 
     def _read_local(self, path: Path, max_bytes: int) -> bytes:
         root = next(folder for folder in self.policy.folders if path.is_relative_to(folder))

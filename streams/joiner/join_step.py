@@ -253,8 +253,8 @@ class Joiner:
             event = decode_image_event(record)
             if event.event_id != j.event_id:
                 raise FeedbackRejected("image_unavailable", f"{where} holds event {event.event_id}, not {j.event_id}")
-            image = event.image or await asyncio.to_thread(  # I/O off the loop: it heartbeats for the group
-                self.uris.read, event.image_uri or "", self.settings.streams.max_image_bytes
+            image = event.image or await self.uris.read_off_loop(
+                event.image_uri or "", self.settings.streams.max_image_bytes
             )
         except PoisonError as exc:  # whatever is wrong with the image, the example cannot be logged without it
             return Reject(j.event_id, FeedbackRejected("image_unavailable", str(exc)), j.origin, j.original)

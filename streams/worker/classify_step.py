@@ -136,7 +136,7 @@ class Classifier:
             event: ImageEvent | None = None
             try:
                 event = decode_image_event(raw)
-                data = event.image or await self._read_uri(event.image_uri or "")
+                data = event.image or await self.uris.read_off_loop(event.image_uri or "", self.limits.max_bytes)
                 image = decode_image(data, event.content_type, self.limits)
                 good.append(Decoded(raw, event, to_model_input(image, spec), received_at))
             except PoisonError as exc:
@@ -145,9 +145,6 @@ class Classifier:
                 log.exception("unexpected error decoding %s[%d]@%d", raw.topic, raw.partition, raw.offset)
                 dead.append(self._dead_letter(raw, event, UnexpectedInputError(f"{type(exc).__name__}: {exc}")))
         return good, dead
-
-    async def _read_uri(self, uri: str) -> bytes:
-        return await asyncio.to_thread(self.uris.read, uri, self.limits.max_bytes)
 
     def _dead_letter(self, raw: Record, event: ImageEvent | None, error: PoisonError) -> DeadLetter:
         event_id = event.event_id if event is not None else _key_text(raw.key)
